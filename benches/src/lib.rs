@@ -1,0 +1,1 @@
+//! zai-benches: shared helpers for the criterion benches.

@@ -1,0 +1,1 @@
+//! zai-e2e: the test harness.

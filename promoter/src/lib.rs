@@ -1,0 +1,1 @@
+//! zai-promoter: the canary promotion checklist as an engine.

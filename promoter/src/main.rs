@@ -1,0 +1,2 @@
+//! The `zai-promoter` binary.
+fn main() {}

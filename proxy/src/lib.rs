@@ -1,0 +1,1 @@
+//! zai-proxy: a reverse proxy in front of Z.AI's GLM API.

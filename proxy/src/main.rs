@@ -1,0 +1,2 @@
+//! The `zai-proxy` binary.
+fn main() {}
