@@ -1,1 +1,18 @@
 //! zai-promoter: the canary promotion checklist as an engine.
+//!
+//! IO lives at the edges: a [`platform::Platform`] (Kubernetes here; local processes and Docker
+//! in the e2e crate) and a [`signals::SignalSource`] (Prometheus or embedded scraping). The
+//! engine decides with pure functions of (config, history, snapshot) and takes its time from an
+//! injectable [`clock::Clock`].
+
+pub mod clock;
+pub mod error;
+pub mod platform;
+pub mod signals;
+pub mod workers;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::{Error, Result};
+pub use platform::{HttpReply, LogLine, Platform, PodInfo, RolloutStatus, Variant};
+pub use signals::{Alert, AlertState, Measurement, Reading, Signal, SignalQuery, SignalSource};
+pub use workers::{SharedWorkerStats, WorkerSignals, WorkerStats};
