@@ -1,0 +1,394 @@
+//! The forward handler: every path that is not one of the proxy's own routes.
+//!
+//! Order: capacity (503) → early 413 on `Content-Length` → rate-limit admission → read the
+//! body (413 over `MAX_REQUEST_BODY_BYTES`) → minimal parse (model, stream) → [hook 1: input
+//! token estimate] → [hook 2: the upstream call, `upstream::send`, wrapped by retries] →
+//! [hook 3: relay through taps]. Bodies are never copied or re-serialised.
+
+pub mod headers;
+pub mod relay;
+pub mod upstream;
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::response::Response;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde::Deserialize;
+
+use crate::capacity::CapacityPermit;
+use crate::ratelimit::SourceBucket;
+use crate::routes::{self, Route, WireFormat};
+use crate::state::AppState;
+use crate::wire::Fault;
+use relay::{RelayBody, RelayEnd, ResponseTap};
+use upstream::UpstreamError;
+
+/// What the proxy knows about a request once its body is read.
+#[derive(Debug, Clone)]
+pub struct RequestParts {
+    /// Client's method.
+    pub method: Method,
+    /// Client's URI (path and query are appended to `ZAI_TARGET_URL`).
+    pub uri: Uri,
+    /// Client's headers, untouched (filtered when the upstream request is built).
+    pub headers: HeaderMap,
+    /// Wire format, kind and bounded `path` label.
+    pub route: Route,
+    /// Bounded `model` label (known model, `other`, or `TOKENIZER_MODEL` if none given).
+    pub model_label: Arc<str>,
+    /// The request asked for a stream (`"stream": true`).
+    pub stream: bool,
+    /// Source bucket of the TCP peer.
+    pub source: SourceBucket,
+    /// When the request arrived.
+    pub started: Instant,
+}
+
+impl RequestParts {
+    /// Bounded `method` label.
+    pub fn method_label(&self) -> &'static str {
+        method_label(&self.method)
+    }
+}
+
+/// Bounded `method` label: the standard methods, else `OTHER`.
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "OTHER",
+    }
+}
+
+/// The fields the proxy reads from a JSON request body; everything else is skipped.
+#[derive(Deserialize)]
+struct Peek<'a> {
+    #[serde(borrow, default)]
+    model: Option<Cow<'a, str>>,
+    #[serde(default)]
+    stream: Option<bool>,
+}
+
+/// `(model, stream)` of an Anthropic/OpenAI JSON body; `(None, false)` if it does not parse.
+pub fn peek_request(format: WireFormat, body: &[u8]) -> (Option<Cow<'_, str>>, bool) {
+    if format == WireFormat::Other || body.is_empty() {
+        return (None, false);
+    }
+    match serde_json::from_slice::<Peek<'_>>(body) {
+        Ok(p) => (p.model, p.stream.unwrap_or(false)),
+        Err(_) => (None, false),
+    }
+}
+
+/// What a finished request records (metrics + the per-request log line).
+struct Outcome<'a> {
+    method: &'static str,
+    route: &'static str,
+    status: StatusCode,
+    started: Instant,
+    response_bytes: Option<u64>,
+    end: &'a str,
+}
+
+fn record(state: &AppState, o: &Outcome<'_>, observe_duration: bool) {
+    let variant = state.variant();
+    let status = o.status.as_str();
+    let labels = [o.method, o.route, status, variant];
+    let m = &state.metrics;
+    m.requests_total.with_label_values(&labels).inc();
+    let elapsed = o.started.elapsed();
+    if observe_duration {
+        m.request_duration_seconds
+            .with_label_values(&labels)
+            .observe(elapsed.as_secs_f64());
+    }
+    if let Some(bytes) = o.response_bytes {
+        // Byte counts fit f64 exactly up to 2^53.
+        #[allow(clippy::cast_precision_loss)]
+        m.response_size_bytes
+            .with_label_values(&labels)
+            .observe(bytes as f64);
+    }
+    tracing::info!(
+        method = o.method,
+        route = o.route,
+        status = o.status.as_u16(),
+        duration_ms = elapsed.as_secs_f64() * 1000.0,
+        variant,
+        outcome = o.end,
+        "request"
+    );
+}
+
+/// Records and answers an error made by the proxy itself.
+fn fail(
+    state: &AppState,
+    method: &'static str,
+    route: Route,
+    started: Instant,
+    fault: Fault,
+    message: &str,
+) -> Response {
+    record(
+        state,
+        &Outcome {
+            method,
+            route: route.label,
+            status: fault.status(),
+            started,
+            response_bytes: None,
+            end: "proxy_error",
+        },
+        fault != Fault::AtCapacity,
+    );
+    let mut response = fault.response(route.format, message);
+    if matches!(fault, Fault::AtCapacity) {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
+}
+
+/// The core tap: response size, `requests_total`, duration, the log line; releases the
+/// capacity slot when the body is done.
+struct RequestRecord {
+    state: Arc<AppState>,
+    method: &'static str,
+    route: &'static str,
+    status: StatusCode,
+    started: Instant,
+    bytes: u64,
+    _permit: CapacityPermit,
+}
+
+impl ResponseTap for RequestRecord {
+    fn on_chunk(&mut self, chunk: &Bytes) {
+        self.bytes += chunk.len() as u64;
+    }
+
+    fn on_end(self: Box<Self>, end: RelayEnd) {
+        let end = match end {
+            RelayEnd::Complete => "complete",
+            RelayEnd::ClientGone => {
+                self.state.count_upstream_error("write_error");
+                "client_gone"
+            }
+            RelayEnd::UpstreamError => {
+                self.state.count_upstream_error("read_error");
+                "upstream_error"
+            }
+        };
+        record(
+            &self.state,
+            &Outcome {
+                method: self.method,
+                route: self.route,
+                status: self.status,
+                started: self.started,
+                response_bytes: Some(self.bytes),
+                end,
+            },
+            true,
+        );
+    }
+}
+
+/// Reads the whole request body, at most `limit` bytes (single-chunk bodies are not copied).
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, Fault> {
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(Fault::BodyTooLarge),
+        Err(_) => Err(Fault::BadRequest),
+    }
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+/// The fallback handler: forwards the request upstream and relays the answer.
+pub async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let started = Instant::now();
+    let (head, body) = request.into_parts();
+    let route = routes::classify(head.uri.path());
+    let method = method_label(&head.method);
+    let source = head
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or_else(
+            || SourceBucket::from_host(b""),
+            |ci| SourceBucket::from_ip(ci.0.ip()),
+        );
+
+    let Some(permit) = state.capacity.try_acquire() else {
+        tracing::warn!(
+            "Max workers exceeded: {}/{}",
+            state.capacity.in_flight() + 1,
+            state.capacity.max()
+        );
+        state
+            .metrics
+            .rate_limit_rejections_total
+            .with_label_values(&[state.variant(), source.label()])
+            .inc();
+        return fail(
+            &state,
+            method,
+            route,
+            started,
+            Fault::AtCapacity,
+            "Service at capacity: too many requests in flight; retry shortly",
+        );
+    };
+
+    let limit = state.config.max_request_body_bytes;
+    let too_large = || format!("Request body exceeds the limit of {limit} bytes");
+    if content_length(&head.headers).is_some_and(|n| n > limit as u64) {
+        return fail(
+            &state,
+            method,
+            route,
+            started,
+            Fault::BodyTooLarge,
+            &too_large(),
+        );
+    }
+
+    let _admission = state.limiter.admit(source).await;
+
+    let body = match read_body(body, limit).await {
+        Ok(body) => body,
+        Err(Fault::BodyTooLarge) => {
+            return fail(
+                &state,
+                method,
+                route,
+                started,
+                Fault::BodyTooLarge,
+                &too_large(),
+            );
+        }
+        Err(fault) => {
+            return fail(
+                &state,
+                method,
+                route,
+                started,
+                fault,
+                "Could not read the request body",
+            );
+        }
+    };
+    if !body.is_empty() {
+        #[allow(clippy::cast_precision_loss)]
+        state
+            .metrics
+            .request_size_bytes
+            .with_label_values(&[method, route.label, state.variant()])
+            .observe(body.len() as f64);
+    }
+
+    let (model, stream) = peek_request(route.format, &body);
+    let parts = RequestParts {
+        model_label: state.model_label(model.as_deref()),
+        stream,
+        method: head.method,
+        uri: head.uri,
+        headers: head.headers,
+        route,
+        source,
+        started,
+    };
+    drop(model);
+
+    // Hook 1 (TOKENS): estimate input tokens from `body` here; the estimate becomes the
+    // `X-Token-Input` response header below and seeds the usage tap. LOCAL_COUNT_TOKENS may
+    // answer count_tokens requests here without calling upstream.
+
+    // Hook 2 (POLICIES): retries wrap this one call (forward/retry.rs).
+    let response = match upstream::send(&state, &parts, body).await {
+        Ok(response) => response,
+        Err(e) => {
+            tracing::warn!("Upstream error: {e}");
+            let (fault, message) = match e {
+                UpstreamError::Timeout(limit) => (
+                    Fault::UpstreamTimeout,
+                    format!(
+                        "Upstream did not respond within {}",
+                        humantime::format_duration(limit)
+                    ),
+                ),
+                UpstreamError::Unreachable(_) => (
+                    Fault::UpstreamUnreachable,
+                    "Upstream unreachable".to_owned(),
+                ),
+                UpstreamError::Request(_) => (
+                    Fault::UpstreamUnreachable,
+                    "Could not build the upstream request".to_owned(),
+                ),
+            };
+            return fail(&state, method, route, started, fault, &message);
+        }
+    };
+    if response.status().is_success() {
+        state.limiter.record_success();
+    }
+
+    // Hook 3: relay through taps (TOKENS pushes its usage tap after the core one).
+    let (mut head, incoming) = response.into_parts();
+    headers::strip_response_hop_by_hop(&mut head.headers);
+    let taps: Vec<Box<dyn ResponseTap>> = vec![Box::new(RequestRecord {
+        method,
+        route: route.label,
+        status: head.status,
+        started,
+        bytes: 0,
+        _permit: permit,
+        state: Arc::clone(&state),
+    })];
+    let relay = RelayBody::new(incoming, taps, state.config.upstream_timeout);
+    Response::from_parts(head, Body::new(relay))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peek_reads_model_and_stream_only() {
+        let body =
+            br#"{"model":"glm-4.6","messages":[{"role":"user","content":"hi"}],"stream":true}"#;
+        let (model, stream) = peek_request(WireFormat::Anthropic, body);
+        assert_eq!(model.as_deref(), Some("glm-4.6"));
+        assert!(stream);
+        let (model, stream) = peek_request(WireFormat::OpenAi, b"not json");
+        assert_eq!((model, stream), (None, false));
+        let (model, _) = peek_request(WireFormat::Other, br#"{"model":"x"}"#);
+        assert_eq!(model, None);
+    }
+
+    #[test]
+    fn methods_are_bounded() {
+        assert_eq!(method_label(&Method::POST), "POST");
+        let odd = Method::from_bytes(b"PURGE").expect("method");
+        assert_eq!(method_label(&odd), "OTHER");
+    }
+}

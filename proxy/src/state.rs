@@ -1,0 +1,136 @@
+//! `AppState`: everything a request needs, built once and shared as `Arc<AppState>`.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::capacity::Capacity;
+use crate::config::Config;
+use crate::error::ProxyError;
+use crate::forward::headers::CredentialValues;
+use crate::forward::upstream::{self, UpstreamClient};
+use crate::health::Readiness;
+use crate::metrics::Metrics;
+use crate::quota::QuotaStatus;
+use crate::ratelimit::Limiter;
+use crate::routes;
+
+/// Label value for models that are not in `KNOWN_MODELS`.
+pub const OTHER_MODEL: &str = "other";
+
+/// Shared state of one proxy.
+#[derive(Debug)]
+pub struct AppState {
+    /// The validated configuration.
+    pub config: Config,
+    /// Every metric family (own registry).
+    pub metrics: Arc<Metrics>,
+    /// Pooled upstream client.
+    pub upstream: UpstreamClient,
+    /// The credential header values (sensitive).
+    pub credentials: CredentialValues,
+    /// Adaptive rate limiter (admission).
+    pub limiter: Arc<Limiter>,
+    /// MAX_WORKERS guard.
+    pub capacity: Arc<Capacity>,
+    /// Readiness (`/readyz`).
+    pub readiness: Readiness,
+    /// Last known quota state (`/health`).
+    pub quota: Arc<QuotaStatus>,
+    /// Cancelled when the proxy shuts down (background tasks stop).
+    pub shutdown: CancellationToken,
+    // TOKENS: `pub tokens: Option<Arc<crate::tokens::TokenCounter>>` goes here once
+    // tokens/mod.rs exists (loaded during start-up work, see `server::startup_work`).
+    model_labels: Vec<Arc<str>>,
+    other_model: Arc<str>,
+    default_model: Arc<str>,
+}
+
+impl AppState {
+    /// Builds the state. Logs start-up lines 1, 2 and 4 of the original (variant, build info,
+    /// max workers); the limiter logs its own lines.
+    pub fn new(config: Config) -> Result<Arc<Self>, ProxyError> {
+        let variant = config.variant.clone();
+        if variant != "production" {
+            tracing::info!("Deployment variant: {variant}");
+        }
+        let b = &config.build;
+        tracing::info!(
+            "Build info: version={}, variant={variant}, commit={}, build_time={}",
+            b.version,
+            b.commit,
+            b.build_time
+        );
+        tracing::info!("Starting zai-proxy with DEPLOYMENT_VARIANT={variant}");
+
+        let metrics = Arc::new(Metrics::new(
+            &variant,
+            &config.build,
+            config.max_workers,
+            &routes::chat_routes(),
+            &config.tokenizer_model,
+        )?);
+        // TOKENS: the "Token counting enabled (...)" / "disabled" line belongs here (order).
+        tracing::info!("Max workers: {}", config.max_workers);
+        let limiter = Arc::new(Limiter::new(
+            &config.rate_limit,
+            Arc::clone(&metrics),
+            &variant,
+        ));
+        let quota = Arc::new(QuotaStatus::new(
+            &config.quota,
+            Arc::clone(&metrics),
+            &variant,
+        ));
+        let capacity = Arc::new(Capacity::new(config.max_workers, &metrics, &variant));
+        let credentials = upstream::credentials(&config.api_key)?;
+        let model_labels = config
+            .known_models
+            .iter()
+            .map(|m| Arc::<str>::from(m.as_str()))
+            .collect();
+        // TOKENIZER_MODEL is configuration (bounded), so it keeps its own label even when
+        // it is not in KNOWN_MODELS.
+        let default_model = Arc::from(config.tokenizer_model.as_str());
+        Ok(Arc::new(Self {
+            upstream: upstream::build_client()?,
+            credentials,
+            limiter,
+            capacity,
+            readiness: Readiness::default(),
+            quota,
+            shutdown: CancellationToken::new(),
+            model_labels,
+            other_model: Arc::from(OTHER_MODEL),
+            default_model,
+            metrics,
+            config,
+        }))
+    }
+
+    /// The `variant` label value.
+    pub fn variant(&self) -> &str {
+        &self.config.variant
+    }
+
+    /// The bounded `model` label of a request's `model` field: a known model, `other`, or
+    /// `TOKENIZER_MODEL` when the request names none.
+    pub fn model_label(&self, requested: Option<&str>) -> Arc<str> {
+        match requested {
+            None | Some("") => Arc::clone(&self.default_model),
+            Some(model) => self
+                .model_labels
+                .iter()
+                .find(|known| &***known == model)
+                .map_or_else(|| Arc::clone(&self.other_model), Arc::clone),
+        }
+    }
+
+    /// `zai_proxy_upstream_errors_total{error_type}` += 1.
+    pub fn count_upstream_error(&self, error_type: &str) {
+        self.metrics
+            .upstream_errors_total
+            .with_label_values(&[error_type, self.variant()])
+            .inc();
+    }
+}
