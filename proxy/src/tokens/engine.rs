@@ -1,0 +1,318 @@
+//! Exact token counting: the encodings, the engines behind them, and the guard that picks
+//! an engine per text.
+//!
+//! Two engines, both exact (their counts equal `tiktoken-rs`'s `encode_ordinary(..).len()`,
+//! which the tests check on a corpus and by property tests):
+//!
+//! * the `tiktoken` crate (4.x): hand-written pre-tokenizer scanners and a piece cache, very
+//!   fast on ordinary text, but its BPE merge is superlinear in the length of one piece;
+//! * `bpe-openai` (cl100k_base and o200k_base only): slower on ordinary text, linear on long
+//!   pieces (one piece = one regex match, e.g. a megabyte of `a` or of spaces).
+//!
+//! [`has_long_run`] is a cheap byte scan that decides which engine counts a text: any run of
+//! [`LONG_RUN_BYTES`] or more bytes of the same character class (letters, whitespace,
+//! punctuation) could become one long piece, so such texts go to the linear engine. The
+//! choice only changes speed, never the count. `glm4` has no linear engine (GLM's vocabulary
+//! is not a valid `bpe` dictionary: some of its tokens cannot be built by merges), so it
+//! always uses the `tiktoken` crate; see docs/TOKEN_COUNTING.md.
+
+use std::fmt;
+
+/// Runs of this many bytes of one character class send a text to the linear engine.
+/// Chosen by measurement (docs/TOKEN_COUNTING.md): below it the `tiktoken` crate is faster.
+pub const LONG_RUN_BYTES: usize = 256;
+
+/// A tokenizer vocabulary (`TOKENIZER_ENCODING`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Encoding {
+    /// OpenAI cl100k_base (the original's encoding; the default).
+    Cl100kBase,
+    /// OpenAI o200k_base.
+    O200kBase,
+    /// GLM-4.5/4.6/4.7's own vocabulary, as shipped by the `tiktoken` crate (`glm4`,
+    /// converted from the Hugging Face `zai-org/GLM-4.5` tokenizer).
+    Glm4,
+}
+
+impl Encoding {
+    /// Every encoding, in documentation order.
+    pub const ALL: [Encoding; 3] = [Encoding::Cl100kBase, Encoding::O200kBase, Encoding::Glm4];
+
+    /// The name used by `TOKENIZER_ENCODING` and in logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Encoding::Cl100kBase => "cl100k_base",
+            Encoding::O200kBase => "o200k_base",
+            Encoding::Glm4 => "glm4",
+        }
+    }
+
+    /// Parses a `TOKENIZER_ENCODING` value (case-insensitive, surrounding spaces ignored).
+    pub fn from_name(raw: &str) -> Option<Self> {
+        let name = raw.trim().to_ascii_lowercase();
+        Encoding::ALL.into_iter().find(|e| e.name() == name)
+    }
+
+    /// Number of mergeable ranks the vocabulary must have (special tokens excluded); checked
+    /// when the vocabulary is loaded.
+    pub fn expected_ranks(self) -> usize {
+        match self {
+            Encoding::Cl100kBase => 100_256,
+            Encoding::O200kBase => 199_998,
+            // GLM-4's tokenizer: `<|endoftext|>` is id 151329, right after the ranks.
+            Encoding::Glm4 => 151_329,
+        }
+    }
+}
+
+impl fmt::Display for Encoding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why a vocabulary could not be loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoadProblem {
+    /// The `tiktoken` crate was built without this vocabulary.
+    Missing(Encoding),
+    /// The vocabulary has an unexpected number of ranks.
+    WrongSize {
+        /// The encoding.
+        encoding: Encoding,
+        /// Ranks expected.
+        expected: usize,
+        /// Ranks found.
+        found: usize,
+    },
+}
+
+impl fmt::Display for LoadProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LoadProblem::Missing(e) => write!(f, "the {e} vocabulary is not compiled in"),
+            LoadProblem::WrongSize {
+                encoding,
+                expected,
+                found,
+            } => write!(
+                f,
+                "the {encoding} vocabulary has {found} ranks, expected {expected}"
+            ),
+        }
+    }
+}
+
+/// Which engine counted a text (for benches and tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineKind {
+    /// The `tiktoken` crate (4.x).
+    Fast,
+    /// `bpe-openai` (linear on long pieces).
+    Linear,
+}
+
+/// An exact counter for one encoding: the fast engine plus, where one exists, the linear
+/// engine for texts with long runs. Cheap to share (`&'static` vocabularies inside).
+pub struct Engine {
+    encoding: Encoding,
+    fast: &'static tiktoken::CoreBpe,
+    linear: Option<&'static bpe_openai::Tokenizer>,
+}
+
+impl fmt::Debug for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Engine")
+            .field("encoding", &self.encoding)
+            .field("name", &self.name())
+            .finish()
+    }
+}
+
+impl Engine {
+    /// Loads (and warms up) the vocabularies. Takes a few hundred milliseconds: call it once
+    /// at start-up, before the proxy reports ready.
+    pub fn load(encoding: Encoding) -> Result<Self, LoadProblem> {
+        let fast = tiktoken::get_encoding(encoding.name()).ok_or(LoadProblem::Missing(encoding))?;
+        let found = fast.vocab_size();
+        if found != encoding.expected_ranks() {
+            return Err(LoadProblem::WrongSize {
+                encoding,
+                expected: encoding.expected_ranks(),
+                found,
+            });
+        }
+        let linear = match encoding {
+            Encoding::Cl100kBase => Some(bpe_openai::cl100k_base()),
+            Encoding::O200kBase => Some(bpe_openai::o200k_base()),
+            Encoding::Glm4 => None,
+        };
+        let engine = Self {
+            encoding,
+            fast,
+            linear,
+        };
+        // Both vocabularies are built lazily on first use; pay that now, not on a request.
+        let warm = "warm up: Hello, 世界! 🌍";
+        let _ = engine.fast.count(warm);
+        if let Some(linear) = engine.linear {
+            let _ = linear.count(warm);
+        }
+        Ok(engine)
+    }
+
+    /// The encoding.
+    pub fn encoding(&self) -> Encoding {
+        self.encoding
+    }
+
+    /// The engine name for logs and docs.
+    pub fn name(&self) -> &'static str {
+        match self.linear {
+            Some(_) => "tiktoken 4 + bpe-openai for long runs",
+            None => "tiktoken 4",
+        }
+    }
+
+    /// Which engine [`Engine::count`] uses for `text`.
+    pub fn engine_for(&self, text: &str) -> EngineKind {
+        match self.linear {
+            Some(_) if has_long_run(text.as_bytes()) => EngineKind::Linear,
+            _ => EngineKind::Fast,
+        }
+    }
+
+    /// Exact number of tokens of `text`, special-token markers counted as ordinary text.
+    pub fn count(&self, text: &str) -> usize {
+        match (self.engine_for(text), self.linear) {
+            (EngineKind::Linear, Some(linear)) => linear.count(text),
+            _ => self.fast.count(text),
+        }
+    }
+
+    /// Counts with one engine regardless of the guard (benches, tests). `None` when the
+    /// encoding has no such engine.
+    pub fn count_with(&self, kind: EngineKind, text: &str) -> Option<usize> {
+        match kind {
+            EngineKind::Fast => Some(self.fast.count(text)),
+            EngineKind::Linear => self.linear.map(|l| l.count(text)),
+        }
+    }
+}
+
+/// Character classes whose runs can form one long pre-tokenizer piece.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Letter,
+    Space,
+    Punct,
+    /// Digits: every encoding splits them into groups of at most three.
+    Digit,
+}
+
+const fn ascii_class(b: u8) -> Class {
+    match b {
+        b'a'..=b'z' | b'A'..=b'Z' => Class::Letter,
+        b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c => Class::Space,
+        b'0'..=b'9' => Class::Digit,
+        _ => Class::Punct,
+    }
+}
+
+fn char_class(c: char) -> Class {
+    if c.is_alphabetic() {
+        Class::Letter
+    } else if c.is_whitespace() {
+        Class::Space
+    } else if c.is_numeric() {
+        Class::Digit
+    } else {
+        Class::Punct
+    }
+}
+
+/// True when `text` has a run of at least [`LONG_RUN_BYTES`] bytes of one character class
+/// (digits excepted). A routing heuristic only: both engines count exactly.
+pub fn has_long_run(text: &[u8]) -> bool {
+    if text.len() < LONG_RUN_BYTES {
+        return false;
+    }
+    let mut run_class = Class::Digit;
+    let mut run_start = 0usize;
+    let mut i = 0usize;
+    while i < text.len() {
+        let b = text[i];
+        let (class, width) = if b < 0x80 {
+            (ascii_class(b), 1)
+        } else {
+            let width = utf8_width(b);
+            let end = (i + width).min(text.len());
+            let c = std::str::from_utf8(&text[i..end])
+                .ok()
+                .and_then(|s| s.chars().next())
+                .unwrap_or('\u{FFFD}');
+            (char_class(c), width.max(1))
+        };
+        if class != run_class {
+            run_class = class;
+            run_start = i;
+        } else if class != Class::Digit && i + width - run_start >= LONG_RUN_BYTES {
+            return true;
+        }
+        i += width;
+    }
+    false
+}
+
+fn utf8_width(first: u8) -> usize {
+    match first {
+        0xC0..=0xDF => 2,
+        0xE0..=0xEF => 3,
+        0xF0..=0xF7 => 4,
+        _ => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for e in Encoding::ALL {
+            assert_eq!(Encoding::from_name(e.name()), Some(e));
+        }
+        assert_eq!(
+            Encoding::from_name(" CL100K_BASE "),
+            Some(Encoding::Cl100kBase)
+        );
+        assert_eq!(Encoding::from_name("p50k_base"), None);
+    }
+
+    #[test]
+    fn long_runs_are_detected_per_class() {
+        assert!(!has_long_run(b"hello world"));
+        assert!(has_long_run("a".repeat(LONG_RUN_BYTES).as_bytes()));
+        assert!(!has_long_run("a".repeat(LONG_RUN_BYTES - 1).as_bytes()));
+        assert!(has_long_run(" ".repeat(LONG_RUN_BYTES).as_bytes()));
+        assert!(has_long_run("-".repeat(LONG_RUN_BYTES).as_bytes()));
+        assert!(has_long_run("你".repeat(LONG_RUN_BYTES / 3 + 1).as_bytes()));
+        assert!(!has_long_run("1".repeat(4 * LONG_RUN_BYTES).as_bytes()));
+        let words = "word ".repeat(LONG_RUN_BYTES);
+        assert!(!has_long_run(words.as_bytes()));
+    }
+
+    #[test]
+    fn engines_agree_and_guard_routes() {
+        let engine = Engine::load(Encoding::Cl100kBase).expect("cl100k_base is compiled in");
+        let long = "a".repeat(10_000);
+        assert_eq!(engine.engine_for(&long), EngineKind::Linear);
+        assert_eq!(engine.engine_for("Hello, world!"), EngineKind::Fast);
+        assert_eq!(
+            engine.count_with(EngineKind::Fast, &long),
+            engine.count_with(EngineKind::Linear, &long)
+        );
+        assert_eq!(engine.count("Hello"), 1);
+        assert_eq!(engine.count(""), 0);
+    }
+}

@@ -1,0 +1,175 @@
+//! Token counting: exact local counts, upstream usage extraction, and the local estimates
+//! used when upstream says nothing.
+//!
+//! * [`engine`]: the encodings (`cl100k_base`, `o200k_base`, `glm4`) and the exact engines
+//!   (the `tiktoken` crate, with `bpe-openai` for texts with long runs).
+//! * [`input`]: which parts of a request body the model reads.
+//! * [`sse`]: an incremental, bounded SSE reader.
+//! * [`usage`]: usage from response bodies and streams, and the output estimate.
+//! * [`pricing`]: pricing tier and estimated cost.
+//!
+//! [`TokenCounter`] is what the proxy holds (`AppState::tokens`): it is loaded once at
+//! start-up and shared read-only.
+
+pub mod engine;
+pub mod input;
+pub mod pricing;
+pub mod sse;
+pub mod usage;
+
+pub use engine::{Encoding, Engine, EngineKind, LoadProblem};
+pub use usage::{ApiUsage, StreamUsage, Usage, UsageReport, UsageSource};
+
+/// Bodies larger than this are counted on the blocking pool rather than on the async
+/// runtime (the count of 64 KiB takes well under a millisecond; larger ones may not).
+pub const BLOCKING_THRESHOLD_BYTES: usize = 64 * 1024;
+
+/// How an input estimate was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputMethod {
+    /// Exact count of every text the model reads.
+    Counted,
+    /// The body is larger than `TOKEN_COUNT_MAX_BYTES`: bytes ÷ 4.
+    OverLimit,
+    /// The body is not a JSON object: 0.
+    Unparseable,
+}
+
+/// The local input estimate of one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InputEstimate {
+    /// Tokens.
+    pub tokens: u64,
+    /// How they were obtained.
+    pub method: InputMethod,
+}
+
+/// The proxy's token counter: one encoding, its engines, and the byte budget.
+#[derive(Debug)]
+pub struct TokenCounter {
+    engine: Engine,
+    max_bytes: usize,
+}
+
+impl TokenCounter {
+    /// Loads `encoding` (a few hundred milliseconds: call it before reporting ready).
+    /// Bodies above `max_bytes` are estimated as bytes ÷ 4 instead of counted.
+    pub fn load(encoding: Encoding, max_bytes: usize) -> Result<Self, LoadProblem> {
+        Ok(Self {
+            engine: Engine::load(encoding)?,
+            max_bytes,
+        })
+    }
+
+    /// The engine (for the start-up log line and benches).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The encoding.
+    pub fn encoding(&self) -> Encoding {
+        self.engine.encoding()
+    }
+
+    /// `TOKEN_COUNT_MAX_BYTES`.
+    pub fn max_bytes(&self) -> usize {
+        self.max_bytes
+    }
+
+    /// Exact token count of `text`.
+    pub fn count(&self, text: &str) -> usize {
+        self.engine.count(text)
+    }
+
+    /// True when counting `body` should go to the blocking pool.
+    pub fn should_block(&self, body_len: usize) -> bool {
+        body_len > BLOCKING_THRESHOLD_BYTES
+    }
+
+    /// The local input estimate of a request body (either wire format): the sum of the
+    /// exact counts of every text the model reads ([`input`]). No per-message framing.
+    /// CPU-bound: call on the blocking pool when [`TokenCounter::should_block`] says so.
+    pub fn input_tokens(&self, body: &[u8]) -> InputEstimate {
+        if body.len() > self.max_bytes {
+            let tokens = (body.len() / 4) as u64;
+            tracing::info!(
+                "Token counting skipped for a {}-byte body (TOKEN_COUNT_MAX_BYTES={}); estimating input={} as bytes/4",
+                body.len(),
+                self.max_bytes,
+                tokens
+            );
+            return InputEstimate {
+                tokens,
+                method: InputMethod::OverLimit,
+            };
+        }
+        if body.is_empty() {
+            return InputEstimate {
+                tokens: 0,
+                method: InputMethod::Unparseable,
+            };
+        }
+        let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+            return InputEstimate {
+                tokens: 0,
+                method: InputMethod::Unparseable,
+            };
+        };
+        let mut tokens = 0u64;
+        let parsed =
+            input::visit_input_texts(&value, &mut |text| tokens += self.engine.count(text) as u64);
+        InputEstimate {
+            tokens,
+            method: if parsed {
+                InputMethod::Counted
+            } else {
+                InputMethod::Unparseable
+            },
+        }
+    }
+
+    /// The body of a local `count_tokens` answer: `{"input_tokens":N}` with N the same
+    /// count as [`TokenCounter::input_tokens`].
+    pub fn count_tokens_body(estimate: InputEstimate) -> String {
+        format!("{{\"input_tokens\":{}}}", estimate.tokens)
+    }
+
+    /// Usage of a complete (non-streaming) response body.
+    pub fn body_usage(&self, body: &[u8], input_estimate: Option<u64>) -> UsageReport {
+        usage::body_usage(body, &self.engine, input_estimate)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_tokens_counts_each_text_and_estimates_over_the_limit() {
+        let counter = TokenCounter::load(Encoding::Cl100kBase, 200).expect("loads");
+        let body = br#"{"model":"m","messages":[{"role":"user","content":"Hi"},{"role":"assistant","content":"Hello there"}]}"#;
+        assert_eq!(
+            counter.input_tokens(body),
+            InputEstimate {
+                tokens: 3,
+                method: InputMethod::Counted
+            }
+        );
+        assert_eq!(
+            counter.input_tokens(b"{invalid json}").method,
+            InputMethod::Unparseable
+        );
+        let big = vec![b' '; 400];
+        assert_eq!(
+            counter.input_tokens(&big),
+            InputEstimate {
+                tokens: 100,
+                method: InputMethod::OverLimit
+            }
+        );
+        assert_eq!(
+            TokenCounter::count_tokens_body(counter.input_tokens(body)),
+            r#"{"input_tokens":3}"#
+        );
+    }
+}

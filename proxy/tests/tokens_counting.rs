@@ -1,0 +1,274 @@
+//! Exact counting: both engines equal `tiktoken-rs`'s `encode_ordinary(..).len()` (the
+//! reference) on a corpus and on random inputs, and the original's golden ranges hold.
+
+use proptest::prelude::*;
+use zai_proxy::tokens::{Encoding, Engine, EngineKind, InputMethod, TokenCounter};
+
+fn engine(encoding: Encoding) -> Engine {
+    Engine::load(encoding).expect("vocabulary compiled in")
+}
+
+fn reference(encoding: Encoding) -> &'static tiktoken_rs::CoreBPE {
+    match encoding {
+        Encoding::Cl100kBase => tiktoken_rs::cl100k_base_singleton(),
+        Encoding::O200kBase => tiktoken_rs::o200k_base_singleton(),
+        Encoding::Glm4 => unreachable!("tiktoken-rs has no glm4"),
+    }
+}
+
+/// Checks every engine of `encoding` (not only the one the guard picks) against tiktoken-rs.
+fn assert_exact(encoding: Encoding, e: &Engine, text: &str) {
+    let expected = reference(encoding).encode_ordinary(text).len();
+    assert_eq!(
+        e.count(text),
+        expected,
+        "{encoding} guard-routed count of {text:?}"
+    );
+    for kind in [EngineKind::Fast, EngineKind::Linear] {
+        if let Some(n) = e.count_with(kind, text) {
+            assert_eq!(n, expected, "{encoding} {kind:?} count of {text:?}");
+        }
+    }
+}
+
+fn corpus() -> Vec<String> {
+    let mut texts: Vec<String> = [
+        "",
+        "Hello",
+        "Hello, world!",
+        "The quick brown fox jumps over the lazy dog.",
+        "def hello_world():\n    print('Hello, world!')\n",
+        "Hello 世界! 🌍",
+        "你好，今天天气怎么样？",
+        "{\"name\": \"test\", \"value\": 123}",
+        "<|endoftext|> is ordinary text here <|fim_prefix|>",
+        "   leading and trailing   \n\n\t\r\n",
+        "I'm, you're, they'll, we'd, it's — don't",
+        "Ünïcödé ñ ß Œ ﬁ ǅ 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 \u{200d}\u{fe0f} 👨‍👩‍👧‍👦",
+        "12345678901234567890 3.14159 1e-10 0xDEADBEEF",
+        "fn main() { let x: Vec<u8> = vec![1, 2, 3]; println!(\"{x:?}\"); }",
+        "SELECT * FROM users WHERE id = 42; -- comment",
+        "日本語のテキストとカタカナ、ひらがな。한국어 텍스트.",
+        "Привет, мир! Ελληνικά. עברית. العربية.",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for (c, n) in [
+        ('a', 5000),
+        (' ', 5000),
+        ('\n', 3000),
+        ('-', 3000),
+        ('你', 2000),
+        ('1', 1000),
+        ('é', 2000),
+        ('\t', 1000),
+    ] {
+        texts.push(std::iter::repeat_n(c, n).collect());
+    }
+    texts.push(format!("x{}y", " ".repeat(1000)));
+    texts.push(format!("{}\n{}", "=".repeat(700), "word ".repeat(200)));
+    texts.push("ab".repeat(2000));
+    texts.push(" \n".repeat(800));
+    texts
+}
+
+#[test]
+fn corpus_counts_equal_tiktoken_rs() {
+    for encoding in [Encoding::Cl100kBase, Encoding::O200kBase] {
+        let e = engine(encoding);
+        for text in corpus() {
+            assert_exact(encoding, &e, &text);
+        }
+    }
+}
+
+#[test]
+fn vocabularies_have_the_expected_sizes_and_glm4_is_its_own() {
+    for encoding in Encoding::ALL {
+        let e = engine(encoding);
+        assert_eq!(e.encoding(), encoding);
+    }
+    let glm = engine(Encoding::Glm4);
+    let cl = engine(Encoding::Cl100kBase);
+    // GLM's vocabulary is not cl100k's: Chinese needs fewer GLM tokens.
+    let chinese = "今天天气很好，我们一起去公园散步吧。人工智能正在改变世界。";
+    assert!(
+        glm.count(chinese) < cl.count(chinese),
+        "{} vs {}",
+        glm.count(chinese),
+        cl.count(chinese)
+    );
+    assert_eq!(glm.count("Hello"), 1);
+    assert_eq!(glm.count(""), 0);
+    // Only the fast engine exists for glm4; it still handles long runs.
+    assert_eq!(glm.count_with(EngineKind::Linear, "x"), None);
+    assert!(glm.count(&"a".repeat(20_000)) > 0);
+}
+
+/// The original's golden ranges (reference §8.2, `golden_test_data.json`), cl100k_base.
+#[test]
+fn golden_ranges_of_the_original() {
+    let counter = TokenCounter::load(Encoding::Cl100kBase, 8 << 20).expect("loads");
+    let basic: &[(&str, usize, usize)] = &[
+        ("", 0, 0),
+        ("Hello", 1, 1),
+        ("Hello, world!", 3, 5),
+        ("Hello, how are you?", 5, 8),
+        ("The quick brown fox jumps over the lazy dog.", 9, 12),
+        ("def hello_world():\n    print('Hello, world!')", 10, 18),
+        ("Hello 世界! 🌍", 5, 12),
+        ("你好，今天天气怎么样？", 5, 15),
+        ("{\"name\": \"test\", \"value\": 123}", 8, 15),
+    ];
+    for (text, lo, hi) in basic {
+        let n = counter.count(text);
+        assert!((*lo..=*hi).contains(&n), "{text:?}: {n} not in {lo}..={hi}");
+    }
+    let pangram = "The quick brown fox jumps over the lazy dog. ".repeat(10);
+    let n = counter.count(pangram.trim_end());
+    assert!((90..=120).contains(&n), "long paragraph: {n}");
+    for edge in [
+        "   \t  ",
+        "!@#$%^&*()_+-=[]{}|;':\",./<>?",
+        "\n\n\n",
+        "🎉🎊🎈🎁",
+        "Hello世界Привет",
+    ] {
+        let _ = counter.count(edge); // must not panic
+    }
+    assert!(counter.count(&"a".repeat(50_000)) > 0);
+
+    let requests: &[(&str, u64, u64)] = &[
+        (
+            r#"{"model":"glm-4","messages":[{"role":"user","content":"Hello"}]}"#,
+            1,
+            3,
+        ),
+        (
+            r#"{"model":"glm-4","messages":[{"role":"user","content":"Hi"},{"role":"assistant","content":"Hello there"}]}"#,
+            2,
+            6,
+        ),
+        (r#"{"model":"glm-4","messages":[]}"#, 0, 0),
+    ];
+    for (body, lo, hi) in requests {
+        let est = counter.input_tokens(body.as_bytes());
+        assert_eq!(est.method, InputMethod::Counted);
+        assert!((*lo..=*hi).contains(&est.tokens), "{body}: {}", est.tokens);
+    }
+    for malformed in [
+        &b"{\"model\": \"glm-4\""[..],
+        b"{invalid json}",
+        b"",
+        b"{\"messages\": [{\"role\"",
+    ] {
+        assert_eq!(counter.input_tokens(malformed).tokens, 0);
+    }
+
+    let streams: &[(&str, u64, u64)] = &[
+        (
+            "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hello\"}}\n\nevent: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\" world\"}}\n\n",
+            2,
+            4,
+        ),
+        (
+            "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\"}}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+            0,
+            0,
+        ),
+        (
+            "data: {\"type\":\"content_block_delta\",\"delta\":{\"type\":\"text_delta\",\"text\":\"你好\"}}\n\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"type\":\"text_delta\",\"text\":\"世界\"}}\n\n",
+            2,
+            8,
+        ),
+    ];
+    for (sse, lo, hi) in streams {
+        let mut stream = zai_proxy::tokens::StreamUsage::new();
+        stream.feed(sse.as_bytes(), counter.engine());
+        let report = stream.finish(counter.engine(), None);
+        assert!(
+            (*lo..=*hi).contains(&report.output_estimate),
+            "{sse}: {}",
+            report.output_estimate
+        );
+    }
+
+    let bodies: &[(&str, u64, u64)] = &[
+        (
+            r#"{"content":[{"type":"text","text":"Hello there"}]}"#,
+            2,
+            4,
+        ),
+        (
+            r#"{"content":[{"type":"text","text":"Hello"},{"type":"text","text":"How are you?"}]}"#,
+            3,
+            6,
+        ),
+        (r#"{"content":[]}"#, 0, 0),
+    ];
+    for (body, lo, hi) in bodies {
+        let report = counter.body_usage(body.as_bytes(), None);
+        assert!(
+            (*lo..=*hi).contains(&report.usage.output),
+            "{body}: {}",
+            report.usage.output
+        );
+    }
+}
+
+fn unicode_soup() -> impl Strategy<Value = String> {
+    prop_oneof![
+        any::<String>(),
+        "[a-zA-Z0-9 ,.!?'\\n\\t]{0,200}",
+        "[ \\t\\n\\r]{0,300}",
+        "[\\p{Han}，。！？ ]{0,100}",
+        "(fn|let|if|else|return|[{}();=<>+*/-]|[a-z_]{1,8}|[0-9]{1,6}| |\\n    ){0,80}",
+        (prop::char::any(), 0usize..400).prop_map(|(c, n)| std::iter::repeat_n(c, n).collect()),
+        (
+            "[a-z ]{0,20}",
+            prop::char::any(),
+            250usize..600,
+            "[a-z ]{0,20}"
+        )
+            .prop_map(|(a, c, n, b)| format!(
+                "{a}{}{b}",
+                std::iter::repeat_n(c, n).collect::<String>()
+            )),
+    ]
+}
+
+/// `None` when every engine agrees with tiktoken-rs, else a description of the mismatch.
+fn mismatch(encoding: Encoding, e: &Engine, text: &str) -> Option<String> {
+    let expected = reference(encoding).encode_ordinary(text).len();
+    let counts = [
+        Some(e.count(text)),
+        e.count_with(EngineKind::Fast, text),
+        e.count_with(EngineKind::Linear, text),
+    ];
+    counts
+        .iter()
+        .flatten()
+        .any(|n| *n != expected)
+        .then(|| format!("{encoding}: expected {expected}, got {counts:?}"))
+}
+
+thread_local! {
+    static ENGINES: [(Encoding, Engine); 2] = [
+        (Encoding::Cl100kBase, engine(Encoding::Cl100kBase)),
+        (Encoding::O200kBase, engine(Encoding::O200kBase)),
+    ];
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_text_counts_equal_tiktoken_rs(parts in prop::collection::vec(unicode_soup(), 1..4)) {
+        let text: String = parts.concat();
+        let problems: Vec<String> = ENGINES.with(|engines| {
+            engines.iter().filter_map(|(enc, e)| mismatch(*enc, e, &text)).collect()
+        });
+        prop_assert!(problems.is_empty(), "{:?} on {:?}", problems, text);
+    }
+}
