@@ -5,14 +5,25 @@
 //! engine decides with pure functions of (config, history, snapshot) and takes its time from an
 //! injectable [`clock::Clock`].
 
+pub mod catalog;
 pub mod clock;
+pub mod config;
+pub mod duration_serde;
+pub mod engine;
 pub mod error;
+pub mod finalise;
 pub mod platform;
+pub mod promoter;
+pub mod report;
 pub mod signals;
 pub mod workers;
 
+pub use catalog::Phase;
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::Config;
 pub use error::{Error, Result};
 pub use platform::{HttpReply, LogLine, Platform, PodInfo, RolloutStatus, Variant};
+pub use promoter::{Event, EventSink, Mode, Promoter};
+pub use report::{Outcome, Report};
 pub use signals::{Alert, AlertState, Measurement, Reading, Signal, SignalQuery, SignalSource};
 pub use workers::{SharedWorkerStats, WorkerSignals, WorkerStats};

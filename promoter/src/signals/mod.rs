@@ -4,6 +4,10 @@
 //! Prometheus HTTP API, alerts from `/api/v1/alerts`) and [`scrape`] (scrapes each pod's
 //! `/metrics` itself, keeps a bounded window of samples, evaluates the canary alerts locally).
 
+pub mod histogram;
+pub mod prometheus;
+pub mod scrape;
+
 use std::fmt;
 use std::time::Duration;
 
@@ -67,7 +71,7 @@ pub struct SignalQuery {
     /// For which deployment (`variant` label).
     pub variant: Variant,
     /// Over which window.
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "crate::duration_serde")]
     pub window: Duration,
 }
 
@@ -142,20 +146,4 @@ pub trait SignalSource: Send {
 
     /// Alerts currently pending or firing that concern the proxy.
     async fn alerts(&mut self, now: DateTime<Utc>) -> Result<Vec<Alert>>;
-}
-
-/// Serialises a `Duration` as a humantime string ("2m").
-pub(crate) mod humantime_serde_compat {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(*d).to_string())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        humantime::parse_duration(&text).map_err(serde::de::Error::custom)
-    }
 }

@@ -1,0 +1,463 @@
+//! The seed checklist as data: every item is a check (or rollback trigger) with a stable id,
+//! its checklist wording, and a default threshold and window.
+//!
+//! Thresholds and windows can be overridden per id in the TOML configuration
+//! (see [`crate::config`]); what a threshold means for each id is written in `meaning`.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The checklist's phases, in execution order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Phase 1: pre-promotion validation of the canary (read-only).
+    Pre,
+    /// Phase 2: promotion execution (set the production image).
+    Exec,
+    /// Phase 3: during-rollout monitoring.
+    Rollout,
+    /// Phase 4: post-rollout verification.
+    Post,
+    /// Phase 5: finalisation (VERSION file, commit, tag, push).
+    Final,
+    /// Optional cleanup (scale the canary down).
+    Cleanup,
+}
+
+impl Phase {
+    /// All phases in order.
+    pub const ALL: [Phase; 6] = [
+        Phase::Pre,
+        Phase::Exec,
+        Phase::Rollout,
+        Phase::Post,
+        Phase::Final,
+        Phase::Cleanup,
+    ];
+
+    /// The checklist's heading.
+    pub fn title(self) -> &'static str {
+        match self {
+            Phase::Pre => "Phase 1: Pre-Promotion Validation",
+            Phase::Exec => "Phase 2: Promotion Execution",
+            Phase::Rollout => "Phase 3: During Rollout Monitoring",
+            Phase::Post => "Phase 4: Post-Rollout Verification",
+            Phase::Final => "Phase 5: Finalization",
+            Phase::Cleanup => "Optional Cleanup",
+        }
+    }
+
+    /// Short name used in ids and progress lines.
+    pub fn key(self) -> &'static str {
+        match self {
+            Phase::Pre => "pre",
+            Phase::Exec => "exec",
+            Phase::Rollout => "rollout",
+            Phase::Post => "post",
+            Phase::Final => "final",
+            Phase::Cleanup => "cleanup",
+        }
+    }
+}
+
+/// One checklist item with its defaults.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CheckDef {
+    /// Stable id, e.g. `rollout.error_rate`.
+    pub id: &'static str,
+    /// The phase it belongs to.
+    pub phase: Phase,
+    /// The checklist's wording.
+    pub title: &'static str,
+    /// Default threshold (meaning per `meaning`).
+    pub threshold: f64,
+    /// Default window (for rates, log look-back); zero when the check is instantaneous.
+    pub window: Duration,
+    /// What the threshold means, for docs and reports.
+    pub meaning: &'static str,
+}
+
+/// One rollback trigger with its defaults.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TriggerDef {
+    /// Stable id, e.g. `trigger.error_rate`.
+    pub id: &'static str,
+    /// The checklist's wording.
+    pub title: &'static str,
+    /// Default threshold.
+    pub threshold: f64,
+    /// How long the condition must hold (consecutive samples) before the trigger fires.
+    pub hold_for: Duration,
+    /// Window of the rate/quantile the condition is computed over.
+    pub window: Duration,
+    /// What the threshold means.
+    pub meaning: &'static str,
+}
+
+const fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+/// Every check of the seed checklist, in checklist order.
+pub const CHECKS: &[CheckDef] = &[
+    CheckDef {
+        id: "pre.canary_pods_ready",
+        phase: Phase::Pre,
+        title: "Canary pods are Running and Ready",
+        threshold: 1.0,
+        window: secs(0),
+        meaning: "minimum fraction of canary pods Ready (at least one pod must exist)",
+    },
+    CheckDef {
+        id: "pre.no_canary_alerts",
+        phase: Phase::Pre,
+        title: "No canary-specific Prometheus alerts firing",
+        threshold: 0.0,
+        window: secs(0),
+        meaning: "maximum number of firing ZaiProxyCanary* alerts",
+    },
+    CheckDef {
+        id: "pre.canary_receiving_traffic",
+        phase: Phase::Pre,
+        title: "Canary is receiving traffic",
+        threshold: 50.0,
+        window: secs(300),
+        meaning: "minimum canary requests in the window (0 requests fails, fewer than this is no_data)",
+    },
+    CheckDef {
+        id: "pre.health_ok",
+        phase: Phase::Pre,
+        title: "Health endpoint responds",
+        threshold: 1.0,
+        window: secs(0),
+        meaning: "minimum fraction of canary pods whose /health answers 200 {\"status\":\"ok\"}",
+    },
+    CheckDef {
+        id: "pre.token_usage_logged",
+        phase: Phase::Pre,
+        title: "Token counting is working",
+        threshold: 1.0,
+        window: secs(600),
+        meaning: "minimum \"Token usage\" log lines of the canary in the window",
+    },
+    CheckDef {
+        id: "pre.token_metrics_exported",
+        phase: Phase::Pre,
+        title: "Metrics are being exported",
+        threshold: 1.0,
+        window: secs(0),
+        meaning: "minimum zai_proxy_tokens_total series with variant=\"test\"",
+    },
+    CheckDef {
+        id: "pre.worker_used_canary",
+        phase: Phase::Pre,
+        title: "At least one worker has tested canary endpoint",
+        threshold: 1.0,
+        window: secs(600),
+        meaning: "minimum successful worker requests to the canary in the window",
+    },
+    CheckDef {
+        id: "pre.worker_token_counting",
+        phase: Phase::Pre,
+        title: "Worker token counting verified",
+        threshold: 1.0,
+        window: secs(600),
+        meaning: "minimum tokens counted by the canary in the window",
+    },
+    CheckDef {
+        id: "pre.version_confirmed",
+        phase: Phase::Pre,
+        title: "Canary version is confirmed",
+        threshold: 1.0,
+        window: secs(0),
+        meaning: "the canary image has a tag and every canary pod runs that image",
+    },
+    CheckDef {
+        id: "pre.stable_version",
+        phase: Phase::Pre,
+        title: "Stable version is determined",
+        threshold: 1.0,
+        window: secs(0),
+        meaning: "the tag without -canary is X.Y.Z and differs from production's version",
+    },
+    CheckDef {
+        id: "exec.image_updated",
+        phase: Phase::Exec,
+        title: "Production image updated to canary version (without -canary suffix)",
+        threshold: 1.0,
+        window: secs(0),
+        meaning: "the production Deployment's image reads back as the stable image",
+    },
+    CheckDef {
+        id: "rollout.pods_ready",
+        phase: Phase::Rollout,
+        title: "New pods are becoming Ready",
+        threshold: 1.0,
+        window: secs(0),
+        meaning: "rollout complete and this fraction of production pods Ready on the new version",
+    },
+    CheckDef {
+        id: "rollout.no_crash_loops",
+        phase: Phase::Rollout,
+        title: "No pod crash loops",
+        threshold: 1.0,
+        window: secs(0),
+        meaning: "maximum restarts per production pod (CrashLoopBackOff always fails)",
+    },
+    CheckDef {
+        id: "rollout.error_rate",
+        phase: Phase::Rollout,
+        title: "Error rate below threshold (<5%)",
+        threshold: 0.05,
+        window: secs(300),
+        meaning: "maximum 5xx ratio of production (exclusive)",
+    },
+    CheckDef {
+        id: "rollout.p95_latency",
+        phase: Phase::Rollout,
+        title: "P95 latency hasn't regressed (>50% increase)",
+        threshold: 0.5,
+        window: secs(300),
+        meaning: "maximum relative p95 increase over the pre-rollout baseline",
+    },
+    CheckDef {
+        id: "rollout.token_metrics",
+        phase: Phase::Rollout,
+        title: "Token metrics are being exported",
+        threshold: 1.0,
+        window: secs(0),
+        meaning: "minimum zai_proxy_tokens_total series with variant=\"production\"",
+    },
+    CheckDef {
+        id: "rollout.token_count_p99",
+        phase: Phase::Rollout,
+        title: "Token counting latency is acceptable (<100ms p99)",
+        threshold: 0.1,
+        window: secs(300),
+        meaning: "maximum p99 of zai_proxy_token_count_duration_seconds (exclusive)",
+    },
+    CheckDef {
+        id: "post.all_pods_new_version",
+        phase: Phase::Post,
+        title: "All pods running new version",
+        threshold: 1.0,
+        window: secs(0),
+        meaning: "fraction of production pods whose version label is the stable version",
+    },
+    CheckDef {
+        id: "post.deployment_image",
+        phase: Phase::Post,
+        title: "Deployment shows updated image",
+        threshold: 1.0,
+        window: secs(0),
+        meaning: "the production Deployment's image is the stable image",
+    },
+    CheckDef {
+        id: "post.workers_requests",
+        phase: Phase::Post,
+        title: "Workers are successfully making requests",
+        threshold: 1.0,
+        window: secs(300),
+        meaning: "minimum successful worker requests to production in the window",
+    },
+    CheckDef {
+        id: "post.token_counting_incrementing",
+        phase: Phase::Post,
+        title: "Token counting is working for workers",
+        threshold: 1.0,
+        window: secs(300),
+        meaning: "minimum increase of zai_proxy_tokens_total{variant=\"production\"} in the window",
+    },
+    CheckDef {
+        id: "post.no_error_logs",
+        phase: Phase::Post,
+        title: "No errors in production logs",
+        threshold: 0.0,
+        window: secs(0),
+        meaning: "maximum production log lines containing \"error\" (case-insensitive) since the rollout started, after `logs.error_ignore`",
+    },
+    CheckDef {
+        id: "post.startup_config",
+        phase: Phase::Post,
+        title: "Startup logs show correct configuration",
+        threshold: 1.0,
+        window: secs(0),
+        meaning: "every new production pod logged \"Token counting enabled\" and \"DEPLOYMENT_VARIANT=production\"",
+    },
+    CheckDef {
+        id: "post.request_rate_healthy",
+        phase: Phase::Post,
+        title: "Request rate is healthy",
+        threshold: 0.5,
+        window: secs(300),
+        meaning: "minimum production request rate as a fraction of the pre-rollout rate (must be > 0)",
+    },
+    CheckDef {
+        id: "post.success_rate",
+        phase: Phase::Post,
+        title: "Success rate is high (>95%)",
+        threshold: 0.95,
+        window: secs(300),
+        meaning: "minimum 2xx ratio of production (exclusive)",
+    },
+    CheckDef {
+        id: "final.version_file",
+        phase: Phase::Final,
+        title: "VERSION file updated (removed -canary suffix)",
+        threshold: 1.0,
+        window: secs(0),
+        meaning: "VERSION contains the stable version",
+    },
+    CheckDef {
+        id: "final.commit",
+        phase: Phase::Final,
+        title: "VERSION change committed",
+        threshold: 1.0,
+        window: secs(0),
+        meaning: "commit \"chore: release zai-proxy vX.Y.Z\" created",
+    },
+    CheckDef {
+        id: "final.tag",
+        phase: Phase::Final,
+        title: "Git tag created",
+        threshold: 1.0,
+        window: secs(0),
+        meaning: "annotated tag vX.Y.Z created",
+    },
+    CheckDef {
+        id: "final.push",
+        phase: Phase::Final,
+        title: "Tag pushed to remote",
+        threshold: 1.0,
+        window: secs(0),
+        meaning: "tag pushed (only with --push)",
+    },
+    CheckDef {
+        id: "cleanup.canary_scaled_down",
+        phase: Phase::Cleanup,
+        title: "Canary deployment scaled down (if no longer needed)",
+        threshold: 0.0,
+        window: secs(0),
+        meaning: "canary replicas after cleanup",
+    },
+];
+
+/// The rollback triggers, evaluated on every tick of phases 3 and 4 (and by `watch`).
+pub const TRIGGERS: &[TriggerDef] = &[
+    TriggerDef {
+        id: "trigger.error_rate",
+        title: "Error rate exceeds 10% for more than 2 minutes",
+        threshold: 0.10,
+        hold_for: secs(120),
+        window: secs(60),
+        meaning: "production 5xx ratio above this (exclusive)",
+    },
+    TriggerDef {
+        id: "trigger.p95_latency",
+        title: "P95 latency increases by >100% for more than 2 minutes",
+        threshold: 1.0,
+        hold_for: secs(120),
+        window: secs(60),
+        meaning: "relative p95 increase over the pre-rollout baseline above this (exclusive)",
+    },
+    TriggerDef {
+        id: "trigger.pods_not_ready",
+        title: "More than 50% of pods are NotReady",
+        threshold: 0.5,
+        hold_for: secs(60),
+        window: secs(0),
+        meaning: "fraction of production pods NotReady above this (exclusive)",
+    },
+    TriggerDef {
+        id: "trigger.crash_loop",
+        title: "Pods are crash looping",
+        threshold: 2.0,
+        hold_for: secs(0),
+        window: secs(0),
+        meaning: "a pod in CrashLoopBackOff, or a pod restarted at least this many times since the rollout began",
+    },
+    TriggerDef {
+        id: "trigger.token_counting_stopped",
+        title: "Token counting stops working",
+        threshold: 0.0,
+        hold_for: secs(120),
+        window: secs(120),
+        meaning: "tokens counted in the window at or below this while production served at least min_requests 2xx",
+    },
+    TriggerDef {
+        id: "trigger.worker_failures",
+        title: "Workers cannot connect or experience high failure rates",
+        threshold: 0.25,
+        hold_for: secs(120),
+        window: secs(60),
+        meaning: "failed share of worker requests to production above this (exclusive)",
+    },
+];
+
+/// The check definition for an id.
+pub fn check(id: &str) -> Option<&'static CheckDef> {
+    CHECKS.iter().find(|c| c.id == id)
+}
+
+/// The trigger definition for an id.
+pub fn trigger(id: &str) -> Option<&'static TriggerDef> {
+    TRIGGERS.iter().find(|t| t.id == id)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[test]
+    fn ids_are_unique_and_prefixed_by_their_phase() {
+        let mut seen = HashSet::new();
+        for c in CHECKS {
+            assert!(seen.insert(c.id), "duplicate {}", c.id);
+            assert!(c.id.starts_with(&format!("{}.", c.phase.key())), "{}", c.id);
+        }
+        for t in TRIGGERS {
+            assert!(seen.insert(t.id), "duplicate {}", t.id);
+            assert!(t.id.starts_with("trigger."));
+        }
+    }
+
+    #[test]
+    fn the_issue_ids_all_exist() {
+        for id in [
+            "pre.canary_pods_ready",
+            "pre.no_canary_alerts",
+            "pre.canary_receiving_traffic",
+            "pre.health_ok",
+            "pre.token_usage_logged",
+            "pre.token_metrics_exported",
+            "pre.worker_used_canary",
+            "pre.version_confirmed",
+            "exec.image_updated",
+            "rollout.pods_ready",
+            "rollout.no_crash_loops",
+            "rollout.error_rate",
+            "rollout.p95_latency",
+            "rollout.token_metrics",
+            "rollout.token_count_p99",
+            "post.all_pods_new_version",
+            "post.workers_requests",
+            "post.token_counting_incrementing",
+            "post.no_error_logs",
+            "post.startup_config",
+            "post.request_rate_healthy",
+            "post.success_rate",
+            "final.version_file",
+            "final.commit",
+            "final.tag",
+            "final.push",
+            "cleanup.canary_scaled_down",
+        ] {
+            assert!(check(id).is_some(), "{id}");
+        }
+        assert_eq!(TRIGGERS.len(), 6);
+    }
+}

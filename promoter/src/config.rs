@@ -1,0 +1,476 @@
+//! Configuration: run settings and per-check overrides, from a TOML file (`--config`).
+//!
+//! Every key has a default (the seed checklist's numbers); docs/PROMOTER.md lists them all.
+//! Unknown keys and unknown check ids are errors, so a typo never silently keeps a default.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{self, Phase};
+use crate::error::{Error, Result};
+
+/// What ends a run whose data never arrived once production has started changing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoDataPolicy {
+    /// Roll production back (default: no evidence the new version is good).
+    Rollback,
+    /// Leave production on the new version and end as aborted.
+    Keep,
+}
+
+/// Kubernetes names (used by the kube platform).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KubeSettings {
+    /// Namespace of both Deployments.
+    pub namespace: String,
+    /// Production Deployment.
+    pub production: String,
+    /// Canary Deployment.
+    pub canary: String,
+    /// Container name in both.
+    pub container: String,
+}
+
+impl Default for KubeSettings {
+    fn default() -> Self {
+        KubeSettings {
+            namespace: "mcp".into(),
+            production: "zai-proxy".into(),
+            canary: "zai-proxy-test".into(),
+            container: "proxy".into(),
+        }
+    }
+}
+
+/// Prometheus signal source settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrometheusSettings {
+    /// Base URL of the Prometheus HTTP API.
+    pub url: String,
+    /// Per-query timeout.
+    #[serde(with = "crate::duration_serde")]
+    pub timeout: Duration,
+    /// Extra label matchers added to every query, e.g. `namespace="mcp"`.
+    pub selector: String,
+}
+
+impl Default for PrometheusSettings {
+    fn default() -> Self {
+        PrometheusSettings {
+            url: "http://127.0.0.1:9090".into(),
+            timeout: Duration::from_secs(10),
+            selector: String::new(),
+        }
+    }
+}
+
+/// Log-check settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// Substrings of log lines that `post.no_error_logs` ignores (expected transient errors).
+    pub error_ignore: Vec<String>,
+}
+
+/// Finalisation settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FinaliseSettings {
+    /// The git work tree holding the VERSION file; no repo = phase 5 is skipped.
+    pub repo: Option<PathBuf>,
+    /// VERSION file, relative to the repo.
+    pub version_file: PathBuf,
+    /// Remote the tag is pushed to (only with --push).
+    pub remote: String,
+}
+
+impl Default for FinaliseSettings {
+    fn default() -> Self {
+        FinaliseSettings {
+            repo: None,
+            version_file: PathBuf::from("VERSION"),
+            remote: "origin".into(),
+        }
+    }
+}
+
+/// Override of one check's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CheckOverride {
+    /// New threshold.
+    pub threshold: Option<f64>,
+    /// New window.
+    #[serde(with = "crate::duration_serde::option")]
+    pub window: Option<Duration>,
+    /// `false` skips the check (reported as skipped).
+    pub enabled: Option<bool>,
+}
+
+/// Override of one trigger's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TriggerOverride {
+    /// New threshold.
+    pub threshold: Option<f64>,
+    /// How long the condition must hold.
+    #[serde(rename = "for", with = "crate::duration_serde::option")]
+    pub hold_for: Option<Duration>,
+    /// Window of the underlying rate/quantile.
+    #[serde(with = "crate::duration_serde::option")]
+    pub window: Option<Duration>,
+    /// Absolute floor (trigger.p95_latency: seconds the p95 must exceed as well).
+    pub floor: Option<f64>,
+    /// `false` disables the trigger.
+    pub enabled: Option<bool>,
+}
+
+/// The file format, before resolution against the catalog.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct FileConfig {
+    #[serde(with = "crate::duration_serde")]
+    interval: Duration,
+    min_requests: u64,
+    #[serde(with = "crate::duration_serde")]
+    no_data_deadline: Duration,
+    no_data_after_rollout: NoDataPolicy,
+    max_consecutive_errors: u32,
+    #[serde(with = "crate::duration_serde")]
+    rollout_deadline: Duration,
+    #[serde(with = "crate::duration_serde")]
+    post_min_duration: Duration,
+    #[serde(with = "crate::duration_serde")]
+    post_deadline: Duration,
+    #[serde(with = "crate::duration_serde")]
+    rollback_timeout: Duration,
+    #[serde(with = "crate::duration_serde")]
+    http_timeout: Duration,
+    scale_down_canary: bool,
+    scale_down_canary_on_rollback: bool,
+    logs: LogSettings,
+    finalise: FinaliseSettings,
+    kube: KubeSettings,
+    prometheus: PrometheusSettings,
+    checks: BTreeMap<String, CheckOverride>,
+    triggers: BTreeMap<String, TriggerOverride>,
+}
+
+impl Default for FileConfig {
+    fn default() -> Self {
+        FileConfig {
+            interval: Duration::from_secs(30),
+            min_requests: 50,
+            no_data_deadline: Duration::from_secs(600),
+            no_data_after_rollout: NoDataPolicy::Rollback,
+            max_consecutive_errors: 4,
+            rollout_deadline: Duration::from_secs(600),
+            post_min_duration: Duration::from_secs(300),
+            post_deadline: Duration::from_secs(900),
+            rollback_timeout: Duration::from_secs(300),
+            http_timeout: Duration::from_secs(5),
+            scale_down_canary: true,
+            scale_down_canary_on_rollback: true,
+            logs: LogSettings::default(),
+            finalise: FinaliseSettings::default(),
+            kube: KubeSettings::default(),
+            prometheus: PrometheusSettings::default(),
+            checks: BTreeMap::new(),
+            triggers: BTreeMap::new(),
+        }
+    }
+}
+
+/// A check with its effective settings.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CheckSpec {
+    /// Stable id.
+    pub id: &'static str,
+    /// Phase.
+    pub phase: Phase,
+    /// Checklist wording.
+    pub title: &'static str,
+    /// Effective threshold.
+    pub threshold: f64,
+    /// Effective window.
+    #[serde(with = "crate::duration_serde")]
+    pub window: Duration,
+    /// Evaluated at all.
+    pub enabled: bool,
+    /// What the threshold means.
+    pub meaning: &'static str,
+}
+
+/// A rollback trigger with its effective settings.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TriggerSpec {
+    /// Stable id.
+    pub id: &'static str,
+    /// Checklist wording.
+    pub title: &'static str,
+    /// Effective threshold.
+    pub threshold: f64,
+    /// Required consecutive duration.
+    #[serde(with = "crate::duration_serde")]
+    pub hold_for: Duration,
+    /// Window of the underlying quantity.
+    #[serde(with = "crate::duration_serde")]
+    pub window: Duration,
+    /// Absolute floor (p95 trigger), 0 = none.
+    pub floor: f64,
+    /// Evaluated at all.
+    pub enabled: bool,
+    /// What the threshold means.
+    pub meaning: &'static str,
+}
+
+/// The effective configuration.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Config {
+    /// Tick interval in phases 3–4 (and the re-sampling interval of phase 1).
+    #[serde(with = "crate::duration_serde")]
+    pub interval: Duration,
+    /// Below this many requests in a window, rate checks are `no_data`.
+    pub min_requests: u64,
+    /// A check `no_data` for this long ends the run.
+    #[serde(with = "crate::duration_serde")]
+    pub no_data_deadline: Duration,
+    /// What the no-data deadline does once the rollout started.
+    pub no_data_after_rollout: NoDataPolicy,
+    /// Provider errors in a row on one check before the run ends.
+    pub max_consecutive_errors: u32,
+    /// Phase 3 must pass within this, else roll back.
+    #[serde(with = "crate::duration_serde")]
+    pub rollout_deadline: Duration,
+    /// Phase 4 observes at least this long (triggers stay armed).
+    #[serde(with = "crate::duration_serde")]
+    pub post_min_duration: Duration,
+    /// Phase 4 must pass within this, else roll back.
+    #[serde(with = "crate::duration_serde")]
+    pub post_deadline: Duration,
+    /// How long a rollback may take to make production ready and healthy again.
+    #[serde(with = "crate::duration_serde")]
+    pub rollback_timeout: Duration,
+    /// Timeout of `/health` and `/metrics` requests to pods.
+    #[serde(with = "crate::duration_serde")]
+    pub http_timeout: Duration,
+    /// Scale the canary to 0 after a promotion.
+    pub scale_down_canary: bool,
+    /// Scale the canary to 0 after a rollback.
+    pub scale_down_canary_on_rollback: bool,
+    /// Log-check settings.
+    pub logs: LogSettings,
+    /// Finalisation settings.
+    pub finalise: FinaliseSettings,
+    /// Kubernetes names.
+    pub kube: KubeSettings,
+    /// Prometheus settings.
+    pub prometheus: PrometheusSettings,
+    /// Every check, in checklist order.
+    pub checks: Vec<CheckSpec>,
+    /// Every trigger.
+    pub triggers: Vec<TriggerSpec>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        resolve(FileConfig::default()).unwrap_or_else(|e| unreachable!("defaults are valid: {e}"))
+    }
+}
+
+impl Config {
+    /// Parses TOML text.
+    pub fn from_toml(text: &str) -> Result<Config> {
+        let file: FileConfig = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
+        resolve(file)
+    }
+
+    /// Reads and parses a TOML file.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::ReadConfig {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::from_toml(&text).map_err(|e| match e {
+            Error::Config(m) => Error::Config(format!("{}: {m}", path.display())),
+            other => other,
+        })
+    }
+
+    /// The effective settings of a check.
+    pub fn check(&self, id: &str) -> Option<&CheckSpec> {
+        self.checks.iter().find(|c| c.id == id)
+    }
+
+    /// The effective settings of a trigger.
+    pub fn trigger(&self, id: &str) -> Option<&TriggerSpec> {
+        self.triggers.iter().find(|t| t.id == id)
+    }
+
+    /// The checks of one phase, in order.
+    pub fn phase_checks(&self, phase: Phase) -> impl Iterator<Item = &CheckSpec> {
+        self.checks.iter().filter(move |c| c.phase == phase)
+    }
+}
+
+fn resolve(file: FileConfig) -> Result<Config> {
+    let mut problems = Vec::new();
+    if file.interval.is_zero() {
+        problems.push("interval must be > 0".to_owned());
+    }
+    if file.min_requests == 0 {
+        problems.push("min_requests must be >= 1".to_owned());
+    }
+    for id in file.checks.keys() {
+        if catalog::check(id).is_none() {
+            problems.push(format!("unknown check id [checks.\"{id}\"]"));
+        }
+    }
+    for id in file.triggers.keys() {
+        if catalog::trigger(id).is_none() {
+            problems.push(format!("unknown trigger id [triggers.\"{id}\"]"));
+        }
+    }
+    let min_window = file.interval * 2;
+    let checks: Vec<CheckSpec> = catalog::CHECKS
+        .iter()
+        .map(|def| {
+            let o = file.checks.get(def.id).cloned().unwrap_or_default();
+            let spec = CheckSpec {
+                id: def.id,
+                phase: def.phase,
+                title: def.title,
+                threshold: o.threshold.unwrap_or(def.threshold),
+                window: o.window.unwrap_or(def.window),
+                enabled: o.enabled.unwrap_or(true),
+                meaning: def.meaning,
+            };
+            if !spec.threshold.is_finite() {
+                problems.push(format!("{}: threshold must be a finite number", def.id));
+            }
+            if !def.window.is_zero() && spec.window < min_window {
+                problems.push(format!(
+                    "{}: window {} is shorter than 2 × interval ({}); a rate needs two samples",
+                    def.id,
+                    crate::duration_serde::human(spec.window),
+                    crate::duration_serde::human(min_window)
+                ));
+            }
+            spec
+        })
+        .collect();
+    let triggers: Vec<TriggerSpec> = catalog::TRIGGERS
+        .iter()
+        .map(|def| {
+            let o = file.triggers.get(def.id).cloned().unwrap_or_default();
+            let default_floor = if def.id == "trigger.p95_latency" {
+                0.1
+            } else {
+                0.0
+            };
+            let spec = TriggerSpec {
+                id: def.id,
+                title: def.title,
+                threshold: o.threshold.unwrap_or(def.threshold),
+                hold_for: o.hold_for.unwrap_or(def.hold_for),
+                window: o.window.unwrap_or(def.window),
+                floor: o.floor.unwrap_or(default_floor),
+                enabled: o.enabled.unwrap_or(true),
+                meaning: def.meaning,
+            };
+            if !spec.threshold.is_finite() || !spec.floor.is_finite() {
+                problems.push(format!("{}: threshold and floor must be finite", def.id));
+            }
+            if !def.window.is_zero() && spec.window < min_window {
+                problems.push(format!(
+                    "{}: window {} is shorter than 2 × interval ({})",
+                    def.id,
+                    crate::duration_serde::human(spec.window),
+                    crate::duration_serde::human(min_window)
+                ));
+            }
+            spec
+        })
+        .collect();
+    if !problems.is_empty() {
+        return Err(Error::Config(problems.join("; ")));
+    }
+    Ok(Config {
+        interval: file.interval,
+        min_requests: file.min_requests,
+        no_data_deadline: file.no_data_deadline,
+        no_data_after_rollout: file.no_data_after_rollout,
+        max_consecutive_errors: file.max_consecutive_errors,
+        rollout_deadline: file.rollout_deadline,
+        post_min_duration: file.post_min_duration,
+        post_deadline: file.post_deadline,
+        rollback_timeout: file.rollback_timeout,
+        http_timeout: file.http_timeout,
+        scale_down_canary: file.scale_down_canary,
+        scale_down_canary_on_rollback: file.scale_down_canary_on_rollback,
+        logs: file.logs,
+        finalise: file.finalise,
+        kube: file.kube,
+        prometheus: file.prometheus,
+        checks,
+        triggers,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_seed_numbers() {
+        let c = Config::default();
+        assert_eq!(c.interval, Duration::from_secs(30));
+        assert_eq!(c.min_requests, 50);
+        let e = c.check("rollout.error_rate").unwrap();
+        assert_eq!((e.threshold, e.window), (0.05, Duration::from_secs(300)));
+        let t = c.trigger("trigger.error_rate").unwrap();
+        assert_eq!((t.threshold, t.hold_for), (0.10, Duration::from_secs(120)));
+        assert_eq!(c.checks.len(), catalog::CHECKS.len());
+    }
+
+    #[test]
+    fn overrides_apply_and_unknown_ids_are_rejected() {
+        let c = Config::from_toml(
+            r#"
+interval = "1s"
+min_requests = 5
+[checks."rollout.error_rate"]
+threshold = 0.02
+window = "5s"
+[triggers."trigger.error_rate"]
+for = "3s"
+window = "2s"
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.interval, Duration::from_secs(1));
+        assert_eq!(c.check("rollout.error_rate").unwrap().threshold, 0.02);
+        assert_eq!(
+            c.trigger("trigger.error_rate").unwrap().hold_for,
+            Duration::from_secs(3)
+        );
+
+        let err = Config::from_toml("[checks.\"rollout.eror_rate\"]\nthreshold = 1\n").unwrap_err();
+        assert!(err.to_string().contains("unknown check id"), "{err}");
+        let err = Config::from_toml("intervall = \"1s\"\n").unwrap_err();
+        assert!(err.to_string().contains("unknown field"), "{err}");
+        let err = Config::from_toml("interval = \"1m\"\n").unwrap_err();
+        assert!(
+            err.to_string().contains("shorter than 2 × interval"),
+            "{err}"
+        );
+        let err = Config::from_toml("interval = \"soon\"\n").unwrap_err();
+        assert!(err.to_string().contains("invalid configuration"), "{err}");
+    }
+}

@@ -1,0 +1,302 @@
+//! The run's report: data ([`Report`]) and its three renderings — `report.json`, `report.md`
+//! (the seed checklist with marks and values, sign-off filled) and `junit.xml`.
+
+mod junit;
+mod markdown;
+
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::Phase;
+use crate::engine::{Baseline, Sample, Status};
+use crate::error::{Error, Result};
+
+pub use junit::render_junit;
+pub use markdown::render_markdown;
+
+/// How the run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Production runs the new version; every phase passed.
+    Promoted,
+    /// `check` / `watch` found nothing wrong.
+    Passed,
+    /// Ended before promotion; production untouched (or, with `no_data_after_rollout = "keep"`,
+    /// left on the new version).
+    Aborted,
+    /// Production was rolled back.
+    RolledBack,
+    /// Could not run (configuration, platform).
+    Error,
+    /// `--dry-run`: nothing changed; see `verdict`.
+    DryRun,
+}
+
+impl Outcome {
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Promoted => "promoted",
+            Outcome::Passed => "passed",
+            Outcome::Aborted => "aborted",
+            Outcome::RolledBack => "rolled_back",
+            Outcome::Error => "error",
+            Outcome::DryRun => "dry_run",
+        }
+    }
+}
+
+/// One check in the report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckReport {
+    /// Stable id.
+    pub id: String,
+    /// Checklist wording.
+    pub title: String,
+    /// Final status (the last sample's).
+    pub status: Status,
+    /// Observed value, as text.
+    pub observed: String,
+    /// Observed value, as a number.
+    pub value: Option<f64>,
+    /// Threshold, as text.
+    pub threshold: String,
+    /// Window.
+    #[serde(with = "crate::duration_serde::option")]
+    pub window: Option<Duration>,
+    /// Query or source.
+    pub query: String,
+    /// Evidence lines.
+    pub evidence: Vec<String>,
+    /// Samples taken.
+    pub samples: u32,
+    /// First sample.
+    pub first_at: Option<DateTime<Utc>>,
+    /// Last sample.
+    pub last_at: Option<DateTime<Utc>>,
+}
+
+impl CheckReport {
+    /// A check that was never evaluated.
+    pub fn pending(id: &str, title: &str) -> Self {
+        CheckReport {
+            id: id.into(),
+            title: title.into(),
+            status: Status::Pending,
+            observed: String::new(),
+            value: None,
+            threshold: String::new(),
+            window: None,
+            query: String::new(),
+            evidence: Vec::new(),
+            samples: 0,
+            first_at: None,
+            last_at: None,
+        }
+    }
+
+    /// From the last sample.
+    pub fn from_sample(
+        id: &str,
+        title: &str,
+        last: &Sample,
+        samples: u32,
+        first_at: Option<DateTime<Utc>>,
+    ) -> Self {
+        CheckReport {
+            id: id.into(),
+            title: title.into(),
+            status: last.status,
+            observed: last.observed.clone(),
+            value: last.value,
+            threshold: last.threshold.clone(),
+            window: last.window,
+            query: last.source.clone(),
+            evidence: last.evidence.clone(),
+            samples,
+            first_at: first_at.or(Some(last.at)),
+            last_at: Some(last.at),
+        }
+    }
+}
+
+/// One phase in the report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PhaseReport {
+    /// Which.
+    pub phase: Phase,
+    /// The checklist heading.
+    pub title: String,
+    /// pass / fail / pending / skipped …
+    pub status: Status,
+    /// When it began.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it ended.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Its checks, in checklist order.
+    pub checks: Vec<CheckReport>,
+}
+
+/// One trigger in the report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TriggerReport {
+    /// Stable id.
+    pub id: String,
+    /// Checklist wording.
+    pub title: String,
+    /// `fired`, `clear` (evaluated, never fired), `not_evaluated`, `disabled`.
+    pub status: String,
+    /// Threshold, as text.
+    pub threshold: String,
+    /// Required duration.
+    #[serde(rename = "for", with = "crate::duration_serde")]
+    pub hold_for: Duration,
+    /// Window.
+    #[serde(with = "crate::duration_serde")]
+    pub window: Duration,
+    /// First sample of the run of samples that fired it.
+    pub first_seen: Option<DateTime<Utc>>,
+    /// When it fired.
+    pub fired_at: Option<DateTime<Utc>>,
+    /// Samples in which the condition held.
+    pub held_samples: u32,
+    /// Last observed value.
+    pub observed: String,
+    /// Query or source.
+    pub query: String,
+}
+
+/// What a rollback did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RollbackReport {
+    /// Why.
+    pub reason: String,
+    /// Began.
+    pub started_at: DateTime<Utc>,
+    /// Ended.
+    pub finished_at: DateTime<Utc>,
+    /// Production ready and healthy again.
+    pub production_ready: bool,
+    /// Image production runs after the rollback.
+    pub production_image: Option<String>,
+    /// Canary scaled to 0.
+    pub canary_scaled_down: bool,
+    /// Steps taken.
+    pub steps: Vec<String>,
+}
+
+/// Who/where/when for the sign-off block.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignOff {
+    /// User that ran the promoter.
+    pub by: String,
+    /// Host it ran on.
+    pub host: String,
+    /// Platform location (cluster/namespace, …).
+    pub platform: String,
+    /// When the decision was taken.
+    pub at: DateTime<Utc>,
+}
+
+/// One action taken on the platform or in git.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionRecord {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// What.
+    pub message: String,
+}
+
+/// The whole report (`report.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// Report schema version.
+    pub schema: u32,
+    /// `check`, `promote`, `rollback`, `watch`.
+    pub mode: String,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// One sentence: "promoted 1.2.0 → 1.2.1", "would roll back at T+2m30s because …".
+    pub verdict: String,
+    /// Why it ended that way (failed check, fired trigger, deadline), if not a success.
+    pub reason: Option<String>,
+    /// Dry run.
+    pub dry_run: bool,
+    /// Production version before.
+    pub from_version: Option<String>,
+    /// Stable version promoted.
+    pub to_version: Option<String>,
+    /// Platform name.
+    pub platform: String,
+    /// Signal source name.
+    pub signals: String,
+    /// Run start.
+    pub started_at: DateTime<Utc>,
+    /// When the outcome was decided.
+    pub decided_at: DateTime<Utc>,
+    /// Pre-rollout production baseline.
+    pub baseline: Baseline,
+    /// Phases in order.
+    pub phases: Vec<PhaseReport>,
+    /// Rollback triggers.
+    pub triggers: Vec<TriggerReport>,
+    /// Rollback details, if one happened.
+    pub rollback: Option<RollbackReport>,
+    /// Actions in order.
+    pub actions: Vec<ActionRecord>,
+    /// Sign-off.
+    pub sign_off: SignOff,
+}
+
+impl Report {
+    /// The process exit code: 0 promoted/passed, 2 aborted before promotion, 3 rolled back,
+    /// 1 could not run. A dry run exits as the real run would have.
+    pub fn exit_code(&self) -> i32 {
+        match self.outcome {
+            Outcome::Promoted | Outcome::Passed => 0,
+            Outcome::Aborted => 2,
+            Outcome::RolledBack => 3,
+            Outcome::Error => 1,
+            Outcome::DryRun => {
+                if self.verdict.starts_with("would roll back") {
+                    3
+                } else if self.verdict.starts_with("would abort") {
+                    2
+                } else {
+                    0
+                }
+            }
+        }
+    }
+
+    /// Every check of every phase.
+    pub fn all_checks(&self) -> impl Iterator<Item = (&PhaseReport, &CheckReport)> {
+        self.phases
+            .iter()
+            .flat_map(|p| p.checks.iter().map(move |c| (p, c)))
+    }
+
+    /// Writes report.json, report.md and junit.xml into `dir` (created if missing).
+    pub fn write_to(&self, dir: &Path) -> Result<()> {
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| Error::Report { path, source }
+        };
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let json = serde_json::to_string_pretty(self).map_err(|e| Error::Report {
+            path: dir.join("report.json"),
+            source: std::io::Error::other(e),
+        })?;
+        let p = dir.join("report.json");
+        std::fs::write(&p, json + "\n").map_err(io(&p))?;
+        let p = dir.join("report.md");
+        std::fs::write(&p, render_markdown(self)).map_err(io(&p))?;
+        let p = dir.join("junit.xml");
+        std::fs::write(&p, render_junit(self)).map_err(io(&p))?;
+        Ok(())
+    }
+}

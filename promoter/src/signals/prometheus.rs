@@ -1,0 +1,298 @@
+//! The Prometheus signal source: the seed checklist's PromQL (label `status_code`, variant and
+//! window substituted) over the HTTP API, and `/api/v1/alerts` for the canary alerts.
+//!
+//! Every non-answer is explicit: an empty vector, `NaN` or `±Inf` is `no_data` with the
+//! reason; HTTP errors, Prometheus `error` answers, timeouts and malformed JSON are `error`.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use super::{Alert, AlertState, Measurement, Reading, Signal, SignalQuery, SignalSource};
+use crate::error::{Error, Result};
+use crate::platform::PodInfo;
+
+/// Renders the PromQL for a query. `selector` is extra label matchers (e.g. `namespace="mcp"`).
+pub fn promql(q: &SignalQuery, selector: &str) -> String {
+    let w = format!("{}s", q.window.as_secs().max(1));
+    let extra = if selector.trim().is_empty() {
+        String::new()
+    } else {
+        format!(",{}", selector.trim().trim_matches(','))
+    };
+    let v = format!("variant=\"{}\"{extra}", q.variant.label());
+    let all = format!("sum(rate(zai_proxy_requests_total{{{v}}}[{w}]))");
+    let class = |c: &str| {
+        format!(
+            "(sum(rate(zai_proxy_requests_total{{{v},status_code=~\"{c}..\"}}[{w}])) or 0 * {all}) / {all}"
+        )
+    };
+    let quantile = |metric: &str, permille: u16| {
+        format!(
+            "histogram_quantile({}, sum(rate({metric}_bucket{{{v}}}[{w}])) by (le))",
+            f64::from(permille) / 1000.0
+        )
+    };
+    match q.signal {
+        Signal::RequestRate => all,
+        Signal::RequestCount => format!("sum(increase(zai_proxy_requests_total{{{v}}}[{w}]))"),
+        Signal::ErrorRatio => class("5"),
+        Signal::SuccessRatio => class("2"),
+        Signal::LatencyQuantile { permille } => {
+            quantile("zai_proxy_request_duration_seconds", permille)
+        }
+        Signal::TokenCountQuantile { permille } => {
+            quantile("zai_proxy_token_count_duration_seconds", permille)
+        }
+        Signal::TokensIncrease => {
+            format!("sum(increase(zai_proxy_tokens_total{{{v}}}[{w}])) or vector(0)")
+        }
+        Signal::TokenSeries => format!("count(zai_proxy_tokens_total{{{v}}}) or vector(0)"),
+    }
+}
+
+#[derive(Deserialize)]
+struct ApiResponse<T> {
+    status: String,
+    data: Option<T>,
+    error: Option<String>,
+    #[serde(rename = "errorType")]
+    error_type: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct QueryData {
+    #[serde(rename = "resultType")]
+    result_type: String,
+    result: serde_json::Value,
+}
+
+#[derive(Deserialize)]
+struct AlertsData {
+    alerts: Vec<ApiAlert>,
+}
+
+#[derive(Deserialize)]
+struct ApiAlert {
+    labels: std::collections::BTreeMap<String, String>,
+    state: String,
+    #[serde(default)]
+    value: Option<String>,
+}
+
+/// Interprets the `data` of an instant query (pure, for tests).
+pub fn reading_from_data(result_type: &str, result: &serde_json::Value) -> Reading {
+    let parse_pair = |pair: &serde_json::Value| -> Option<String> {
+        pair.as_array()?.get(1)?.as_str().map(str::to_owned)
+    };
+    let text = match result_type {
+        "scalar" => parse_pair(result),
+        "vector" => {
+            let Some(items) = result.as_array() else {
+                return Reading::Error("malformed vector".into());
+            };
+            match items.len() {
+                0 => return Reading::NoData("empty vector (no matching series)".into()),
+                1 => items[0].get("value").and_then(parse_pair),
+                n => return Reading::Error(format!("expected one series, got {n}")),
+            }
+        }
+        other => return Reading::Error(format!("unexpected result type {other}")),
+    };
+    let Some(text) = text else {
+        return Reading::Error("malformed sample".into());
+    };
+    match text.as_str() {
+        "NaN" => Reading::NoData("NaN (0/0: no requests or observations in the window)".into()),
+        "+Inf" | "Inf" => Reading::NoData("+Inf (no finite histogram bucket)".into()),
+        "-Inf" => Reading::NoData("-Inf".into()),
+        t => match t.parse::<f64>() {
+            Ok(v) if v.is_finite() => Reading::Value(v),
+            Ok(v) => Reading::NoData(format!("{v}")),
+            Err(_) => Reading::Error(format!("not a number: {t}")),
+        },
+    }
+}
+
+/// The Prometheus source.
+pub struct PrometheusSource {
+    base: String,
+    selector: String,
+    client: reqwest::Client,
+    timeout: Duration,
+}
+
+impl PrometheusSource {
+    /// A source querying `base_url` (e.g. `http://127.0.0.1:9090`) with a per-request timeout.
+    pub fn new(base_url: &str, selector: &str, timeout: Duration) -> Result<Self> {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .no_proxy()
+            .build()
+            .map_err(|e| Error::signals(format!("cannot build HTTP client: {e}")))?;
+        Ok(PrometheusSource {
+            base: base_url.trim_end_matches('/').to_owned(),
+            selector: selector.to_owned(),
+            client,
+            timeout,
+        })
+    }
+
+    async fn get<T: for<'de> Deserialize<'de>>(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> std::result::Result<T, String> {
+        let url = format!("{}{path}", self.base);
+        let full = reqwest::Url::parse_with_params(&url, query)
+            .map_err(|e| format!("bad Prometheus URL {url}: {e}"))?;
+        let resp = self.client.get(full).send().await.map_err(|e| {
+            if e.is_timeout() {
+                format!(
+                    "timeout after {} ({url})",
+                    crate::duration_serde::human(self.timeout)
+                )
+            } else {
+                format!("request to {url} failed: {e}")
+            }
+        })?;
+        let status = resp.status();
+        let body = resp
+            .text()
+            .await
+            .map_err(|e| format!("reading the answer of {url} failed: {e}"))?;
+        let parsed: std::result::Result<ApiResponse<T>, _> = serde_json::from_str(&body);
+        match parsed {
+            Ok(r) if r.status == "success" && status.is_success() => {
+                r.data.ok_or_else(|| "success without data".to_owned())
+            }
+            Ok(r) => Err(format!(
+                "HTTP {}: {} {}",
+                status.as_u16(),
+                r.error_type.unwrap_or_default(),
+                r.error.unwrap_or_default()
+            )),
+            Err(_) if !status.is_success() => Err(format!(
+                "HTTP {}: {}",
+                status.as_u16(),
+                body.chars().take(200).collect::<String>()
+            )),
+            Err(e) => Err(format!("malformed answer: {e}")),
+        }
+    }
+}
+
+#[async_trait]
+impl SignalSource for PrometheusSource {
+    fn name(&self) -> &str {
+        "prometheus"
+    }
+
+    async fn refresh(&mut self, _pods: &[PodInfo], _now: DateTime<Utc>) -> Result<()> {
+        Ok(())
+    }
+
+    async fn measure(&mut self, query: &SignalQuery, _now: DateTime<Utc>) -> Measurement {
+        let text = promql(query, &self.selector);
+        let reading = match self
+            .get::<QueryData>("/api/v1/query", &[("query", &text)])
+            .await
+        {
+            Ok(d) => reading_from_data(&d.result_type, &d.result),
+            Err(e) => Reading::Error(e),
+        };
+        Measurement {
+            reading,
+            source: text,
+        }
+    }
+
+    async fn alerts(&mut self, _now: DateTime<Utc>) -> Result<Vec<Alert>> {
+        let data: AlertsData = self
+            .get("/api/v1/alerts", &[])
+            .await
+            .map_err(Error::signals)?;
+        Ok(data
+            .alerts
+            .into_iter()
+            .filter_map(|a| {
+                let name = a.labels.get("alertname")?.clone();
+                let state = match a.state.as_str() {
+                    "firing" => AlertState::Firing,
+                    "pending" => AlertState::Pending,
+                    _ => return None,
+                };
+                Some(Alert {
+                    name,
+                    state,
+                    evaluated_locally: false,
+                    detail: a.value.unwrap_or_default(),
+                })
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platform::Variant;
+    use serde_json::json;
+
+    #[test]
+    fn queries_use_status_code_and_substitute_variant_and_window() {
+        let q = SignalQuery {
+            signal: Signal::ErrorRatio,
+            variant: Variant::Production,
+            window: Duration::from_secs(300),
+        };
+        let text = promql(&q, "");
+        assert!(text.contains("status_code=~\"5..\""), "{text}");
+        assert!(text.contains("variant=\"production\""));
+        assert!(text.contains("[300s]"));
+        assert!(!text.contains("status=~"));
+        let text = promql(&q, "namespace=\"mcp\"");
+        assert!(
+            text.contains("variant=\"production\",namespace=\"mcp\""),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn empty_nan_inf_and_garbage_are_explicit() {
+        assert_eq!(
+            reading_from_data("vector", &json!([{"metric": {}, "value": [1.0, "0.25"]}])),
+            Reading::Value(0.25)
+        );
+        assert!(matches!(
+            reading_from_data("vector", &json!([])),
+            Reading::NoData(_)
+        ));
+        assert!(matches!(
+            reading_from_data("vector", &json!([{"metric": {}, "value": [1.0, "NaN"]}])),
+            Reading::NoData(_)
+        ));
+        assert!(matches!(
+            reading_from_data("vector", &json!([{"metric": {}, "value": [1.0, "+Inf"]}])),
+            Reading::NoData(_)
+        ));
+        assert!(matches!(
+            reading_from_data("vector", &json!([{"value": [1, "1"]}, {"value": [1, "2"]}])),
+            Reading::Error(_)
+        ));
+        assert!(matches!(
+            reading_from_data("matrix", &json!([])),
+            Reading::Error(_)
+        ));
+        assert_eq!(
+            reading_from_data("scalar", &json!([1.0, "3"])),
+            Reading::Value(3.0)
+        );
+        assert!(matches!(
+            reading_from_data("vector", &json!([{"metric": {}, "value": [1.0, "x"]}])),
+            Reading::Error(_)
+        ));
+    }
+}

@@ -1,0 +1,501 @@
+//! The embedded signal source: scrapes each pod's `/metrics` every tick, keeps a bounded
+//! window of samples per pod, and computes the same quantities as the Prometheus queries —
+//! increases with counter resets handled, ratios, histogram quantiles with Prometheus's
+//! interpolation. The four canary alerts are evaluated locally from the same conditions as
+//! deploy/prometheus/zai-proxy-rules.yml and marked `evaluated_locally`.
+//!
+//! Differences from PromQL: `increase` is the sum of reset-adjusted deltas between scrapes
+//! inside the window (no extrapolation to the window edges); `rate` divides it by the time
+//! those scrapes span. A quantity needs two scrapes of at least one pod inside the window.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::histogram::histogram_quantile;
+use super::{Alert, AlertState, Measurement, Reading, Signal, SignalQuery, SignalSource};
+use crate::error::{Error, Result};
+use crate::platform::{Platform, PodInfo, Variant};
+
+/// Cumulative histogram buckets: (upper bound, cumulative count), sorted by bound.
+pub type Buckets = Vec<(f64, f64)>;
+
+/// What one scrape of one pod contributes (its own variant's series only).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ScrapeData {
+    /// `zai_proxy_requests_total` summed by `status_code`.
+    pub requests: BTreeMap<String, f64>,
+    /// `zai_proxy_request_duration_seconds` buckets summed over labels.
+    pub latency: Buckets,
+    /// `zai_proxy_token_count_duration_seconds` buckets.
+    pub token_count: Buckets,
+    /// `zai_proxy_tokens_total` summed.
+    pub tokens: f64,
+    /// Number of `zai_proxy_tokens_total` series.
+    pub token_series: usize,
+}
+
+fn add_bucket(b: &mut Buckets, le: f64, count: f64) {
+    match b.iter_mut().find(|(l, _)| *l == le) {
+        Some(x) => x.1 += count,
+        None => {
+            b.push((le, count));
+            b.sort_by(|x, y| x.0.total_cmp(&y.0));
+        }
+    }
+}
+
+/// Parses exposition text, keeping the series whose `variant` label is `variant` (series
+/// without a variant label are kept too).
+pub fn parse_exposition(text: &str, variant: Variant) -> std::result::Result<ScrapeData, String> {
+    let lines = text.lines().map(|l| Ok(l.to_owned()));
+    let scrape = prometheus_parse::Scrape::parse(lines).map_err(|e| e.to_string())?;
+    let mut d = ScrapeData::default();
+    for s in &scrape.samples {
+        if s.labels
+            .get("variant")
+            .is_some_and(|v| v != variant.label())
+        {
+            continue;
+        }
+        let name = s.metric.trim_end_matches("_bucket");
+        match (&s.value, name) {
+            (
+                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v),
+                "zai_proxy_requests_total",
+            ) if v.is_finite() => {
+                let code = s.labels.get("status_code").unwrap_or("unknown").to_owned();
+                *d.requests.entry(code).or_default() += v;
+            }
+            (
+                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v),
+                "zai_proxy_tokens_total",
+            ) if v.is_finite() => {
+                d.tokens += v;
+                d.token_series += 1;
+            }
+            (prometheus_parse::Value::Histogram(hs), "zai_proxy_request_duration_seconds") => {
+                for h in hs {
+                    add_bucket(&mut d.latency, h.less_than, h.count);
+                }
+            }
+            (prometheus_parse::Value::Histogram(hs), "zai_proxy_token_count_duration_seconds") => {
+                for h in hs {
+                    add_bucket(&mut d.token_count, h.less_than, h.count);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(d)
+}
+
+/// Reset-adjusted increase of one counter between two scrapes (Prometheus: a drop is a reset
+/// and the new value is the increase since it).
+fn counter_delta(prev: f64, cur: f64) -> f64 {
+    if cur < prev { cur } else { cur - prev }
+}
+
+/// The increase of every quantity between two consecutive scrapes of one pod.
+fn delta(prev: &ScrapeData, cur: &ScrapeData) -> ScrapeData {
+    let mut d = ScrapeData::default();
+    for (code, v) in &cur.requests {
+        let p = prev.requests.get(code).copied().unwrap_or(0.0);
+        d.requests.insert(code.clone(), counter_delta(p, *v));
+    }
+    let buckets = |p: &Buckets, c: &Buckets| -> Buckets {
+        // A reset of the histogram shows as a drop of its +Inf (total) bucket.
+        let reset = p.last().map(|x| x.1).unwrap_or(0.0) > c.last().map(|x| x.1).unwrap_or(0.0);
+        c.iter()
+            .map(|(le, v)| {
+                let pv = p.iter().find(|(l, _)| l == le).map(|x| x.1).unwrap_or(0.0);
+                (*le, if reset { *v } else { counter_delta(pv, *v) })
+            })
+            .collect()
+    };
+    d.latency = buckets(&prev.latency, &cur.latency);
+    d.token_count = buckets(&prev.token_count, &cur.token_count);
+    d.tokens = counter_delta(prev.tokens, cur.tokens);
+    d.token_series = cur.token_series;
+    d
+}
+
+/// Scrapes of one pod over time.
+#[derive(Debug, Clone)]
+struct PodSeries {
+    variant: Variant,
+    points: VecDeque<(DateTime<Utc>, ScrapeData)>,
+}
+
+/// Sums over a window, across pods.
+#[derive(Debug, Clone, Default)]
+struct WindowSums {
+    data: ScrapeData,
+    pairs: usize,
+    span_secs: f64,
+}
+
+/// Quantities computed from a set of pod series (pure; the unit under test).
+#[derive(Debug, Clone, Default)]
+pub struct ScrapeStore {
+    pods: BTreeMap<String, PodSeries>,
+    retention: Duration,
+}
+
+impl ScrapeStore {
+    /// A store keeping `retention` of scrapes per pod.
+    pub fn new(retention: Duration) -> Self {
+        ScrapeStore {
+            pods: BTreeMap::new(),
+            retention,
+        }
+    }
+
+    /// Adds one scrape of one pod and forgets what is older than the retention.
+    pub fn add(&mut self, pod: &str, variant: Variant, at: DateTime<Utc>, data: ScrapeData) {
+        let series = self
+            .pods
+            .entry(pod.to_owned())
+            .or_insert_with(|| PodSeries {
+                variant,
+                points: VecDeque::new(),
+            });
+        series.variant = variant;
+        series.points.push_back((at, data));
+        let horizon =
+            at - chrono::Duration::from_std(self.retention).unwrap_or(chrono::Duration::MAX);
+        for s in self.pods.values_mut() {
+            while s.points.front().is_some_and(|(t, _)| *t < horizon) {
+                s.points.pop_front();
+            }
+        }
+        self.pods.retain(|_, s| !s.points.is_empty());
+    }
+
+    fn sums(&self, variant: Variant, now: DateTime<Utc>, window: Duration) -> WindowSums {
+        let start = now - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
+        let mut w = WindowSums::default();
+        let (mut first, mut last): (Option<DateTime<Utc>>, Option<DateTime<Utc>>) = (None, None);
+        for s in self.pods.values().filter(|s| s.variant == variant) {
+            let pts: Vec<_> = s
+                .points
+                .iter()
+                .filter(|(t, _)| *t >= start && *t <= now)
+                .collect();
+            for pair in pts.windows(2) {
+                let d = delta(&pair[0].1, &pair[1].1);
+                for (code, v) in d.requests {
+                    *w.data.requests.entry(code).or_default() += v;
+                }
+                for (le, v) in d.latency {
+                    add_bucket(&mut w.data.latency, le, v);
+                }
+                for (le, v) in d.token_count {
+                    add_bucket(&mut w.data.token_count, le, v);
+                }
+                w.data.tokens += d.tokens;
+                w.pairs += 1;
+                first = Some(first.map_or(pair[0].0, |f| f.min(pair[0].0)));
+                last = Some(last.map_or(pair[1].0, |l| l.max(pair[1].0)));
+            }
+        }
+        if let (Some(f), Some(l)) = (first, last) {
+            w.span_secs = (l - f).num_milliseconds() as f64 / 1000.0;
+        }
+        w
+    }
+
+    fn latest_token_series(&self, variant: Variant) -> Option<usize> {
+        let mut any = false;
+        let mut n = 0;
+        for s in self.pods.values().filter(|s| s.variant == variant) {
+            if let Some((_, d)) = s.points.back() {
+                any = true;
+                n += d.token_series;
+            }
+        }
+        any.then_some(n)
+    }
+
+    /// Answers one query as of `now`.
+    pub fn measure(&self, q: &SignalQuery, now: DateTime<Utc>) -> Reading {
+        if q.signal == Signal::TokenSeries {
+            return match self.latest_token_series(q.variant) {
+                Some(n) => Reading::Value(n as f64),
+                None => Reading::NoData(format!("no {} pod scraped", q.variant)),
+            };
+        }
+        let w = self.sums(q.variant, now, q.window);
+        if w.pairs == 0 {
+            return Reading::NoData(format!(
+                "fewer than two scrapes of any {} pod in the last {}",
+                q.variant,
+                crate::duration_serde::human(q.window)
+            ));
+        }
+        let total: f64 = w.data.requests.values().sum();
+        let by_class = |c: char| -> f64 {
+            w.data
+                .requests
+                .iter()
+                .filter(|(code, _)| code.len() == 3 && code.starts_with(c))
+                .map(|(_, v)| v)
+                .sum()
+        };
+        let ratio = |part: f64| {
+            if total > 0.0 {
+                Reading::Value(part / total)
+            } else {
+                Reading::NoData("no requests in the window".into())
+            }
+        };
+        let quantile = |b: &Buckets, permille: u16| {
+            let v = histogram_quantile(f64::from(permille) / 1000.0, b);
+            if v.is_finite() {
+                Reading::Value(v)
+            } else {
+                Reading::NoData("no observations in the window".into())
+            }
+        };
+        match q.signal {
+            Signal::RequestCount => Reading::Value(total),
+            Signal::RequestRate if w.span_secs > 0.0 => Reading::Value(total / w.span_secs),
+            Signal::RequestRate => Reading::NoData("scrapes span no time".into()),
+            Signal::ErrorRatio => ratio(by_class('5')),
+            Signal::SuccessRatio => ratio(by_class('2')),
+            Signal::LatencyQuantile { permille } => quantile(&w.data.latency, permille),
+            Signal::TokenCountQuantile { permille } => quantile(&w.data.token_count, permille),
+            Signal::TokensIncrease => Reading::Value(w.data.tokens),
+            Signal::TokenSeries => Reading::NoData("unreachable".into()),
+        }
+    }
+
+    /// Describes how a query is computed, for reports.
+    pub fn describe(q: &SignalQuery) -> String {
+        let w = crate::duration_serde::human(q.window);
+        let v = q.variant.label();
+        match q.signal {
+            Signal::RequestCount => {
+                format!("scrape: Σ increase zai_proxy_requests_total{{variant=\"{v}\"}} over {w}")
+            }
+            Signal::RequestRate => format!(
+                "scrape: Σ increase zai_proxy_requests_total{{variant=\"{v}\"}} / scrape span, {w}"
+            ),
+            Signal::ErrorRatio => {
+                format!("scrape: 5xx / all zai_proxy_requests_total{{variant=\"{v}\"}} over {w}")
+            }
+            Signal::SuccessRatio => {
+                format!("scrape: 2xx / all zai_proxy_requests_total{{variant=\"{v}\"}} over {w}")
+            }
+            Signal::LatencyQuantile { permille } => format!(
+                "scrape: histogram_quantile({}, zai_proxy_request_duration_seconds{{variant=\"{v}\"}} increases over {w})",
+                f64::from(permille) / 1000.0
+            ),
+            Signal::TokenCountQuantile { permille } => format!(
+                "scrape: histogram_quantile({}, zai_proxy_token_count_duration_seconds{{variant=\"{v}\"}} increases over {w})",
+                f64::from(permille) / 1000.0
+            ),
+            Signal::TokensIncrease => {
+                format!("scrape: Σ increase zai_proxy_tokens_total{{variant=\"{v}\"}} over {w}")
+            }
+            Signal::TokenSeries => {
+                format!("scrape: count zai_proxy_tokens_total{{variant=\"{v}\"}} series")
+            }
+        }
+    }
+}
+
+/// Timing of the locally evaluated canary alerts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AlertTiming {
+    /// Rate window of the error/latency alerts (rules: 5m).
+    pub window: Duration,
+    /// `for` of ZaiProxyCanaryDeploymentDown (rules: 2m).
+    pub down_for: Duration,
+    /// `for` of the three error/latency alerts (rules: 5m).
+    pub degraded_for: Duration,
+}
+
+impl Default for AlertTiming {
+    fn default() -> Self {
+        AlertTiming {
+            window: Duration::from_secs(300),
+            down_for: Duration::from_secs(120),
+            degraded_for: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Conditions of the four canary alerts at one instant (pure).
+pub fn canary_alert_conditions(
+    store: &ScrapeStore,
+    canary_pods: &[PodInfo],
+    now: DateTime<Utc>,
+    window: Duration,
+) -> Vec<(&'static str, bool, String)> {
+    let down = !canary_pods.is_empty() && canary_pods.iter().all(|p| !p.ready);
+    let mut out = vec![(
+        "ZaiProxyCanaryDeploymentDown",
+        down,
+        format!(
+            "{}/{} canary pods ready",
+            canary_pods.iter().filter(|p| p.ready).count(),
+            canary_pods.len()
+        ),
+    )];
+    let q = |signal, variant| SignalQuery {
+        signal,
+        variant,
+        window,
+    };
+    let canary_err = store
+        .measure(&q(Signal::ErrorRatio, Variant::Test), now)
+        .value();
+    let prod_err = store
+        .measure(&q(Signal::ErrorRatio, Variant::Production), now)
+        .value();
+    out.push((
+        "ZaiProxyCanaryHighErrorRate",
+        canary_err.is_some_and(|e| e > 0.05),
+        format!("canary 5xx ratio {canary_err:?} > 0.05"),
+    ));
+    out.push((
+        "ZaiProxyCanaryErrorRateHigherThanProduction",
+        matches!((canary_err, prod_err), (Some(c), Some(p)) if c > 2.0 * (p + 0.01)),
+        format!("canary 5xx ratio {canary_err:?} > 2 × (production {prod_err:?} + 0.01)"),
+    ));
+    let p95 = SignalQuery {
+        signal: Signal::LatencyQuantile { permille: 950 },
+        variant: Variant::Test,
+        window,
+    };
+    let canary_p95 = store.measure(&p95, now).value();
+    let prod_p95 = store
+        .measure(
+            &SignalQuery {
+                variant: Variant::Production,
+                ..p95
+            },
+            now,
+        )
+        .value();
+    out.push((
+        "ZaiProxyCanaryLatencyDegraded",
+        matches!((canary_p95, prod_p95), (Some(c), Some(p)) if c > 1.5 * p),
+        format!("canary p95 {canary_p95:?} > 1.5 × production {prod_p95:?}"),
+    ));
+    out
+}
+
+/// The scrape signal source.
+pub struct ScrapeSource {
+    platform: Arc<dyn Platform>,
+    store: ScrapeStore,
+    timeout: Duration,
+    timing: AlertTiming,
+    alert_since: BTreeMap<&'static str, DateTime<Utc>>,
+    alerts: Vec<Alert>,
+    last_errors: Vec<String>,
+}
+
+impl ScrapeSource {
+    /// Scrapes through `platform.pod_get(pod, "/metrics")`, keeping `retention` of samples
+    /// (at least the longest window in use).
+    pub fn new(platform: Arc<dyn Platform>, retention: Duration, timeout: Duration) -> Self {
+        ScrapeSource {
+            platform,
+            store: ScrapeStore::new(retention),
+            timeout,
+            timing: AlertTiming::default(),
+            alert_since: BTreeMap::new(),
+            alerts: Vec::new(),
+            last_errors: Vec::new(),
+        }
+    }
+
+    /// Overrides the alert timing (compressed rehearsals).
+    pub fn with_alert_timing(mut self, timing: AlertTiming) -> Self {
+        self.timing = timing;
+        self
+    }
+
+    /// The store (for inspection in tests).
+    pub fn store(&self) -> &ScrapeStore {
+        &self.store
+    }
+}
+
+#[async_trait]
+impl SignalSource for ScrapeSource {
+    fn name(&self) -> &str {
+        "scrape"
+    }
+
+    async fn refresh(&mut self, pods: &[PodInfo], now: DateTime<Utc>) -> Result<()> {
+        self.last_errors.clear();
+        for pod in pods {
+            match self.platform.pod_get(pod, "/metrics", self.timeout).await {
+                Ok(r) if r.status == 200 => match parse_exposition(&r.body, pod.variant) {
+                    Ok(d) => self.store.add(&pod.name, pod.variant, now, d),
+                    Err(e) => self
+                        .last_errors
+                        .push(format!("{}: bad exposition: {e}", pod.name)),
+                },
+                Ok(r) => self
+                    .last_errors
+                    .push(format!("{}: /metrics answered {}", pod.name, r.status)),
+                // A pod that is starting or crashing is not an error of the source.
+                Err(e) => tracing::debug!(pod = %pod.name, error = %e, "scrape failed"),
+            }
+        }
+        let canary: Vec<PodInfo> = pods
+            .iter()
+            .filter(|p| p.variant == Variant::Test)
+            .cloned()
+            .collect();
+        let conditions = canary_alert_conditions(&self.store, &canary, now, self.timing.window);
+        self.alerts.clear();
+        for (name, holds, detail) in conditions {
+            if !holds {
+                self.alert_since.remove(name);
+                continue;
+            }
+            let since = *self.alert_since.entry(name).or_insert(now);
+            let hold = if name == "ZaiProxyCanaryDeploymentDown" {
+                self.timing.down_for
+            } else {
+                self.timing.degraded_for
+            };
+            let held = (now - since).to_std().unwrap_or(Duration::ZERO);
+            self.alerts.push(Alert {
+                name: name.into(),
+                state: if held >= hold {
+                    AlertState::Firing
+                } else {
+                    AlertState::Pending
+                },
+                evaluated_locally: true,
+                detail,
+            });
+        }
+        if self.last_errors.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::signals(self.last_errors.join("; ")))
+        }
+    }
+
+    async fn measure(&mut self, query: &SignalQuery, now: DateTime<Utc>) -> Measurement {
+        Measurement {
+            reading: self.store.measure(query, now),
+            source: ScrapeStore::describe(query),
+        }
+    }
+
+    async fn alerts(&mut self, _now: DateTime<Utc>) -> Result<Vec<Alert>> {
+        Ok(self.alerts.clone())
+    }
+}
