@@ -1,0 +1,315 @@
+//! Every check passes on good data and fails on bad data (a check that passes on bad data is a
+//! defect).
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use zai_promoter::config::Config;
+use zai_promoter::engine::{History, RunContext, Snapshot, Status, evaluate_check};
+use zai_promoter::platform::Variant::{Production as P, Test as T};
+use zai_promoter::signals::{Alert, AlertState, Reading, Signal};
+use zai_promoter::{HttpReply, LogLine};
+
+fn ctx() -> RunContext {
+    let mut c = RunContext {
+        from_version: Some("1.2.0".into()),
+        to_version: Some("1.2.1".into()),
+        target_image: Some("ronaldraygun/zai-proxy:1.2.1".into()),
+        rollout_started: Some(at(-600)),
+        ..RunContext::default()
+    };
+    c.baseline.p95_by_window_secs.insert(300, Some(0.2));
+    c.baseline.request_rate = Some(3.0);
+    c
+}
+
+fn lines(pods: &[&str], texts: &[&str]) -> Vec<LogLine> {
+    pods.iter()
+        .flat_map(|p| {
+            texts.iter().map(|t| LogLine {
+                pod: (*p).into(),
+                timestamp: None,
+                line: (*t).into(),
+            })
+        })
+        .collect()
+}
+
+fn good() -> Snapshot {
+    let mut s = snapshot(0);
+    let mut c0 = pod("c-0", T, true, 0, "1.2.1-canary");
+    c0.image = "ronaldraygun/zai-proxy:1.2.1-canary".into();
+    s.pods.insert(T, Ok(vec![c0]));
+    s.pods.insert(
+        P,
+        Ok(vec![
+            pod("p-0", P, true, 0, "1.2.1"),
+            pod("p-1", P, true, 1, "1.2.1"),
+        ]),
+    );
+    s.images
+        .insert(T, Ok("ronaldraygun/zai-proxy:1.2.1-canary".into()));
+    s.images
+        .insert(P, Ok("ronaldraygun/zai-proxy:1.2.1".into()));
+    s.alerts = Some(Ok(vec![Alert {
+        name: "ZaiProxyCanaryHighErrorRate".into(),
+        state: AlertState::Pending,
+        evaluated_locally: true,
+        detail: "pending only".into(),
+    }]));
+    s.health.insert(
+        "c-0".into(),
+        Ok(HttpReply {
+            status: 200,
+            body: r#"{"status":"ok","variant":"test"}"#.into(),
+        }),
+    );
+    s.logs.insert(
+        T,
+        Ok(lines(&["c-0"], &["Token usage (API): input=1 output=2"])),
+    );
+    s.logs.insert(
+        P,
+        Ok(lines(
+            &["p-0", "p-1"],
+            &[
+                "Token counting enabled (tiktoken cl100k_base encoding, model: glm-4)",
+                "DEPLOYMENT_VARIANT=production",
+                "Token usage (API): input=1 output=2",
+            ],
+        )),
+    );
+    s.rollout = Some(Ok(zai_promoter::RolloutStatus {
+        desired: 2,
+        updated: 2,
+        ready: 2,
+        available: 2,
+        total: 2,
+        observed: true,
+        complete: true,
+        failure: None,
+        message: "complete".into(),
+    }));
+    for v in [P, T] {
+        for w in [300, 600] {
+            let w = Duration::from_secs(w);
+            measure(&mut s, Signal::RequestCount, v, w, Reading::Value(500.0));
+            measure(&mut s, Signal::RequestRate, v, w, Reading::Value(2.0));
+            measure(&mut s, Signal::ErrorRatio, v, w, Reading::Value(0.01));
+            measure(&mut s, Signal::SuccessRatio, v, w, Reading::Value(0.98));
+            measure(
+                &mut s,
+                Signal::LatencyQuantile { permille: 950 },
+                v,
+                w,
+                Reading::Value(0.25),
+            );
+            measure(
+                &mut s,
+                Signal::TokenCountQuantile { permille: 990 },
+                v,
+                w,
+                Reading::Value(0.01),
+            );
+            measure(&mut s, Signal::TokensIncrease, v, w, Reading::Value(1234.0));
+            measure(&mut s, Signal::TokenSeries, v, w, Reading::Value(2.0));
+        }
+    }
+    s
+}
+
+fn set(s: &mut Snapshot, signal: Signal, v: zai_promoter::Variant, r: Reading) {
+    for w in [300, 600] {
+        measure(s, signal, v, Duration::from_secs(w), r.clone());
+    }
+}
+
+fn status(id: &str, s: &Snapshot, ctx: &RunContext) -> (Status, String) {
+    let c = Config::default();
+    let spec = c.check(id).unwrap();
+    let sample = evaluate_check(spec, &c, ctx, &History::default(), s);
+    (sample.status, sample.summary())
+}
+
+type Spoil = fn(&mut Snapshot, &mut RunContext);
+
+#[test]
+fn each_check_passes_on_good_data_and_fails_on_bad_data() {
+    let cases: Vec<(&str, Spoil)> = vec![
+        ("pre.canary_pods_ready", |s, _| {
+            s.pods
+                .insert(T, Ok(vec![pod("c-0", T, false, 0, "1.2.1-canary")]));
+        }),
+        ("pre.no_canary_alerts", |s, _| {
+            s.alerts = Some(Ok(vec![Alert {
+                name: "ZaiProxyCanaryLatencyDegraded".into(),
+                state: AlertState::Firing,
+                evaluated_locally: false,
+                detail: "2.1".into(),
+            }]));
+        }),
+        ("pre.canary_receiving_traffic", |s, _| {
+            set(s, Signal::RequestCount, T, Reading::Value(0.0))
+        }),
+        ("pre.health_ok", |s, _| {
+            s.health.insert(
+                "c-0".into(),
+                Ok(HttpReply {
+                    status: 200,
+                    body: r#"{"status":"degraded"}"#.into(),
+                }),
+            );
+        }),
+        ("pre.token_usage_logged", |s, _| {
+            s.logs.insert(
+                T,
+                Ok(lines(
+                    &["c-0"],
+                    &["Token counting disabled (TOKEN_COUNTING_ENABLED=false)"],
+                )),
+            );
+        }),
+        ("pre.token_metrics_exported", |s, _| {
+            set(s, Signal::TokenSeries, T, Reading::Value(0.0))
+        }),
+        ("pre.worker_used_canary", |s, _| {
+            set(s, Signal::SuccessRatio, T, Reading::Value(0.0))
+        }),
+        ("pre.worker_token_counting", |s, _| {
+            set(s, Signal::TokensIncrease, T, Reading::Value(0.0))
+        }),
+        ("pre.version_confirmed", |s, _| {
+            s.images.insert(T, Ok("ronaldraygun/zai-proxy".into()));
+        }),
+        ("pre.stable_version", |_, c| {
+            c.to_version = Some("1.2.0".into())
+        }),
+        ("exec.image_updated", |s, _| {
+            s.images
+                .insert(P, Ok("ronaldraygun/zai-proxy:1.2.0".into()));
+        }),
+        ("rollout.pods_ready", |s, _| {
+            s.pods.insert(
+                P,
+                Ok(vec![
+                    pod("p-0", P, true, 0, "1.2.1"),
+                    pod("p-old", P, true, 0, "1.2.0"),
+                ]),
+            );
+        }),
+        ("rollout.no_crash_loops", |s, _| {
+            s.pods.insert(P, Ok(vec![pod("p-0", P, true, 4, "1.2.1")]));
+        }),
+        ("rollout.error_rate", |s, _| {
+            set(s, Signal::ErrorRatio, P, Reading::Value(0.05))
+        }),
+        ("rollout.p95_latency", |s, _| {
+            set(
+                s,
+                Signal::LatencyQuantile { permille: 950 },
+                P,
+                Reading::Value(0.31),
+            )
+        }),
+        ("rollout.token_metrics", |s, _| {
+            set(s, Signal::TokenSeries, P, Reading::Value(0.0))
+        }),
+        ("rollout.token_count_p99", |s, _| {
+            set(
+                s,
+                Signal::TokenCountQuantile { permille: 990 },
+                P,
+                Reading::Value(0.1),
+            )
+        }),
+        ("post.all_pods_new_version", |s, _| {
+            s.pods.insert(
+                P,
+                Ok(vec![
+                    pod("p-0", P, true, 0, "1.2.1"),
+                    pod("p-1", P, true, 0, "1.2.0"),
+                ]),
+            );
+        }),
+        ("post.deployment_image", |s, _| {
+            s.images
+                .insert(P, Ok("ronaldraygun/zai-proxy:1.2.1-canary".into()));
+        }),
+        ("post.workers_requests", |s, _| {
+            set(s, Signal::SuccessRatio, P, Reading::Value(0.0))
+        }),
+        ("post.token_counting_incrementing", |s, _| {
+            set(s, Signal::TokensIncrease, P, Reading::Value(0.0))
+        }),
+        ("post.no_error_logs", |s, _| {
+            s.logs.insert(
+                P,
+                Ok(lines(&["p-0"], &["ERROR upstream connection refused"])),
+            );
+        }),
+        ("post.startup_config", |s, _| {
+            s.logs.insert(
+                P,
+                Ok(lines(
+                    &["p-0", "p-1"],
+                    &["Token counting enabled (x)", "Deployment variant: test"],
+                )),
+            );
+        }),
+        ("post.request_rate_healthy", |s, _| {
+            set(s, Signal::RequestRate, P, Reading::Value(1.0))
+        }),
+        ("post.success_rate", |s, _| {
+            set(s, Signal::SuccessRatio, P, Reading::Value(0.95))
+        }),
+    ];
+    let mut ids: Vec<&str> = cases.iter().map(|c| c.0).collect();
+    for (id, spoil) in cases {
+        let base = good();
+        let mut c = ctx();
+        let (st, why) = status(id, &base, &c);
+        assert_eq!(st, Status::Pass, "{id} should pass on good data: {why}");
+        let mut bad = good();
+        spoil(&mut bad, &mut c);
+        let (st, why) = status(id, &bad, &c);
+        assert_eq!(st, Status::Fail, "{id} must fail on bad data: {why}");
+    }
+    // Every pre/exec/rollout/post check of the catalog is covered.
+    ids.sort_unstable();
+    for c in Config::default().checks {
+        if ["pre", "exec", "rollout", "post"].contains(&c.phase.key()) {
+            assert!(
+                ids.binary_search(&c.id).is_ok(),
+                "{} has no must-fail case",
+                c.id
+            );
+        }
+    }
+}
+
+#[test]
+fn too_little_traffic_is_no_data_not_pass() {
+    let mut s = good();
+    set(&mut s, Signal::RequestCount, P, Reading::Value(49.0));
+    for id in [
+        "rollout.error_rate",
+        "rollout.p95_latency",
+        "post.success_rate",
+    ] {
+        let (st, why) = status(id, &s, &ctx());
+        assert_eq!(st, Status::NoData, "{id}: {why}");
+    }
+    // A provider error is an error, not a pass.
+    let mut s = good();
+    set(
+        &mut s,
+        Signal::ErrorRatio,
+        P,
+        Reading::Error("timeout".into()),
+    );
+    assert_eq!(status("rollout.error_rate", &s, &ctx()).0, Status::Error);
+}
