@@ -124,12 +124,12 @@ fn record(state: &AppState, o: &Outcome<'_>, observe_duration: bool) {
             .observe(bytes as f64);
     }
     tracing::info!(
-        method = o.method,
-        route = o.route,
+        method = %o.method,
+        route = %o.route,
         status = o.status.as_u16(),
         duration_ms = elapsed.as_secs_f64() * 1000.0,
-        variant,
-        outcome = o.end,
+        variant = %variant,
+        outcome = %o.end,
         "request"
     );
 }
