@@ -5,6 +5,8 @@
 //! revision, scale, and logs since a time. `kube` implements it for Kubernetes; the e2e crate
 //! adds local-process and Docker platforms. Implementations are used as `Arc<dyn Platform>`.
 
+pub mod kube;
+
 use std::fmt;
 use std::time::Duration;
 
