@@ -270,10 +270,8 @@ pub fn undo_patch(d: &Deployment, replica_sets: &[ReplicaSet]) -> Result<serde_j
         .as_ref()
         .and_then(|s| s.template.clone())
         .ok_or_else(|| err("undo", "the previous ReplicaSet has no template"))?;
-    if let Some(meta) = template.metadata.as_mut() {
-        if let Some(labels) = meta.labels.as_mut() {
-            labels.remove("pod-template-hash");
-        }
+    if let Some(labels) = template.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
+        labels.remove("pod-template-hash");
     }
     let mut value = serde_json::to_value(&template).map_err(|e| err("undo", e))?;
     // A merge patch keeps keys it does not mention: null out template labels/annotations that
