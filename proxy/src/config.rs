@@ -258,7 +258,7 @@ pub struct TokenSettings {
     pub enabled: bool,
     /// `TOKENIZER_ENCODING` (default cl100k_base).
     pub encoding: TokenizerEncoding,
-    /// `LOCAL_COUNT_TOKENS` (default false).
+    /// `LOCAL_COUNT_TOKENS` (default true).
     pub local_count_tokens: bool,
     /// `TOKEN_COUNT_MAX_BYTES` (default 8 MiB).
     pub max_bytes: usize,
@@ -269,7 +269,7 @@ impl Default for TokenSettings {
         Self {
             enabled: true,
             encoding: TokenizerEncoding::Cl100kBase,
-            local_count_tokens: false,
+            local_count_tokens: true,
             max_bytes: DEFAULT_TOKEN_COUNT_MAX_BYTES,
         }
     }

@@ -107,9 +107,11 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
-/// Start-up work that gates readiness. TOKENS: load the tokenizer here (spawn_blocking) and
-/// store it in the state before readiness is marked.
-async fn startup_work(_state: &Arc<AppState>) {}
+/// Start-up work that gates readiness: the tokenizer is loaded (on the blocking pool) and
+/// stored in the state before readiness is marked.
+async fn startup_work(state: &Arc<AppState>) {
+    crate::tokens::hooks::load_counter(state).await;
+}
 
 /// Serves `state` on `listener` until `shutdown` resolves, then drains (see
 /// [`crate::shutdown`]). Returns when every connection is closed or the grace period ended.

@@ -39,8 +39,9 @@ pub struct AppState {
     pub quota: Arc<QuotaStatus>,
     /// Cancelled when the proxy shuts down (background tasks stop).
     pub shutdown: CancellationToken,
-    // TOKENS: `pub tokens: Option<Arc<crate::tokens::TokenCounter>>` goes here once
-    // tokens/mod.rs exists (loaded during start-up work, see `server::startup_work`).
+    /// The token counter, set by start-up work once the tokenizer is loaded (before
+    /// readiness); stays empty when TOKEN_COUNTING_ENABLED is off.
+    pub tokens: std::sync::OnceLock<Arc<crate::tokens::TokenCounter>>,
     model_labels: Vec<Arc<str>>,
     other_model: Arc<str>,
     default_model: Arc<str>,
@@ -100,12 +101,18 @@ impl AppState {
             readiness: Readiness::default(),
             quota,
             shutdown: CancellationToken::new(),
+            tokens: std::sync::OnceLock::new(),
             model_labels,
             other_model: Arc::from(OTHER_MODEL),
             default_model,
             metrics,
             config,
         }))
+    }
+
+    /// The token counter, when counting is on and the tokenizer is loaded.
+    pub fn tokens(&self) -> Option<&Arc<crate::tokens::TokenCounter>> {
+        self.tokens.get()
     }
 
     /// The `variant` label value.

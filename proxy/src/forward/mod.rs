@@ -19,13 +19,14 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::response::Response;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use serde::Deserialize;
 
 use crate::capacity::CapacityPermit;
 use crate::ratelimit::SourceBucket;
-use crate::routes::{self, Route, WireFormat};
+use crate::routes::{self, Route, RouteKind, WireFormat};
 use crate::state::AppState;
+use crate::tokens;
 use crate::wire::Fault;
 use relay::{RelayBody, RelayEnd, ResponseTap};
 use upstream::UpstreamError;
@@ -319,9 +320,39 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Res
     };
     drop(model);
 
-    // Hook 1 (TOKENS): estimate input tokens from `body` here; the estimate becomes the
-    // `X-Token-Input` response header below and seeds the usage tap. LOCAL_COUNT_TOKENS may
-    // answer count_tokens requests here without calling upstream.
+    // Hook 1 (TOKENS): the local input estimate (the `X-Token-Input` header, the usage tap's
+    // fallback); with LOCAL_COUNT_TOKENS, count_tokens is answered here without upstream.
+    let token_counter = state.tokens().filter(|_| route.format != WireFormat::Other);
+    let input_estimate = match token_counter {
+        Some(counter) => Some(tokens::hooks::estimate_input(&state, counter, &body).await),
+        None => None,
+    };
+    if let (Some(estimate), RouteKind::CountTokens) = (input_estimate, route.kind)
+        && state.config.tokens.local_count_tokens
+        && let Some(answer) = tokens::hooks::local_count_tokens(estimate)
+    {
+        let taps: Vec<Box<dyn ResponseTap>> = vec![Box::new(RequestRecord {
+            method,
+            route: route.label,
+            status: StatusCode::OK,
+            started,
+            bytes: 0,
+            _permit: permit,
+            state: Arc::clone(&state),
+        })];
+        let relay = RelayBody::new(Full::new(answer), taps, state.config.upstream_timeout);
+        let mut response = Response::new(Body::new(relay));
+        let h = response.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        h.insert(
+            tokens::hooks::X_TOKEN_INPUT,
+            tokens::hooks::x_token_input(estimate),
+        );
+        return response;
+    }
 
     // Hook 2 (POLICIES): retries wrap this one call (forward/retry.rs).
     let response = match upstream::send(&state, &parts, body).await {
@@ -355,7 +386,7 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Res
     // Hook 3: relay through taps (TOKENS pushes its usage tap after the core one).
     let (mut head, incoming) = response.into_parts();
     headers::strip_response_hop_by_hop(&mut head.headers);
-    let taps: Vec<Box<dyn ResponseTap>> = vec![Box::new(RequestRecord {
+    let mut taps: Vec<Box<dyn ResponseTap>> = vec![Box::new(RequestRecord {
         method,
         route: route.label,
         status: head.status,
@@ -364,6 +395,26 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Res
         _permit: permit,
         state: Arc::clone(&state),
     })];
+    if let (Some(counter), Some(estimate)) = (token_counter, input_estimate) {
+        let h = &mut head.headers;
+        h.insert(
+            tokens::hooks::X_TOKEN_INPUT,
+            tokens::hooks::x_token_input(estimate),
+        );
+        if head.status.is_success() {
+            let model = Arc::clone(&parts.model_label);
+            let content_type = head.headers.get(header::CONTENT_TYPE);
+            let tap = tokens::hooks::usage_tap(
+                &state,
+                counter,
+                model,
+                estimate,
+                content_type,
+                parts.stream,
+            );
+            taps.push(tap);
+        }
+    }
     let relay = RelayBody::new(incoming, taps, state.config.upstream_timeout);
     Response::from_parts(head, Body::new(relay))
 }

@@ -7,14 +7,20 @@
 //! * [`sse`]: an incremental, bounded SSE reader.
 //! * [`usage`]: usage from response bodies and streams, and the output estimate.
 //! * [`pricing`]: pricing tier and estimated cost.
+//! * [`record`]: token metrics and the "Token usage" log line.
+//! * [`tap`], [`hooks`]: the steps the forward handler calls (input estimate,
+//!   `X-Token-Input`, local `count_tokens`, the usage tap).
 //!
 //! [`TokenCounter`] is what the proxy holds (`AppState::tokens`): it is loaded once at
 //! start-up and shared read-only.
 
 pub mod engine;
+pub mod hooks;
 pub mod input;
 pub mod pricing;
+pub mod record;
 pub mod sse;
+pub mod tap;
 pub mod usage;
 
 pub use engine::{Encoding, Engine, EngineKind, LoadProblem};
