@@ -313,6 +313,16 @@ impl Config {
         self.triggers.iter().find(|t| t.id == id)
     }
 
+    /// The longest window any check or trigger uses: how much a scraping source must keep.
+    pub fn longest_window(&self) -> Duration {
+        let checks = self.checks.iter().map(|c| c.window);
+        let triggers = self.triggers.iter().map(|t| t.window);
+        checks
+            .chain(triggers)
+            .max()
+            .unwrap_or(Duration::from_secs(600))
+    }
+
     /// The checks of one phase, in order.
     pub fn phase_checks(&self, phase: Phase) -> impl Iterator<Item = &CheckSpec> {
         self.checks.iter().filter(move |c| c.phase == phase)

@@ -13,6 +13,7 @@ pub mod engine;
 pub mod error;
 pub mod finalise;
 pub mod platform;
+pub mod progress;
 pub mod promoter;
 pub mod report;
 pub mod signals;

@@ -1,2 +1,188 @@
-//! The `zai-promoter` binary.
-fn main() {}
+//! The `zai-promoter` binary: `check`, `promote`, `rollback`, `watch` against Kubernetes.
+//!
+//! Exit codes: 0 promoted/passed, 2 aborted before promotion (production untouched),
+//! 3 rolled back, 1 could not run (configuration, platform).
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use zai_promoter::config::Config;
+use zai_promoter::platform::kube::KubePlatform;
+use zai_promoter::progress::Progress;
+use zai_promoter::signals::SignalSource;
+use zai_promoter::signals::prometheus::PrometheusSource;
+use zai_promoter::signals::scrape::ScrapeSource;
+use zai_promoter::{Mode, Platform, Promoter, SystemClock};
+
+/// Automates the zai-proxy canary → production promotion checklist.
+#[derive(Debug, Parser)]
+#[command(name = "zai-promoter", version)]
+struct Cli {
+    /// TOML file with thresholds, windows and run settings (see docs/PROMOTER.md).
+    #[arg(long, global = true, env = "ZAI_PROMOTER_CONFIG")]
+    config: Option<PathBuf>,
+    /// Kubernetes namespace (overrides [kube] namespace).
+    #[arg(long, global = true, env = "ZAI_PROMOTER_NAMESPACE")]
+    namespace: Option<String>,
+    /// Where metrics come from.
+    #[arg(long, global = true, value_enum, env = "ZAI_PROMOTER_SIGNALS", default_value_t = SignalsKind::Auto)]
+    signals: SignalsKind,
+    /// Prometheus base URL (overrides [prometheus] url; implies --signals prometheus with auto).
+    #[arg(long, global = true, env = "PROMETHEUS_URL")]
+    prometheus_url: Option<String>,
+    /// Reach pods' /health and /metrics through the API server's pod proxy (needs `get
+    /// pods/proxy`); without it /health is judged from readiness and scraping is unavailable.
+    #[arg(long, global = true, env = "ZAI_PROMOTER_POD_PROXY")]
+    pod_proxy: bool,
+    /// Write report.json, report.md and junit.xml here.
+    #[arg(long, global = true, env = "ZAI_PROMOTER_REPORT_DIR")]
+    report_dir: Option<PathBuf>,
+    /// Evaluate everything, change nothing.
+    #[arg(long, global = true)]
+    dry_run: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SignalsKind {
+    /// Prometheus when a URL is given, else scrape.
+    Auto,
+    /// PromQL over the Prometheus HTTP API.
+    Prometheus,
+    /// Scrape each pod's /metrics.
+    Scrape,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Phase 1 only (read-only).
+    Check,
+    /// All phases: validate, set the image, monitor, verify, finalise, clean up.
+    Promote {
+        /// Git work tree with the VERSION file (overrides [finalise] repo).
+        #[arg(long, env = "ZAI_PROMOTER_REPO")]
+        repo: Option<PathBuf>,
+        /// Push the release tag.
+        #[arg(long)]
+        push: bool,
+    },
+    /// Roll production back to its previous revision now.
+    Rollback {
+        /// Recorded in the report.
+        #[arg(long, default_value = "manual rollback")]
+        reason: String,
+    },
+    /// Watch production with the rollback triggers armed.
+    Watch {
+        /// How long (e.g. 1h, 30m).
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "1h")]
+        duration: Duration,
+    },
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("zai-promoter: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<i32> {
+    let mut config = match &cli.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if let Some(ns) = &cli.namespace {
+        config.kube.namespace = ns.clone();
+    }
+    if let Some(url) = &cli.prometheus_url {
+        config.prometheus.url = url.clone();
+    }
+    let (mode, push) = match &cli.command {
+        Command::Check => (Mode::Check, false),
+        Command::Promote { repo, push } => {
+            if let Some(r) = repo {
+                config.finalise.repo = Some(r.clone());
+            }
+            (Mode::Promote, *push)
+        }
+        Command::Rollback { reason } => (
+            Mode::Rollback {
+                reason: reason.clone(),
+            },
+            false,
+        ),
+        Command::Watch { duration } => (
+            Mode::Watch {
+                duration: *duration,
+            },
+            false,
+        ),
+    };
+
+    let platform: Arc<dyn Platform> = Arc::new(
+        KubePlatform::connect(config.kube.clone())
+            .await
+            .context("cannot reach Kubernetes")?
+            .with_pod_proxy(cli.pod_proxy),
+    );
+    let kind = match cli.signals {
+        SignalsKind::Auto if cli.prometheus_url.is_some() => SignalsKind::Prometheus,
+        SignalsKind::Auto => SignalsKind::Scrape,
+        other => other,
+    };
+    if kind == SignalsKind::Scrape && !cli.pod_proxy {
+        anyhow::bail!(
+            "scraping Kubernetes pods needs --pod-proxy; or give --prometheus-url to use Prometheus"
+        );
+    }
+    let signals: Box<dyn SignalSource> = match kind {
+        SignalsKind::Prometheus => Box::new(PrometheusSource::new(
+            &config.prometheus.url,
+            &config.prometheus.selector,
+            config.prometheus.timeout,
+        )?),
+        _ => {
+            let retention = config.longest_window() + config.interval * 2;
+            Box::new(ScrapeSource::new(
+                platform.clone(),
+                retention,
+                config.http_timeout,
+            ))
+        }
+    };
+
+    let progress = Arc::new(Progress::new(std::io::stderr().is_terminal()));
+    let sink = progress.clone();
+    let mut promoter = Promoter::new(config, platform, signals, Arc::new(SystemClock))
+        .dry_run(cli.dry_run)
+        .push(push)
+        .on_event(move |e| sink.show(e));
+    let report = promoter.run(mode).await;
+    if let Some(dir) = &cli.report_dir {
+        report.write_to(dir)?;
+        eprintln!("report written to {}", dir.display());
+    }
+    println!("{}: {}", report.outcome.as_str(), report.verdict);
+    if let Some(reason) = &report.reason {
+        println!("reason: {reason}");
+    }
+    Ok(report.exit_code())
+}

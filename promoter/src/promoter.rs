@@ -1040,6 +1040,8 @@ impl Promoter {
                     "disabled"
                 } else if st.is_some_and(|s| s.fired_at.is_some()) {
                     "fired"
+                } else if st.is_some_and(|s| s.held_since.is_some()) {
+                    "holding"
                 } else if last.is_some() {
                     "clear"
                 } else {

@@ -167,12 +167,12 @@ pub fn evaluate_trigger(
             match snap.pods.get(&Variant::Production) {
                 Some(Ok(pods)) => {
                     let mut worst = 0u32;
-                    let mut looping = false;
+                    let mut looping = 0usize;
                     for p in pods {
                         let delta = history.restart_delta(p);
                         worst = worst.max(delta);
                         if p.waiting_reason.as_deref() == Some("CrashLoopBackOff") {
-                            looping = true;
+                            looping += 1;
                             s.evidence
                                 .push(format!("{} is in CrashLoopBackOff", p.name));
                         } else if f64::from(delta) >= t {
@@ -181,8 +181,8 @@ pub fn evaluate_trigger(
                         }
                     }
                     s.value = Some(f64::from(worst));
-                    s.observed = format!("max {worst} new restarts");
-                    held(&mut s, looping || f64::from(worst) >= t);
+                    s.observed = format!("{looping} in CrashLoopBackOff, max {worst} new restarts");
+                    held(&mut s, looping > 0 || f64::from(worst) >= t);
                 }
                 Some(Err(e)) => {
                     s.status = Status::Error;

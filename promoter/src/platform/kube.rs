@@ -451,6 +451,12 @@ impl Platform for KubePlatform {
 
     async fn pod_get(&self, pod: &PodInfo, path: &str, timeout: Duration) -> Result<HttpReply> {
         if !self.pod_proxy {
+            if path != "/health" {
+                return Err(err(
+                    &format!("GET {path} on {}", pod.name),
+                    "pods are not reachable without --pod-proxy",
+                ));
+            }
             // The readiness probe is GET /health: a Ready pod answered it.
             return Ok(if pod.ready {
                 HttpReply {

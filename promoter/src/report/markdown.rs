@@ -62,6 +62,7 @@ pub fn render_markdown(r: &Report) -> String {
     for t in &r.triggers {
         let mark = match t.status.as_str() {
             "fired" => "✗",
+            "holding" => "…",
             "clear" => "✓",
             _ => " ",
         };

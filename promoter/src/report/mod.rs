@@ -148,7 +148,8 @@ pub struct TriggerReport {
     pub id: String,
     /// Checklist wording.
     pub title: String,
-    /// `fired`, `clear` (evaluated, never fired), `not_evaluated`, `disabled`.
+    /// `fired`; `holding` (condition true at the last sample, not yet for long enough);
+    /// `clear` (evaluated, not holding, never fired); `not_evaluated`; `disabled`.
     pub status: String,
     /// Threshold, as text.
     pub threshold: String,

@@ -1,6 +1,8 @@
 //! Test doubles: an in-memory platform, a scripted signal source, snapshot builders.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod http;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
