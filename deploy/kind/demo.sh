@@ -11,11 +11,12 @@
 # installs a small Prometheus with the alert rules, applies the production and canary
 # overlays (each proxy pod gets a fake-zai sidecar as its upstream on 127.0.0.1, so no Z.AI
 # key is needed), starts simulated workers on the split Service, then runs
-# `zai-promoter promote` on the kube platform with the zai-promoter ServiceAccount's rights
-# and prints the report.
+# `zai-promoter promote` (Kubernetes platform, Prometheus signals) with the zai-promoter
+# ServiceAccount's rights, and prints the report (report.md; report.json and junit.xml kept).
 #
 # Scenarios: healthy (the promotion must succeed), bad-canary (the canary's upstream
-# answers 30 % of requests with 500: the promoter must refuse to promote).
+# answers 30 % of requests with 500; once ZaiProxyCanaryHighErrorRate fires the promoter
+# runs and must refuse to promote: outcome "aborted", exit 2, production untouched).
 # Exit status: the promoter's (0 = promoted). Re-running starts the scenario afresh on the
 # same cluster; --down deletes the cluster. Prerequisites: docs/KIND_DEMO.md.
 set -euo pipefail
@@ -262,6 +263,23 @@ for _ in $(seq 1 30); do
 done
 curl -fsS "http://127.0.0.1:$prom_port/-/ready" >/dev/null || die "Prometheus port-forward failed: $(cat "$work/port-forward.log")"
 
+if [ "$scenario" = bad-canary ]; then
+  # The failure lives in the canary's pod (its upstream), not in its image, so it can only be
+  # caught before promotion: wait until the canary has failed long enough for the alert.
+  step "waiting for ZaiProxyCanaryHighErrorRate to fire (5xx > 5 % for 5 minutes)"
+  firing=0
+  for _ in $(seq 1 90); do
+    if curl -fsS -G "http://127.0.0.1:$prom_port/api/v1/query" \
+      --data-urlencode 'query=ALERTS{alertname="ZaiProxyCanaryHighErrorRate",alertstate="firing"}' |
+      grep -q '"result":\[{'; then
+      firing=1
+      break
+    fi
+    sleep 10
+  done
+  [ "$firing" = 1 ] || die "ZaiProxyCanaryHighErrorRate did not fire within 15 minutes"
+fi
+
 step "kubeconfig with the zai-promoter ServiceAccount's token (only its Role's rights)"
 server="$(k config view --minify --raw -o jsonpath='{.clusters[0].cluster.server}')"
 ca="$(k config view --minify --raw -o jsonpath='{.clusters[0].cluster.certificate-authority-data}')"
@@ -289,7 +307,7 @@ current-context: zai-promoter
 EOF
 umask 022
 
-step "zai-promoter promote (kube platform, Prometheus signals), report in $report_dir"
+step "zai-promoter promote (Kubernetes, Prometheus signals), report in $report_dir"
 rm -rf "$report_dir"
 mkdir -p "$report_dir"
 # The release steps (VERSION file, commit, tag, push) run against a scratch git repository.
@@ -297,25 +315,27 @@ release_repo="$work/release-repo"
 rm -rf "$release_repo"
 git init -q "$release_repo"
 echo "$prod_version" > "$release_repo/VERSION"
+git -C "$release_repo" config user.name zai-demo
+git -C "$release_repo" config user.email zai-demo@localhost
 git -C "$release_repo" add VERSION
-git -C "$release_repo" -c user.name=zai-demo -c user.email=zai-demo@localhost commit -q -m "release $prod_version"
+git -C "$release_repo" commit -q -m "chore: release zai-proxy v$prod_version"
 git init -q --bare "$work/release-remote.git" 2>/dev/null || true
 git -C "$release_repo" remote add origin "$work/release-remote.git"
 
 status=0
 KUBECONFIG="$work/promoter.kubeconfig" "$bin/zai-promoter" promote \
-  --platform kube \
+  --config "$repo/deploy/kind/promoter.toml" \
   --namespace "$namespace" \
   --signals prometheus \
   --prometheus-url "http://127.0.0.1:$prom_port" \
-  --release-repo "$release_repo" \
+  --repo "$release_repo" --push \
   --report-dir "$report_dir" || status=$?
 
-if [ -f "$report_dir/report.txt" ]; then
-  cat "$report_dir/report.txt"
+if [ -f "$report_dir/report.md" ]; then
+  cat "$report_dir/report.md"
 fi
 if [ -f "$report_dir/report.json" ]; then
-  echo "report: $report_dir/report.json" >&2
+  echo "report: $report_dir/report.json (exit $status: 0 promoted, 2 aborted, 3 rolled back, 1 error)" >&2
 else
   echo "demo.sh: the promoter wrote no report.json (exit $status)" >&2
 fi

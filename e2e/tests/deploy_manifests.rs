@@ -612,7 +612,8 @@ fn check_pod_hardening(name: &str, pod: &k8s_openapi::api::core::v1::PodSpec) ->
     Ok(())
 }
 
-/// The promoter's Role grants exactly the verbs its kube platform uses.
+/// The promoter's Role grants exactly the verbs its kube platform (promoter/src/platform/kube.rs)
+/// uses: nothing more, so a compromised promoter cannot read Secrets or create workloads.
 fn check_promoter_rbac(docs: &[Value]) -> Result<()> {
     let role: Role = serde_json::from_value(find(docs, "Role", "zai-promoter")?.clone())?;
     let mut got = BTreeSet::new();
@@ -633,8 +634,6 @@ fn check_promoter_rbac(docs: &[Value]) -> Result<()> {
     }
     let expected: BTreeSet<String> = [
         "apps/deployments:get",
-        "apps/deployments:list",
-        "apps/deployments:watch",
         "apps/deployments:patch",
         "apps/deployments/scale:patch",
         "apps/replicasets:list",
@@ -938,6 +937,93 @@ fn grafana_dashboard_compares_both_variants_on_real_metrics() -> Result<()> {
                     .any(|e| e.contains(metric) && e.contains(&format!("variant=\"{variant}\""))),
                 "panel {topic:?} lacks a {variant} query on {metric}"
             );
+        }
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------------ the promoter's view
+
+#[test]
+fn promoter_mirrors_the_canary_alerts_timing() -> Result<()> {
+    // zai-promoter's scrape mode evaluates the four canary alerts itself; its timing must be
+    // the rules file's `for` and rate window.
+    let (_, rules) = load_rules()?;
+    let group = rules
+        .groups
+        .iter()
+        .find(|g| g.name == CANARY_GROUP)
+        .context("canary group")?;
+    let timing = zai_promoter::signals::scrape::AlertTiming::default();
+    for r in &group.rules {
+        let want = if r.alert == "ZaiProxyCanaryDeploymentDown" {
+            timing.down_for
+        } else {
+            ensure!(
+                r.expr
+                    .contains(&format!("[{}m]", timing.window.as_secs() / 60)),
+                "{}: rate window differs from the promoter's {:?}",
+                r.alert,
+                timing.window
+            );
+            timing.degraded_for
+        };
+        ensure!(
+            parse_duration(&r.for_)? == want,
+            "{}: for {} but the promoter waits {want:?}",
+            r.alert,
+            r.for_
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn promoter_kube_defaults_name_the_manifests_objects() {
+    let kube = zai_promoter::config::KubeSettings::default();
+    assert_eq!(kube.production, "zai-proxy");
+    assert_eq!(kube.canary, "zai-proxy-test");
+    assert_eq!(kube.container, "proxy");
+}
+
+#[test]
+fn kind_demo_promoter_config_is_valid() -> Result<()> {
+    let config = zai_promoter::Config::load(&repo().join("deploy/kind/promoter.toml"))?;
+    ensure!(
+        config.kube.namespace == "zai-proxy",
+        "namespace {}",
+        config.kube.namespace
+    );
+    ensure!(config.prometheus.selector == "namespace=\"zai-proxy\"");
+    Ok(())
+}
+
+#[test]
+fn runbook_maps_every_promoter_check_and_trigger() -> Result<()> {
+    let runbook = std::fs::read_to_string(repo().join("docs/RUNBOOK.md"))?;
+    let ids: BTreeSet<&str> = zai_promoter::catalog::CHECKS
+        .iter()
+        .map(|c| c.id)
+        .chain(zai_promoter::catalog::TRIGGERS.iter().map(|t| t.id))
+        .collect();
+    for id in &ids {
+        ensure!(
+            runbook.contains(&format!("| `{id}` |")),
+            "docs/RUNBOOK.md has no table row for {id}"
+        );
+    }
+    // And no row names an id the promoter does not have.
+    for row in runbook.lines().filter(|l| l.starts_with('|')) {
+        for cell in row.split('|').map(str::trim) {
+            if let Some(id) = cell.strip_prefix('`').and_then(|c| c.strip_suffix('`'))
+                && [
+                    "pre.", "exec.", "rollout.", "post.", "final.", "cleanup.", "trigger.",
+                ]
+                .iter()
+                .any(|p| id.starts_with(p))
+            {
+                ensure!(ids.contains(id), "docs/RUNBOOK.md names unknown check {id}");
+            }
         }
     }
     Ok(())

@@ -4,8 +4,8 @@
 //!   is set), and `demo.sh --render-only` renders, for both scenarios, manifests that parse
 //!   into their Kubernetes types and differ only where the scenario says.
 //! * With `ZAI_E2E_KIND=1`: the real thing against a kind cluster — the healthy scenario must
-//!   promote (exit 0, report outcome `promoted`), the bad-canary scenario must not (non-zero
-//!   exit, no promotion in the report). It needs Docker, kind, kubectl and network access to
+//!   promote (exit 0, report outcome `promoted`), the bad-canary scenario must be refused
+//!   before production is touched (exit 2, outcome `aborted`). It needs Docker, kind, kubectl and network access to
 //!   pull `kindest/node` and `prom/prometheus`, so it cannot run in this project's CI (no
 //!   image can be pulled there); without the variable it skips with that reason.
 
@@ -244,8 +244,11 @@ fn kind_demo_promotes_a_healthy_canary_and_refuses_a_bad_one() -> Result<()> {
 
     let bad = dir.path().join("bad");
     let (code, outcome) = run_demo("bad-canary", &bad)?;
-    ensure!(code != Some(0), "bad canary exited 0 (outcome {outcome})");
-    ensure!(outcome != "promoted", "bad canary was promoted");
+    // Refused before production was touched: aborted, exit 2.
+    ensure!(
+        code == Some(2) && outcome == "aborted",
+        "bad canary: exit {code:?}, outcome {outcome}"
+    );
 
     if std::env::var_os("ZAI_E2E_KIND_KEEP").is_none() {
         let status = Command::new(repo().join("deploy/kind/demo.sh"))
