@@ -483,4 +483,35 @@ window = "2s"
         let err = Config::from_toml("interval = \"soon\"\n").unwrap_err();
         assert!(err.to_string().contains("invalid configuration"), "{err}");
     }
+
+    #[test]
+    fn every_key_and_id_is_documented() {
+        let doc =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/PROMOTER.md"))
+                .expect("docs/PROMOTER.md");
+        let value = toml::Value::try_from(FileConfig::default()).unwrap();
+        for (key, v) in value.as_table().unwrap() {
+            match v.as_table() {
+                Some(t) if key == "checks" || key == "triggers" => assert!(t.is_empty()),
+                Some(t) => {
+                    for sub in t.keys() {
+                        let k = format!("`[{key}] {sub}`");
+                        assert!(doc.contains(&k), "{k} is not documented");
+                    }
+                }
+                None => assert!(
+                    doc.contains(&format!("| `{key}` |")),
+                    "`{key}` is not documented"
+                ),
+            }
+        }
+        assert!(doc.contains("`[finalise] repo`"));
+        for id in catalog::CHECKS
+            .iter()
+            .map(|c| c.id)
+            .chain(catalog::TRIGGERS.iter().map(|t| t.id))
+        {
+            assert!(doc.contains(&format!("`{id}`")), "{id} is not documented");
+        }
+    }
 }

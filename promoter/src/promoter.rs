@@ -726,7 +726,10 @@ impl Promoter {
         } else {
             self.action("scale the canary to 0".into());
             let mut s = Sample::new(Status::Fail, at);
-            s.threshold = "0 replicas".into();
+            s.threshold = format!(
+                "<= {} replicas",
+                self.config.check(id).map(|c| c.threshold).unwrap_or(0.0)
+            );
             s.source = "platform: scale canary".into();
             match self.platform.scale(Variant::Test, 0).await {
                 Err(e) => s.evidence.push(e.to_string()),
@@ -734,7 +737,8 @@ impl Promoter {
                     Ok(n) => {
                         s.value = Some(f64::from(n));
                         s.observed = format!("{n} replicas");
-                        if n == 0 {
+                        let max = self.config.check(id).map(|c| c.threshold).unwrap_or(0.0);
+                        if f64::from(n) <= max {
                             s.status = Status::Pass;
                         }
                     }

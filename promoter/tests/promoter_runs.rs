@@ -334,3 +334,35 @@ async fn rollback_and_watch_modes() {
     assert_eq!(report.outcome, Outcome::RolledBack);
     assert!(report.reason.unwrap().contains("trigger.error_rate"));
 }
+
+#[tokio::test]
+async fn the_p95_baseline_is_captured_before_the_image_changes() {
+    let run = Run::new();
+    let script = run.script.clone();
+    *run.platform.on_set_image.lock().unwrap() = Some(Box::new(move || {
+        script.set(
+            Signal::LatencyQuantile { permille: 950 },
+            P,
+            Reading::Value(0.5),
+        );
+    }));
+    let report = run.promoter(config(None)).run(Mode::Promote).await;
+    assert_eq!(
+        report.baseline.p95(std::time::Duration::from_secs(60)),
+        Some(0.2)
+    );
+    assert_eq!(report.outcome, Outcome::RolledBack, "{report:#?}");
+    let t = report
+        .triggers
+        .iter()
+        .find(|t| t.id == "trigger.p95_latency")
+        .unwrap();
+    assert_eq!(t.status, "fired");
+    // Held for the full 2 minutes from the first bad sample.
+    assert_eq!(
+        (t.fired_at.unwrap() - t.first_seen.unwrap()).num_seconds(),
+        120
+    );
+    assert!(t.observed.contains("+150%"), "{}", t.observed);
+    assert_eq!(check(&report, "rollout.p95_latency").status, Status::Fail);
+}

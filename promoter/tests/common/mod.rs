@@ -3,6 +3,8 @@
 
 pub mod http;
 
+pub type Hook = Box<dyn Fn() + Send>;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -146,6 +148,8 @@ pub struct FakePlatform {
     /// Image version → (healthy, crash) applied when set_image rolls it out.
     pub behaviour: Arc<Mutex<HashMap<String, (bool, bool)>>>,
     pub started: DateTime<Utc>,
+    /// Called after every set_image (e.g. to change what the signals say).
+    pub on_set_image: Arc<Mutex<Option<Hook>>>,
 }
 
 impl FakePlatform {
@@ -173,6 +177,7 @@ impl FakePlatform {
             calls: Arc::new(Mutex::new(Vec::new())),
             behaviour: Arc::new(Mutex::new(HashMap::new())),
             started: t0(),
+            on_set_image: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -236,6 +241,10 @@ impl Platform for FakePlatform {
         d.healthy = healthy;
         d.crash = crash;
         d.restarts = if crash { 3 } else { 0 };
+        drop(s);
+        if let Some(f) = self.on_set_image.lock().unwrap().as_ref() {
+            f();
+        }
         Ok(())
     }
 
