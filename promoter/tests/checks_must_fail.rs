@@ -58,8 +58,8 @@ fn good() -> Snapshot {
     s.alerts = Some(Ok(vec![Alert {
         name: "ZaiProxyCanaryHighErrorRate".into(),
         state: AlertState::Pending,
-        evaluated_locally: true,
-        detail: "pending only".into(),
+        evaluated_locally: false,
+        detail: "pending in Prometheus only".into(),
     }]));
     s.health.insert(
         "c-0".into(),
@@ -312,4 +312,26 @@ fn too_little_traffic_is_no_data_not_pass() {
         Reading::Error("timeout".into()),
     );
     assert_eq!(status("rollout.error_rate", &s, &ctx()).0, Status::Error);
+}
+
+#[test]
+fn a_locally_evaluated_alert_counts_while_its_condition_holds() {
+    let mut s = good();
+    s.alerts = Some(Ok(vec![Alert {
+        name: "ZaiProxyCanaryHighErrorRate".into(),
+        state: AlertState::Pending,
+        evaluated_locally: true,
+        detail: "canary 5xx ratio 0.2 > 0.05".into(),
+    }]));
+    let (st, why) = status("pre.no_canary_alerts", &s, &ctx());
+    assert_eq!(st, Status::Fail, "{why}");
+    assert!(why.contains("evaluated locally"), "{why}");
+    // Other alerts (not the four canary ones) do not count.
+    s.alerts = Some(Ok(vec![Alert {
+        name: "ZaiProxyProductionHighErrorRate".into(),
+        state: AlertState::Firing,
+        evaluated_locally: false,
+        detail: String::new(),
+    }]));
+    assert_eq!(status("pre.no_canary_alerts", &s, &ctx()).0, Status::Pass);
 }

@@ -200,18 +200,22 @@ pub fn evaluate_check(
                 Some(Ok(alerts)) => {
                     let firing: Vec<_> = alerts
                         .iter()
+                        // A locally evaluated alert counts as soon as its condition holds:
+                        // the promoter has no history to wait out its `for` with.
                         .filter(|a| {
-                            a.state == crate::signals::AlertState::Firing
+                            (a.state == crate::signals::AlertState::Firing || a.evaluated_locally)
                                 && CANARY_ALERTS.contains(&a.name.as_str())
                         })
                         .collect();
                     s.value = Some(firing.len() as f64);
                     s.observed = format!("{} firing", firing.len());
                     for a in &firing {
-                        let how = if a.evaluated_locally {
-                            " (evaluated locally)"
-                        } else {
-                            ""
+                        let how = match (a.evaluated_locally, a.state) {
+                            (true, crate::signals::AlertState::Pending) => {
+                                " (evaluated locally, condition holds, `for` not yet elapsed)"
+                            }
+                            (true, _) => " (evaluated locally)",
+                            _ => "",
                         };
                         s.evidence
                             .push(format!("{} firing{how}: {}", a.name, a.detail));
