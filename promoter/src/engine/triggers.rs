@@ -152,7 +152,32 @@ pub fn evaluate_trigger(
                     }
                     s.value = Some(frac);
                     s.observed = format!("{}/{} NotReady", not_ready.len(), pods.len());
-                    held(&mut s, frac > t);
+                    // With max surge 1 / max unavailable 0 a rollout whose new pods never get
+                    // ready is one stuck pod of N+1 — never "more than 50%" of the deployment,
+                    // yet 100% of the revision being rolled out. Judge that revision too.
+                    let updated: Vec<_> = match ctx.to_version.as_deref() {
+                        Some(v) => pods
+                            .iter()
+                            .filter(|p| p.version.as_deref() == Some(v))
+                            .collect(),
+                        None => Vec::new(),
+                    };
+                    let updated_not_ready = updated.iter().filter(|p| !p.ready).count();
+                    let updated_frac = if updated.is_empty() {
+                        0.0
+                    } else {
+                        updated_not_ready as f64 / updated.len() as f64
+                    };
+                    if frac <= t && updated_frac > t {
+                        s.value = Some(updated_frac);
+                        s.observed = format!(
+                            "{}/{} NotReady; {updated_not_ready}/{} of the new version NotReady",
+                            not_ready.len(),
+                            pods.len(),
+                            updated.len()
+                        );
+                    }
+                    held(&mut s, frac > t || updated_frac > t);
                 }
                 Some(Err(e)) => {
                     s.status = Status::Error;

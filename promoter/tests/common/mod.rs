@@ -150,6 +150,8 @@ pub struct FakePlatform {
     pub started: DateTime<Utc>,
     /// Called after every set_image (e.g. to change what the signals say).
     pub on_set_image: Arc<Mutex<Option<Hook>>>,
+    /// Where each variant's pods serve /metrics (pods then carry it as `base_url`).
+    pub metrics_urls: Arc<Mutex<HashMap<Variant, String>>>,
 }
 
 impl FakePlatform {
@@ -178,6 +180,7 @@ impl FakePlatform {
             behaviour: Arc::new(Mutex::new(HashMap::new())),
             started: t0(),
             on_set_image: Arc::new(Mutex::new(None)),
+            metrics_urls: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
@@ -197,6 +200,7 @@ impl Platform for FakePlatform {
     }
 
     async fn list_pods(&self, variant: Variant) -> Result<Vec<PodInfo>> {
+        let url = self.metrics_urls.lock().unwrap().get(&variant).cloned();
         let s = self.state.lock().unwrap();
         let d = &s[&variant];
         Ok((0..d.replicas)
@@ -212,6 +216,7 @@ impl Platform for FakePlatform {
                 if d.crash {
                     p.waiting_reason = Some("CrashLoopBackOff".into());
                 }
+                p.base_url = url.clone();
                 p
             })
             .collect())
@@ -313,6 +318,21 @@ impl Platform for FakePlatform {
     }
 
     async fn pod_get(&self, pod: &PodInfo, path: &str, _t: Duration) -> Result<HttpReply> {
+        if path == "/metrics" {
+            let url = format!("{}/metrics", pod.base_url.clone().unwrap_or_default());
+            let client = reqwest::Client::builder().no_proxy().build().unwrap();
+            let r = client
+                .get(&url)
+                .send()
+                .await
+                .map_err(|e| Error::platform("fake", "GET /metrics", e))?;
+            let status = r.status().as_u16();
+            let body = r
+                .text()
+                .await
+                .map_err(|e| Error::platform("fake", "GET /metrics", e))?;
+            return Ok(HttpReply { status, body });
+        }
         if path == "/health" && pod.ready {
             Ok(HttpReply {
                 status: 200,
