@@ -32,6 +32,7 @@ pub mod shutdown;
 pub mod state;
 pub mod tokens;
 pub mod wire;
+pub mod zai_error;
 
 pub use config::{ApiKey, Config};
 pub use error::ProxyError;

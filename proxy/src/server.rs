@@ -13,7 +13,7 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get};
+use axum::routing::{any, get, post};
 use axum::serve::ListenerExt as _;
 use http::{HeaderValue, StatusCode, header};
 use tokio::net::TcpListener;
@@ -41,6 +41,10 @@ pub fn app(state: Arc<AppState>) -> Router {
 /// token check wraps all of them.
 fn admin_routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
+        .route(
+            "/admin/reset-rate-limit",
+            post(crate::ratelimit::admin::reset_rate_limit),
+        )
         .route("/admin", any(admin_not_found))
         .route("/admin/{*rest}", any(admin_not_found))
         .layer(middleware::from_fn_with_state(state, require_admin))

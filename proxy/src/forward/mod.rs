@@ -7,6 +7,7 @@
 
 pub mod headers;
 pub mod relay;
+pub mod retry;
 pub mod upstream;
 
 use std::borrow::Cow;
@@ -354,10 +355,10 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Res
         return response;
     }
 
-    // Hook 2 (POLICIES): retries wrap this one call (forward/retry.rs).
-    let response = match upstream::send(&state, &parts, body).await {
+    // Hook 2 (POLICIES): the upstream call with retries and 429 classes (forward/retry.rs).
+    let response = match retry::send_with_retries(&state, &parts, body).await {
         Ok(response) => response,
-        Err(e) => {
+        Err(retry::RetryFailure::Upstream(e)) => {
             tracing::warn!("Upstream error: {e}");
             let (fault, message) = match e {
                 UpstreamError::Timeout(limit) => (
@@ -377,6 +378,17 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Res
                 ),
             };
             return fail(&state, method, route, started, fault, &message);
+        }
+        Err(e) => {
+            let message = e.to_string();
+            return fail(
+                &state,
+                method,
+                route,
+                started,
+                Fault::UpstreamUnreachable,
+                &message,
+            );
         }
     };
     if response.status().is_success() {

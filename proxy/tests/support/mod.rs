@@ -34,6 +34,8 @@ pub fn test_config(upstream_url: &str) -> Config {
     config.shutdown_readiness_delay = Duration::from_millis(200);
     config.shutdown_grace_period = Duration::from_secs(5);
     config.upstream_timeout = Duration::from_secs(10);
+    // Retries keep their real count but back off in milliseconds, not seconds.
+    config.retry.base_delay = Duration::from_millis(10);
     config
 }
 
@@ -257,6 +259,7 @@ impl BinaryProxy {
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("LISTEN_ADDR", "127.0.0.1:0")
             .env("RATE_LIMIT_STATE_FILE", "")
+            .env("RETRY_BASE_DELAY", "10ms")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
