@@ -119,8 +119,14 @@ fn one_scrape_or_no_traffic_is_no_data() {
         at(30),
         parse_exposition(&fixture("canary_t0.prom"), t).unwrap(),
     );
+    // Only 30 s of a 60 s window scraped: zero requests is not yet evidence of no traffic…
+    assert!(matches!(
+        s.measure(&q(Signal::RequestCount, t, 60), at(30)),
+        Reading::NoData(_)
+    ));
+    // …but it is for a 30 s window.
     assert_eq!(
-        value(s.measure(&q(Signal::RequestCount, t, 60), at(30))),
+        value(s.measure(&q(Signal::RequestCount, t, 30), at(30))),
         0.0
     );
     assert!(matches!(

@@ -208,6 +208,17 @@ impl ScrapeStore {
         w
     }
 
+    /// How far back the scrapes of a variant reach from `now`.
+    fn covered(&self, variant: Variant, now: DateTime<Utc>) -> Duration {
+        self.pods
+            .values()
+            .filter(|s| s.variant == variant)
+            .filter_map(|s| s.points.front().map(|(t, _)| *t))
+            .min()
+            .and_then(|t| (now - t).to_std().ok())
+            .unwrap_or(Duration::ZERO)
+    }
+
     fn latest_token_series(&self, variant: Variant) -> Option<usize> {
         let mut any = false;
         let mut n = 0;
@@ -237,6 +248,18 @@ impl ScrapeStore {
             ));
         }
         let total: f64 = w.data.requests.values().sum();
+        // Zero requests in a window the scrapes do not cover yet is not evidence of no traffic
+        // (the promoter just started): wait until 90 % of the window has been scraped.
+        if total == 0.0 && matches!(q.signal, Signal::RequestCount | Signal::RequestRate) {
+            let covered = self.covered(q.variant, now);
+            if covered.as_secs_f64() < q.window.as_secs_f64() * 0.9 {
+                return Reading::NoData(format!(
+                    "no requests in the {} scraped so far of the {} window",
+                    crate::duration_serde::human(covered),
+                    crate::duration_serde::human(q.window)
+                ));
+            }
+        }
         let by_class = |c: char| -> f64 {
             w.data
                 .requests
