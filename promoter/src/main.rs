@@ -44,6 +44,9 @@ struct Cli {
     /// Evaluate everything, change nothing.
     #[arg(long, global = true)]
     dry_run: bool,
+    /// Who signs off in report.md (default: $USER).
+    #[arg(long, global = true, env = "ZAI_PROMOTER_OPERATOR")]
+    operator: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -175,6 +178,9 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         .dry_run(cli.dry_run)
         .push(push)
         .on_event(move |e| sink.show(e));
+    if let Some(who) = &cli.operator {
+        promoter = promoter.operator(who.clone());
+    }
     let report = promoter.run(mode).await;
     if let Some(dir) = &cli.report_dir {
         report.write_to(dir)?;
