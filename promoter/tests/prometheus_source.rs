@@ -246,3 +246,59 @@ async fn prometheus_source_reads_a_real_prometheus() {
     assert!(matches!(m.reading, Reading::Error(_)), "{m:?}");
     assert!(gone.alerts(Utc::now()).await.is_err());
 }
+
+#[tokio::test]
+async fn timeouts_http_errors_and_garbage_are_errors() {
+    let q = q(Signal::RequestRate, Variant::Production);
+    let silent = http::serve_silent().await;
+    let mut src = PrometheusSource::new(&silent, "", Duration::from_millis(300)).unwrap();
+    let m = src.measure(&q, Utc::now()).await;
+    assert!(
+        matches!(m.reading, Reading::Error(ref e) if e.contains("timeout")),
+        "{m:?}"
+    );
+
+    let down = http::serve_status(503, "upstream connect error").await;
+    let mut src = PrometheusSource::new(&down, "", Duration::from_secs(2)).unwrap();
+    let m = src.measure(&q, Utc::now()).await;
+    assert!(
+        matches!(m.reading, Reading::Error(ref e) if e.contains("HTTP 503")),
+        "{m:?}"
+    );
+    assert!(
+        src.alerts(Utc::now())
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("HTTP 503")
+    );
+
+    let bad = http::serve_status(
+        422,
+        r#"{"status":"error","errorType":"execution","error":"query timed out"}"#,
+    )
+    .await;
+    let mut src = PrometheusSource::new(&bad, "", Duration::from_secs(2)).unwrap();
+    let m = src.measure(&q, Utc::now()).await;
+    assert!(
+        matches!(m.reading, Reading::Error(ref e) if e.contains("execution") && e.contains("query timed out")),
+        "{m:?}"
+    );
+
+    let garbage = http::serve_status(200, "<html>not prometheus</html>").await;
+    let mut src = PrometheusSource::new(&garbage, "", Duration::from_secs(2)).unwrap();
+    let m = src.measure(&q, Utc::now()).await;
+    assert!(
+        matches!(m.reading, Reading::Error(ref e) if e.contains("malformed")),
+        "{m:?}"
+    );
+
+    let empty = http::serve_status(
+        200,
+        r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#,
+    )
+    .await;
+    let mut src = PrometheusSource::new(&empty, "", Duration::from_secs(2)).unwrap();
+    let m = src.measure(&q, Utc::now()).await;
+    assert!(matches!(m.reading, Reading::NoData(_)), "{m:?}");
+}
