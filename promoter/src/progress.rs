@@ -82,3 +82,39 @@ impl Progress {
         let _ = err.flush();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use chrono::Utc;
+
+    use super::*;
+    use crate::catalog::Phase;
+    use crate::engine::{Sample, Status};
+
+    #[test]
+    fn a_tick_shows_phase_checks_and_time_left() {
+        let mut s = Sample::new(Status::NoData, Utc::now());
+        s.observed = "12 requests".into();
+        s.threshold = ">= 50".into();
+        s.evidence
+            .push("12 test requests in 5m < min_requests 50".into());
+        let lines = Progress::lines(&Event::Tick {
+            phase: Some(Phase::Rollout),
+            at: Utc::now(),
+            elapsed: Duration::from_secs(150),
+            checks: vec![("rollout.error_rate", s)],
+            triggers: Vec::new(),
+            waiting: Vec::new(),
+            time_left: Some(Duration::from_secs(450)),
+        });
+        assert_eq!(lines[0], "[T+2m 30s] rollout, 7m 30s left");
+        assert!(lines[1].contains("rollout.error_rate"));
+        assert!(
+            lines[1].contains("… no_data 12 requests (>= 50) — 12 test requests"),
+            "{}",
+            lines[1]
+        );
+    }
+}

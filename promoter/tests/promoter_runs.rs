@@ -214,6 +214,24 @@ async fn dry_run_changes_nothing_and_says_when_it_would_roll_back() {
     );
     assert_eq!(report.exit_code(), 3);
     assert!(run.platform.calls().is_empty());
+
+    // A canary without token metrics: would abort in phase 1.
+    let run = Run::new();
+    run.script.set(Signal::TokenSeries, T, Reading::Value(0.0));
+    let report = run
+        .promoter(config(None))
+        .dry_run(true)
+        .run(Mode::Promote)
+        .await;
+    assert!(
+        report
+            .verdict
+            .starts_with("would abort at T+0s because pre.token_metrics_exported"),
+        "{}",
+        report.verdict
+    );
+    assert_eq!(report.exit_code(), 2);
+    assert!(run.platform.calls().is_empty());
 }
 
 #[tokio::test]
