@@ -384,3 +384,20 @@ async fn the_p95_baseline_is_captured_before_the_image_changes() {
     assert!(t.observed.contains("+150%"), "{}", t.observed);
     assert_eq!(check(&report, "rollout.p95_latency").status, Status::Fail);
 }
+
+#[tokio::test]
+async fn a_canary_that_does_not_scale_down_fails_cleanup_but_stays_promoted() {
+    let run = Run::new();
+    *run.platform.scale_ignored.lock().unwrap() = true;
+    let report = run.promoter(config(None)).run(Mode::Promote).await;
+    assert_eq!(report.outcome, Outcome::Promoted);
+    let c = check(&report, "cleanup.canary_scaled_down");
+    assert_eq!(c.status, Status::Fail, "{c:?}");
+    assert_eq!(c.observed, "1 replicas");
+    assert!(
+        report
+            .reason
+            .unwrap()
+            .contains("cleanup.canary_scaled_down")
+    );
+}

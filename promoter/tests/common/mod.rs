@@ -152,6 +152,8 @@ pub struct FakePlatform {
     pub on_set_image: Arc<Mutex<Option<Hook>>>,
     /// Where each variant's pods serve /metrics (pods then carry it as `base_url`).
     pub metrics_urls: Arc<Mutex<HashMap<Variant, String>>>,
+    /// `scale` answers Ok but changes nothing (a controller that ignores it).
+    pub scale_ignored: Arc<Mutex<bool>>,
 }
 
 impl FakePlatform {
@@ -181,6 +183,7 @@ impl FakePlatform {
             started: t0(),
             on_set_image: Arc::new(Mutex::new(None)),
             metrics_urls: Arc::new(Mutex::new(HashMap::new())),
+            scale_ignored: Arc::new(Mutex::new(false)),
         }
     }
 
@@ -289,6 +292,9 @@ impl Platform for FakePlatform {
             .lock()
             .unwrap()
             .push(format!("scale {variant} {replicas}"));
+        if *self.scale_ignored.lock().unwrap() {
+            return Ok(());
+        }
         self.state
             .lock()
             .unwrap()
