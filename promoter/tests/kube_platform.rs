@@ -405,3 +405,49 @@ fn rollout_status_follows_kubectl() {
     st.conditions.as_mut().unwrap()[1].reason = Some("ProgressDeadlineExceeded".into());
     assert!(rollout_status_of(&d).failure.is_some());
 }
+
+#[tokio::test]
+async fn health_comes_from_readiness_or_the_pod_proxy() {
+    let (p, _h) = platform();
+    let mut pod_info = zai_promoter::PodInfo {
+        name: "zai-proxy-test-1".into(),
+        variant: Variant::Test,
+        phase: "Running".into(),
+        ready: true,
+        restarts: 0,
+        waiting_reason: None,
+        version: Some("1.2.1-canary".into()),
+        image: "ronaldraygun/zai-proxy:1.2.1-canary".into(),
+        base_url: None,
+        started_at: None,
+    };
+    let t = std::time::Duration::from_secs(2);
+    let r = p.pod_get(&pod_info, "/health", t).await.unwrap();
+    assert_eq!(r.status, 200);
+    pod_info.ready = false;
+    assert_eq!(
+        p.pod_get(&pod_info, "/health", t).await.unwrap().status,
+        503
+    );
+    // /metrics cannot be faked from readiness.
+    assert!(p.pod_get(&pod_info, "/metrics", t).await.is_err());
+
+    let (p, mut h) = platform();
+    let p = p.with_pod_proxy(true);
+    let server = tokio::spawn(async move {
+        let (req, send) = h.next_request().await.unwrap();
+        assert_eq!(
+            req.uri().path(),
+            "/api/v1/namespaces/mcp/pods/zai-proxy-test-1:8080/proxy/health"
+        );
+        send.send_response(
+            Response::builder()
+                .body(Body::from(br#"{"status":"ok","variant":"test"}"#.to_vec()))
+                .unwrap(),
+        );
+    });
+    let r = p.pod_get(&pod_info, "/health", t).await.unwrap();
+    server.await.unwrap();
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("\"variant\":\"test\""));
+}
