@@ -15,7 +15,9 @@ use axum::response::Response;
 use axum::routing::post;
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
-use support::{FAKE_KEY, client, metrics_text, start_proxy, start_upstream, test_config};
+use support::{
+    BinaryProxy, FAKE_KEY, client, metrics_text, start_proxy, start_upstream, test_config,
+};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 use zai_proxy::ProxyHandle;
@@ -569,4 +571,51 @@ async fn other_statuses_pass_through_unretried() {
         );
         assert_eq!(attempts.count(), 1, "{status} must not be retried");
     }
+}
+
+#[tokio::test]
+async fn binary_retries_a_frequency_429_with_env_settings() {
+    let (upstream, attempts) = scripted(|n| {
+        if n < 2 {
+            with_status(429, zai_429("1303"), &[])
+        } else {
+            with_status(200, OK_JSON, &[])
+        }
+    })
+    .await;
+    let target = upstream.url();
+    let mut proxy = BinaryProxy::spawn(&[
+        ("ZAI_API_KEY", FAKE_KEY),
+        ("ZAI_TARGET_URL", &target),
+        ("MAX_RETRIES", "2"),
+        ("RETRY_BASE_DELAY", "50ms"),
+        ("TOKEN_COUNTING_ENABLED", "false"),
+        ("SHUTDOWN_READINESS_DELAY", "0s"),
+    ]);
+    let addr = proxy.wait_listening(Duration::from_secs(30)).await;
+    let response = client()
+        .post(format!("http://{addr}/v1/messages"))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.expect("body"), OK_JSON);
+    assert_eq!(attempts.count(), 3);
+    let gaps = attempts.gaps();
+    assert!(gaps[0] >= Duration::from_millis(25) && gaps[1] >= Duration::from_millis(50));
+    proxy.sigterm();
+    let _ = proxy.wait_exit(Duration::from_secs(10)).await;
+    let logs = proxy.output().join("\n");
+    assert!(
+        logs.contains("429 frequency (code 1303), retrying (attempt 2/3)"),
+        "{logs}"
+    );
+    assert!(logs.contains("Retry attempt 3/3"), "{logs}");
+    assert!(!logs.contains(FAKE_KEY));
+    assert!(
+        !logs.contains("rate limited"),
+        "provider message text is never logged"
+    );
 }
