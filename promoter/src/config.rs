@@ -347,7 +347,33 @@ fn resolve(file: FileConfig) -> Result<Config> {
             problems.push(format!("unknown trigger id [triggers.\"{id}\"]"));
         }
     }
-    let min_window = file.interval * 2;
+    let limit = Duration::from_secs(366 * 24 * 3600);
+    let mut durations: Vec<(String, Duration)> = vec![
+        ("interval".into(), file.interval),
+        ("no_data_deadline".into(), file.no_data_deadline),
+        ("rollout_deadline".into(), file.rollout_deadline),
+        ("post_min_duration".into(), file.post_min_duration),
+        ("post_deadline".into(), file.post_deadline),
+        ("rollback_timeout".into(), file.rollback_timeout),
+        ("http_timeout".into(), file.http_timeout),
+        ("prometheus.timeout".into(), file.prometheus.timeout),
+    ];
+    for (id, o) in &file.checks {
+        durations.extend(o.window.map(|w| (format!("{id}.window"), w)));
+    }
+    for (id, o) in &file.triggers {
+        durations.extend(o.window.map(|w| (format!("{id}.window"), w)));
+        durations.extend(o.hold_for.map(|w| (format!("{id}.for"), w)));
+    }
+    for (name, d) in durations {
+        if d > limit {
+            problems.push(format!("{name} is longer than a year"));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Error::Config(problems.join("; ")));
+    }
+    let min_window = file.interval.saturating_mul(2);
     let checks: Vec<CheckSpec> = catalog::CHECKS
         .iter()
         .map(|def| {
@@ -480,6 +506,8 @@ window = "2s"
             err.to_string().contains("shorter than 2 × interval"),
             "{err}"
         );
+        let err = Config::from_toml("interval = \"500000000000y\"\n").unwrap_err();
+        assert!(err.to_string().contains("longer than a year"), "{err}");
         let err = Config::from_toml("interval = \"soon\"\n").unwrap_err();
         assert!(err.to_string().contains("invalid configuration"), "{err}");
     }

@@ -44,3 +44,19 @@ pub fn human(d: Duration) -> String {
     }
     humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
 }
+
+/// `at − d`, saturating at the earliest representable instant instead of panicking.
+pub fn minus(at: chrono::DateTime<chrono::Utc>, d: Duration) -> chrono::DateTime<chrono::Utc> {
+    chrono::Duration::from_std(d)
+        .ok()
+        .and_then(|d| at.checked_sub_signed(d))
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC)
+}
+
+/// `at + d`, saturating at the latest representable instant instead of panicking.
+pub fn plus(at: chrono::DateTime<chrono::Utc>, d: Duration) -> chrono::DateTime<chrono::Utc> {
+    chrono::Duration::from_std(d)
+        .ok()
+        .and_then(|d| at.checked_add_signed(d))
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
+}

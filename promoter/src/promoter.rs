@@ -953,8 +953,7 @@ impl Promoter {
                 .check("pre.token_usage_logged")
                 .map(|c| c.window)
                 .unwrap_or(Duration::from_secs(600));
-            let since =
-                now - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::zero());
+            let since = crate::duration_serde::minus(now, window);
             snap.logs.insert(
                 Variant::Test,
                 self.platform

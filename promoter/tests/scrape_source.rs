@@ -294,3 +294,29 @@ async fn scrapes_real_http_on_loopback_and_evaluates_canary_alerts_locally() {
         "{alerts:?}"
     );
 }
+
+#[test]
+fn garbage_exposition_never_panics() {
+    for text in [
+        "",
+        "{}",
+        "zai_proxy_requests_total{",
+        "zai_proxy_requests_total{variant=\"production\" 12",
+        "# TYPE zai_proxy_request_duration_seconds histogram\nzai_proxy_request_duration_seconds_bucket{le=\"abc\",variant=\"production\"} 1",
+        "# TYPE zai_proxy_request_duration_seconds histogram\nzai_proxy_request_duration_seconds_bucket{variant=\"production\"} 1",
+        "zai_proxy_requests_total{status_code=\"200\",variant=\"production\"} NaN",
+        "zai_proxy_requests_total{status_code=\"200\",variant=\"production\"} +Inf",
+        "zai_proxy_tokens_total{variant=\"production\"} -1e400",
+        "\u{0}\u{ffff}\n# HELP\n# TYPE\n#",
+        "zai_proxy_requests_total{status_code=\"2\\\"00\",variant=\"production\"} 1",
+    ] {
+        let _ = parse_exposition(text, Variant::Production);
+    }
+    // Non-finite counter values are ignored, not summed.
+    let d = parse_exposition(
+        "zai_proxy_requests_total{status_code=\"200\",variant=\"production\"} NaN\n",
+        Variant::Production,
+    )
+    .unwrap();
+    assert!(d.requests.is_empty());
+}

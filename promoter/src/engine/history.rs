@@ -159,7 +159,7 @@ impl History {
         window: Duration,
         current: WorkerStats,
     ) -> Option<WorkerStats> {
-        let start = now - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
+        let start = crate::duration_serde::minus(now, window);
         let base = self
             .workers
             .iter()

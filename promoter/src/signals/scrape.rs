@@ -165,8 +165,7 @@ impl ScrapeStore {
             });
         series.variant = variant;
         series.points.push_back((at, data));
-        let horizon =
-            at - chrono::Duration::from_std(self.retention).unwrap_or(chrono::Duration::MAX);
+        let horizon = crate::duration_serde::minus(at, self.retention);
         for s in self.pods.values_mut() {
             while s.points.front().is_some_and(|(t, _)| *t < horizon) {
                 s.points.pop_front();
@@ -176,7 +175,7 @@ impl ScrapeStore {
     }
 
     fn sums(&self, variant: Variant, now: DateTime<Utc>, window: Duration) -> WindowSums {
-        let start = now - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
+        let start = crate::duration_serde::minus(now, window);
         let mut w = WindowSums::default();
         let (mut first, mut last): (Option<DateTime<Utc>>, Option<DateTime<Utc>>) = (None, None);
         for s in self.pods.values().filter(|s| s.variant == variant) {
