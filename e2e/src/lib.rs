@@ -1,1 +1,5 @@
 //! zai-e2e: the test harness.
+pub mod binaries;
+pub mod fake;
+pub mod workers;
+pub use binaries::proxy_bin;

@@ -1,0 +1,138 @@
+//! State shared by the front server and the wiremock responders.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, RwLock};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::faults::{Draws, Faults};
+use super::record::Recorder;
+use super::stats::FakeStats;
+use super::wire::Usage;
+use super::wire::quota::{QuotaAllowance, QuotaShape};
+
+/// Locks a mutex, recovering the data if a holder panicked (counters stay usable).
+pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The fake's shared state.
+#[derive(Debug)]
+pub struct Shared {
+    /// Credential clients must present.
+    pub api_key: String,
+    /// Content seed.
+    pub seed: u64,
+    /// When the fake started (epoch ms), for quota reset times.
+    pub started_ms: i64,
+    /// Quota allowances.
+    pub allowance: QuotaAllowance,
+    faults: RwLock<Faults>,
+    quota_shape: RwLock<QuotaShape>,
+    stats: Mutex<FakeStats>,
+    recorder: Mutex<Recorder>,
+    rng: Mutex<StdRng>,
+    next_id: AtomicU64,
+}
+
+impl Shared {
+    /// New state.
+    pub fn new(
+        api_key: String,
+        seed: u64,
+        faults: Faults,
+        record: usize,
+        quota_shape: QuotaShape,
+        allowance: QuotaAllowance,
+    ) -> Self {
+        Shared {
+            api_key,
+            seed,
+            started_ms: chrono::Utc::now().timestamp_millis(),
+            allowance,
+            faults: RwLock::new(faults),
+            quota_shape: RwLock::new(quota_shape),
+            stats: Mutex::new(FakeStats::default()),
+            recorder: Mutex::new(Recorder::new(record)),
+            rng: Mutex::new(StdRng::seed_from_u64(seed ^ 0x5eed_fa17)),
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    /// Current faults.
+    pub fn faults(&self) -> Faults {
+        self.faults
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the faults (already validated).
+    pub fn set_faults(&self, faults: Faults) {
+        *self
+            .faults
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = faults;
+    }
+
+    /// Current quota shape.
+    pub fn quota_shape(&self) -> QuotaShape {
+        *self
+            .quota_shape
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Replaces the quota shape.
+    pub fn set_quota_shape(&self, shape: QuotaShape) {
+        *self
+            .quota_shape
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = shape;
+    }
+
+    /// Three uniform draws for a decision.
+    pub fn draws(&self) -> Draws {
+        let mut rng = lock(&self.rng);
+        Draws {
+            fault: rng.random(),
+            omit: rng.random(),
+            jitter: rng.random(),
+        }
+    }
+
+    /// A fresh response id suffix.
+    pub fn next_id(&self) -> String {
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+        format!(
+            "{:016x}",
+            super::content::seed_for(self.seed, &n.to_le_bytes())
+        )
+    }
+
+    /// Stats access.
+    pub fn stats(&self) -> MutexGuard<'_, FakeStats> {
+        lock(&self.stats)
+    }
+
+    /// Adds billed usage.
+    pub fn bill(&self, usage: Usage) {
+        let mut stats = self.stats();
+        stats.billed_input_tokens += usage.input;
+        stats.billed_output_tokens += usage.output;
+    }
+
+    /// Tokens billed so far (input + output).
+    pub fn billed_total(&self) -> u64 {
+        let stats = self.stats();
+        stats.billed_input_tokens + stats.billed_output_tokens
+    }
+
+    /// Recorder access.
+    pub fn recorder(&self) -> MutexGuard<'_, Recorder> {
+        lock(&self.recorder)
+    }
+}

@@ -1,0 +1,131 @@
+//! The fake-zai and zai-workers binaries as separate processes.
+#![allow(clippy::unwrap_used, reason = "test helpers fail the test on purpose")]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn fake_zai_prints_its_port_first_and_workers_report_json() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fake-zai"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--api-key",
+            "bin-key",
+            "--error-rate",
+            "1",
+            "--error-status",
+            "503",
+        ])
+        .args(["--routes", "/api/paas"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let fake = Killed(child);
+    let mut first = String::new();
+    BufReader::new(stdout).read_line(&mut first).unwrap();
+    let port: u16 = first.trim().parse().expect("first stdout line is the port");
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let faults: Value = client
+        .get(format!("{base}/__fake/faults"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(faults["error_status"], 503);
+
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_zai-workers"))
+            .args([
+                "--base-url",
+                &format!("{base}/api/anthropic"),
+                "--api-key",
+                "bin-key",
+            ])
+            .args([
+                "--requests",
+                "20",
+                "--concurrency",
+                "4",
+                "--openai-fraction",
+                "0.5",
+                "--json",
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let report: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(report["sent"], 20);
+    let ok = report["ok"].as_u64().unwrap();
+    let http_503 = report["outcomes"]["http_503"].as_u64().unwrap_or(0);
+    assert_eq!(ok + http_503, 20, "{report}");
+    assert!(
+        http_503 > 0 && ok > 0,
+        "OpenAI requests hit the faulted route, Anthropic ones do not: {report}"
+    );
+    assert_eq!(report["failed"], http_503);
+    assert_eq!(report["lost"], 0);
+    for key in ["p50", "p95", "p99"] {
+        assert!(report["latency_ms"][key].as_f64().unwrap() > 0.0);
+        assert!(report["ttfb_ms"][key].as_f64().unwrap() > 0.0);
+    }
+    let stats: Value = client
+        .get(format!("http://127.0.0.1:{port}/__fake/stats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        stats["routes"]["openai_chat"]["status_503"].as_u64(),
+        Some(http_503)
+    );
+    drop(fake);
+}
+
+#[test]
+fn bad_flags_are_refused_with_a_message() {
+    let output = Command::new(env!("CARGO_BIN_EXE_fake-zai"))
+        .args(["--listen", "127.0.0.1:0", "--error-rate", "3"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("error_rate"));
+    let output = Command::new(env!("CARGO_BIN_EXE_fake-zai"))
+        .args(["--listen", "10.1.2.3:0"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("loopback"));
+    let output = Command::new(env!("CARGO_BIN_EXE_zai-workers"))
+        .args(["--base-url", "https://example.invalid", "--requests", "1"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("http://"));
+}

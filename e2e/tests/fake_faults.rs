@@ -1,0 +1,344 @@
+//! Each fault is observable by a client exactly as configured; changes at run time take
+//! effect on the next request.
+#![allow(clippy::unwrap_used, reason = "test helpers fail the test on purpose")]
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use zai_e2e::fake::{FakeConfig, FakeZai, Faults};
+
+const KEY: &str = "fault-key";
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+async fn fake(faults: Faults) -> FakeZai {
+    FakeZai::start(FakeConfig {
+        faults,
+        ..FakeConfig::with_key(KEY)
+    })
+    .await
+    .unwrap()
+}
+
+fn body(stream: bool) -> Value {
+    json!({"model": "glm-4.6", "stream": stream, "messages": [{"role": "user", "content": "hello there"}]})
+}
+
+async fn anthropic(fake: &FakeZai, stream: bool) -> Result<reqwest::Response, reqwest::Error> {
+    client()
+        .post(format!("{}/api/anthropic/v1/messages", fake.url()))
+        .header("x-api-key", KEY)
+        .json(&body(stream))
+        .send()
+        .await
+}
+
+async fn openai(fake: &FakeZai, stream: bool) -> Result<reqwest::Response, reqwest::Error> {
+    client()
+        .post(format!("{}/api/paas/v4/chat/completions", fake.url()))
+        .bearer_auth(KEY)
+        .json(&body(stream))
+        .send()
+        .await
+}
+
+#[tokio::test]
+async fn error_statuses_are_returned_as_configured() {
+    let fake = fake(Faults::default()).await;
+    for status in [500u16, 502, 503] {
+        fake.set_faults(Faults {
+            error_rate: 1.0,
+            error_status: Some(status),
+            ..Faults::default()
+        })
+        .unwrap();
+        let response = openai(&fake, false).await.unwrap();
+        assert_eq!(response.status().as_u16(), status);
+        let text = response.text().await.unwrap();
+        if status == 500 {
+            let body: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(body["error"]["code"], "500");
+        } else {
+            assert!(text.contains(&status.to_string()), "{text}");
+        }
+        // Streams get the status too (before any event).
+        assert_eq!(
+            anthropic(&fake, true).await.unwrap().status().as_u16(),
+            status
+        );
+    }
+    assert_eq!(fake.stats().count("openai_chat", "status_503"), 1);
+    assert_eq!(fake.stats().count("anthropic_messages", "status_502"), 1);
+}
+
+#[tokio::test]
+async fn rate_limits_carry_each_business_code_and_reset_fields() {
+    let fake = fake(Faults::default()).await;
+    for code in [1302u32, 1303, 1305, 1308, 1310, 1312, 1113] {
+        fake.set_faults(Faults {
+            rate_429: 1.0,
+            code_429: Some(code),
+            retry_after_s: Some(5),
+            reset_in_s: Some(3600),
+            retry_after_header_s: Some(2),
+            ..Faults::default()
+        })
+        .unwrap();
+        let response = openai(&fake, false).await.unwrap();
+        assert_eq!(response.status(), 429);
+        assert_eq!(response.headers()["retry-after"], "2");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], code.to_string());
+        assert_eq!(body["error"]["retry_after"], 5);
+        let reset = body["error"]["reset_time"].as_str().unwrap();
+        chrono::NaiveDateTime::parse_from_str(reset, "%Y-%m-%d %H:%M:%S").unwrap();
+        assert!(body["error"]["message"].as_str().unwrap().contains(reset));
+
+        let response = anthropic(&fake, true).await.unwrap();
+        assert_eq!(response.status(), 429);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["type"], "error");
+        assert_eq!(body["error"]["type"], "rate_limit_error");
+        assert_eq!(body["error"]["code"], code.to_string());
+    }
+    // Without the optional fields, none appear (real Z.AI sends no Retry-After).
+    fake.set_faults(Faults {
+        rate_429: 1.0,
+        ..Faults::default()
+    })
+    .unwrap();
+    let response = openai(&fake, false).await.unwrap();
+    assert!(response.headers().get("retry-after").is_none());
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "1302");
+    assert!(
+        body["error"].get("reset_time").is_none() && body["error"].get("retry_after").is_none()
+    );
+}
+
+#[tokio::test]
+async fn latency_delays_headers_and_chunk_delay_spaces_events() {
+    let fake = fake(Faults {
+        latency_ms: 300,
+        ..Faults::default()
+    })
+    .await;
+    for stream in [false, true] {
+        let started = Instant::now();
+        let response = openai(&fake, stream).await.unwrap();
+        assert!(
+            started.elapsed() >= Duration::from_millis(300),
+            "headers after the latency (stream={stream})"
+        );
+        assert_eq!(response.status(), 200);
+    }
+    let started = Instant::now();
+    let models = client()
+        .get(format!("{}/v1/models", fake.url()))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(models.status(), 200);
+
+    fake.set_faults(Faults {
+        chunk_delay_ms: 40,
+        ..Faults::default()
+    })
+    .unwrap();
+    let started = Instant::now();
+    let mut response = anthropic(&fake, true).await.unwrap();
+    let mut chunks = Vec::new();
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        chunks.push((started.elapsed(), chunk));
+    }
+    let text: String = chunks
+        .iter()
+        .map(|(_, c)| String::from_utf8_lossy(c).into_owned())
+        .collect();
+    let events = text.matches("\n\n").count();
+    assert!(text.ends_with("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"));
+    // n events with 40 ms between them take at least (n-1)·40 ms.
+    assert!(
+        chunks.last().unwrap().0 >= Duration::from_millis(40 * (events as u64 - 1)),
+        "{events} events in {:?}",
+        chunks.last().unwrap().0
+    );
+    assert!(
+        chunks.len() >= events / 2,
+        "the stream arrives in many chunks, not one"
+    );
+}
+
+#[tokio::test]
+async fn truncated_streams_stop_mid_event_without_terminal_event() {
+    let fake = fake(Faults {
+        truncate_rate: 1.0,
+        ..Faults::default()
+    })
+    .await;
+    let anthropic_body = anthropic(&fake, true).await.unwrap().text().await.unwrap();
+    assert!(!anthropic_body.contains("message_stop"));
+    assert!(
+        !anthropic_body.ends_with("\n\n"),
+        "cut inside an event: {anthropic_body:?}"
+    );
+    let openai_body = openai(&fake, true).await.unwrap().text().await.unwrap();
+    assert!(!openai_body.contains("[DONE]"));
+    assert!(!openai_body.ends_with("\n\n"));
+    // A JSON answer is cut half-way: it no longer parses.
+    let json_body = openai(&fake, false).await.unwrap().bytes().await.unwrap();
+    assert!(!json_body.is_empty());
+    assert!(serde_json::from_slice::<Value>(&json_body).is_err());
+    assert_eq!(fake.stats().outcome_total("truncated"), 3);
+    assert_eq!(
+        fake.stats().billed_output_tokens,
+        0,
+        "cut answers are not billed"
+    );
+}
+
+#[tokio::test]
+async fn resets_close_the_connection_before_any_byte() {
+    let fake = fake(Faults {
+        reset_rate: 1.0,
+        ..Faults::default()
+    })
+    .await;
+    for stream in [false, true] {
+        let error = anthropic(&fake, stream)
+            .await
+            .expect_err("the connection is reset");
+        assert!(!error.is_timeout() && !error.is_status(), "{error:?}");
+    }
+    // A raw socket sees ECONNRESET (RST), not an orderly close.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(fake.addr()).await.unwrap();
+    socket
+        .write_all(b"GET /v1/models HTTP/1.1\r\nhost: x\r\nauthorization: Bearer fault-key\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buffer = [0u8; 64];
+    let read = socket.read(&mut buffer).await;
+    assert_eq!(
+        read.map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::ConnectionReset)
+    );
+    assert_eq!(fake.stats().outcome_total("reset"), 3);
+}
+
+#[tokio::test]
+async fn empty_bodies_and_omitted_usage() {
+    let fake = fake(Faults {
+        empty_rate: 1.0,
+        ..Faults::default()
+    })
+    .await;
+    for stream in [false, true] {
+        let response = openai(&fake, stream).await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(response.bytes().await.unwrap().is_empty());
+    }
+    fake.set_faults(serde_json::from_str(r#"{"omit_usage": true}"#).unwrap())
+        .unwrap();
+    let json: Value = openai(&fake, false).await.unwrap().json().await.unwrap();
+    assert!(json.get("usage").is_none() && json["choices"][0]["message"]["content"].is_string());
+    let stream = anthropic(&fake, true).await.unwrap().text().await.unwrap();
+    assert!(
+        stream.contains("message_stop") && !stream.contains("usage"),
+        "{stream}"
+    );
+    let stream = openai(&fake, true).await.unwrap().text().await.unwrap();
+    assert!(stream.contains("[DONE]") && !stream.contains("usage"));
+    assert!(
+        fake.stats().billed_output_tokens > 0,
+        "the bill exists even when usage is not reported"
+    );
+}
+
+#[tokio::test]
+async fn runtime_changes_apply_to_the_next_request_and_routes_filter() {
+    let fake = fake(Faults::default()).await;
+    let control = format!("{}/__fake/faults", fake.url());
+    assert_eq!(openai(&fake, false).await.unwrap().status(), 200);
+    let set = client()
+        .post(&control)
+        .json(&json!({"error_rate": 1.0, "error_status": 503, "routes": ["/api/anthropic"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set.status(), 200);
+    assert_eq!(anthropic(&fake, false).await.unwrap().status(), 503);
+    assert_eq!(
+        openai(&fake, false).await.unwrap().status(),
+        200,
+        "route filter spares other paths"
+    );
+    let active: Faults = client()
+        .get(&control)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(active.error_status, Some(503));
+    // `{}` clears every fault.
+    assert_eq!(
+        client()
+            .post(&control)
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(anthropic(&fake, false).await.unwrap().status(), 200);
+    // Bad input is refused with a clear message and changes nothing.
+    for bad in [
+        json!({"error_rate": 2}),
+        json!({"eror_rate": 1}),
+        json!({"error_rate": 0.6, "rate_429": 0.6}),
+    ] {
+        let response = client().post(&control).json(&bad).send().await.unwrap();
+        assert_eq!(response.status(), 400);
+        let message: Value = response.json().await.unwrap();
+        assert!(message["error"].as_str().unwrap().len() > 10);
+    }
+    assert_eq!(fake.faults(), Faults::default());
+    let stats: Value = client()
+        .get(format!("{}/__fake/stats", fake.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["routes"]["anthropic_messages"]["status_503"], 1);
+    assert_eq!(stats["routes"]["openai_chat"]["ok"], 2);
+    assert_eq!(stats["total"], 4);
+}
+
+#[tokio::test]
+async fn fractions_split_requests() {
+    let fake = fake(Faults {
+        error_rate: 0.5,
+        ..Faults::default()
+    })
+    .await;
+    let mut errors = 0;
+    for _ in 0..200 {
+        if openai(&fake, false).await.unwrap().status() == 500 {
+            errors += 1;
+        }
+    }
+    assert!(
+        (60..=140).contains(&errors),
+        "about half of 200 requests fail, got {errors}"
+    );
+    assert_eq!(fake.stats().count("openai_chat", "status_500"), errors);
+}
