@@ -2,8 +2,9 @@
 //!
 //! Towards upstream: the client's headers minus hop-by-hop headers (RFC 9110 §7.6.1 plus any
 //! named in `Connection`), minus `Host` (set from the target URL), `Content-Length` (set from
-//! the body) and the client's credentials (`Authorization`, `x-api-key`); then the proxy's
-//! credential. Towards the client: the upstream's headers minus hop-by-hop headers.
+//! the body), `Expect` (the body is already read) and the client's credentials
+//! (`Authorization`, `x-api-key`); then the proxy's credential. Towards the client: the
+//! upstream's headers minus hop-by-hop headers.
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
@@ -128,6 +129,7 @@ pub fn upstream_request_headers(client: &HeaderMap) -> HeaderMap {
             || listed.contains(name)
             || name == header::HOST
             || name == header::CONTENT_LENGTH
+            || name == header::EXPECT
             || name == header::AUTHORIZATION
             || name == X_API_KEY
         {
@@ -173,6 +175,7 @@ mod tests {
         h.insert("x-custom-hop", HeaderValue::from_static("1"));
         h.insert(header::TE, HeaderValue::from_static("trailers"));
         h.insert(header::HOST, HeaderValue::from_static("proxy:8080"));
+        h.insert(header::EXPECT, HeaderValue::from_static("100-continue"));
         h.insert("anthropic-version", HeaderValue::from_static("2023-06-01"));
         let out = upstream_request_headers(&h);
         assert_eq!(out.len(), 1, "{out:?}");
