@@ -557,3 +557,19 @@ async fn any_method_and_path_is_forwarded_with_query() {
     assert_eq!(r.uri, "/api/paas/v4/models?limit=2&x=%20y");
     assert_eq!(r.headers["authorization"], format!("Bearer {FAKE_KEY}"));
 }
+
+#[tokio::test]
+async fn https_targets_go_through_tls_never_plain_text() {
+    // A plain-HTTP server behind an https:// target: the TLS handshake fails, the proxy
+    // answers 502, and the server never sees an HTTP request (no fallback to plain text).
+    let upstream = start_upstream(Router::new().route("/{*p}", any(|| async { "plain" }))).await;
+    let proxy = start_proxy(test_config(&format!("https://{}", upstream.addr))).await;
+    let response = client()
+        .post(format!("{}/v1/messages", proxy.url()))
+        .body("{}")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), 502);
+    assert!(upstream.requests().is_empty());
+}
