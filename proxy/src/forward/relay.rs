@@ -47,7 +47,7 @@ pub enum RelayError {
 }
 
 /// The upstream body, relayed to the client through taps.
-pub struct RelayBody<B> {
+pub struct RelayBody<B: Body> {
     inner: B,
     taps: Vec<Box<dyn ResponseTap>>,
     idle_timeout: Duration,
@@ -55,7 +55,7 @@ pub struct RelayBody<B> {
     ended: bool,
 }
 
-impl<B> RelayBody<B> {
+impl<B: Body> RelayBody<B> {
     /// Relays `inner`; fails the body if it is silent for `idle_timeout`.
     pub fn new(inner: B, taps: Vec<Box<dyn ResponseTap>>, idle_timeout: Duration) -> Self {
         Self {
@@ -136,9 +136,15 @@ where
     }
 }
 
-impl<B> Drop for RelayBody<B> {
+impl<B: Body> Drop for RelayBody<B> {
     fn drop(&mut self) {
-        self.finish(RelayEnd::ClientGone);
+        // Servers drop bodies they need not send (HEAD, 204, 304) without polling them.
+        let end = if self.inner.is_end_stream() {
+            RelayEnd::Complete
+        } else {
+            RelayEnd::ClientGone
+        };
+        self.finish(end);
     }
 }
 
@@ -206,6 +212,18 @@ mod tests {
         assert_eq!(first.data_ref().map(|b| &b[..]), Some(&b"one"[..]));
         drop(relay);
         assert_eq!(seen.lock().expect("lock").ends, [RelayEnd::ClientGone]);
+    }
+
+    #[tokio::test]
+    async fn an_empty_body_dropped_unpolled_is_complete() {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let relay = RelayBody::new(
+            http_body_util::Empty::<Bytes>::new(),
+            vec![Box::new(Recorder(Arc::clone(&seen)))],
+            Duration::from_secs(5),
+        );
+        drop(relay);
+        assert_eq!(seen.lock().expect("lock").ends, [RelayEnd::Complete]);
     }
 
     #[tokio::test]
