@@ -1,5 +1,8 @@
 //! zai-e2e: the test harness.
 pub mod binaries;
 pub mod fake;
+pub mod platform;
+pub mod rehearsal;
+pub mod service;
 pub mod workers;
 pub use binaries::proxy_bin;

@@ -1,0 +1,115 @@
+//! Finding (or building) the real `zai-proxy` binary.
+//!
+//! Order: `ZAI_PROXY_BIN`; then `zai-proxy` in the current executable's target directory
+//! (`target/<profile>/` — test binaries live one level deeper in `deps/`); if it is missing
+//! and we run under cargo (`CARGO` is set), `cargo build -p zai-proxy --bin zai-proxy` with
+//! the same profile and target directory, so `cargo run -p zai-e2e --bin zai-rehearse` works
+//! on a fresh checkout.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::platform::error::PlatformError;
+
+const NAME: &str = "zai-proxy";
+
+/// The proxy binary to run; `rebuild` forces a `cargo build` when cargo is available (the
+/// rehearsal binary uses it so a stale proxy is never rehearsed).
+pub fn proxy_binary(rebuild: bool) -> Result<PathBuf, PlatformError> {
+    if let Some(path) = std::env::var_os("ZAI_PROXY_BIN") {
+        let path = PathBuf::from(path);
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(PlatformError::Binary(format!(
+                "ZAI_PROXY_BIN={} is not a file",
+                path.display()
+            )))
+        };
+    }
+    let exe = std::env::current_exe()
+        .map_err(|e| PlatformError::Binary(format!("current executable: {e}")))?;
+    let profile_dir = profile_dir(&exe).ok_or_else(|| {
+        PlatformError::Binary(format!(
+            "cannot tell the target directory from {}; set ZAI_PROXY_BIN",
+            exe.display()
+        ))
+    })?;
+    let candidate = profile_dir.join(NAME);
+    if candidate.is_file() && !rebuild {
+        return Ok(candidate);
+    }
+    if let Some(cargo) = std::env::var_os("CARGO") {
+        build(Path::new(&cargo), &profile_dir)?;
+    }
+    if candidate.is_file() {
+        Ok(candidate)
+    } else {
+        Err(PlatformError::Binary(format!(
+            "{} not found; run `cargo build --release -p zai-proxy` or set ZAI_PROXY_BIN",
+            candidate.display()
+        )))
+    }
+}
+
+/// `target/<profile>` for `target/<profile>/x` and `target/<profile>/deps/x`.
+fn profile_dir(exe: &Path) -> Option<PathBuf> {
+    let dir = exe.parent()?;
+    if dir
+        .file_name()
+        .is_some_and(|n| n == "deps" || n == "examples")
+    {
+        dir.parent().map(Path::to_path_buf)
+    } else {
+        Some(dir.to_path_buf())
+    }
+}
+
+fn build(cargo: &Path, profile_dir: &Path) -> Result<(), PlatformError> {
+    let profile = profile_dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("release");
+    let target_dir = profile_dir.parent().unwrap_or(profile_dir);
+    let cargo_profile = if profile == "debug" { "dev" } else { profile };
+    tracing::info!(profile = cargo_profile, "building zai-proxy");
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "zai-proxy",
+            "--bin",
+            NAME,
+            "--profile",
+        ])
+        .arg(cargo_profile)
+        .arg("--target-dir")
+        .arg(target_dir)
+        .status()
+        .map_err(|e| PlatformError::Binary(format!("running cargo: {e}")))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(PlatformError::Binary(format!(
+            "cargo build -p zai-proxy failed ({status})"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profile_dir_skips_deps() {
+        assert_eq!(
+            profile_dir(Path::new("/t/release/deps/x-123")),
+            Some(PathBuf::from("/t/release"))
+        );
+        assert_eq!(
+            profile_dir(Path::new("/t/release/zai-rehearse")),
+            Some(PathBuf::from("/t/release"))
+        );
+    }
+}

@@ -1,0 +1,437 @@
+//! Runs one scenario end to end: environment up, workers on, the real promoter engine run
+//! against the platform, fake-upstream faults switched when production's image changes,
+//! then the verdict checked against the scenario's expectation.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use zai_promoter::engine::Status;
+use zai_promoter::signals::scrape::ScrapeSource;
+use zai_promoter::{
+    Mode, Platform, Promoter, Report, SignalSource, SystemClock, Variant, WorkerSignals,
+    WorkerStats,
+};
+
+use super::RehearsalError;
+use super::scenario::{ExpectedOutcome, NEW_VERSION, OLD_VERSION, Scenario};
+use super::stack::{RuntimeChoice, Stack, git, image};
+use super::timing::TimeScale;
+use crate::platform::PlatformEvent;
+use crate::service::Route;
+use crate::workers::{self, LiveStats, LoadMode, Target, WorkersConfig};
+
+/// Where the metric signals come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignalsChoice {
+    /// The promoter scrapes each pod's `/metrics` itself.
+    Scrape,
+    /// A real Prometheus binary on loopback (started per scenario).
+    Prometheus,
+}
+
+/// Settings shared by every scenario of a run.
+pub struct RunOptions {
+    /// Time compression.
+    pub time: TimeScale,
+    /// Signal source.
+    pub signals: SignalsChoice,
+    /// Where each scenario's promoter report goes (`<dir>/<scenario>/report.json`).
+    pub report_dir: PathBuf,
+}
+
+/// Worker counts of one scenario.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerTotals {
+    /// Requests sent.
+    pub sent: u64,
+    /// Answered 2xx with a complete body.
+    pub ok: u64,
+    /// Anything else (HTTP errors, lost, timeouts).
+    pub failed: u64,
+    /// Transport errors + truncated answers.
+    pub lost: u64,
+}
+
+/// The result of one scenario (one entry of `rehearsal.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScenarioResult {
+    /// Scenario name.
+    pub name: String,
+    /// Expected outcome.
+    pub expected: String,
+    /// The promoter's outcome (`promoted`, `aborted`, `rolled_back`, `error`).
+    pub outcome: String,
+    /// Expectation met.
+    pub passed: bool,
+    /// From the promoter's start to its decision.
+    pub decision_seconds: f64,
+    /// Worker counts over the whole run.
+    pub workers: WorkerTotals,
+    /// Worker outcomes by label (`ok`, `http_503`, `transport_error`, …).
+    pub outcomes: std::collections::BTreeMap<String, u64>,
+    /// The promoter's report.json (report.md and junit.xml beside it).
+    pub report: PathBuf,
+    /// Checks that failed and triggers that fired.
+    pub decided_by: Vec<String>,
+    /// The promoter's verdict sentence.
+    pub verdict: String,
+    /// Why it ended that way (failed check, fired trigger, deadline), if not a success.
+    pub reason: Option<String>,
+    /// Why the expectation was not met (empty when passed).
+    pub problems: Vec<String>,
+    /// Wall time of the whole scenario, set-up and tear-down included.
+    pub wall_seconds: f64,
+}
+
+/// Worker outcomes per variant for the promoter (`production`/`test` targets).
+struct WorkerFeed {
+    live: Arc<LiveStats>,
+}
+
+impl WorkerSignals for WorkerFeed {
+    fn stats(&self, variant: Variant) -> WorkerStats {
+        let snapshot = self.live.target(variant.label()).unwrap_or_default();
+        WorkerStats {
+            sent: snapshot.completed(),
+            ok: snapshot.ok,
+            lost: snapshot.failed(),
+        }
+    }
+}
+
+/// Runs one scenario on the given runtime.
+pub async fn run_scenario(
+    scenario: &Scenario,
+    choice: RuntimeChoice,
+    options: &RunOptions,
+) -> Result<ScenarioResult, RehearsalError> {
+    let wall = Instant::now();
+    let stack = Stack::start(scenario, choice, options.time).await?;
+    let result = drive(scenario, &stack, options).await;
+    stack.shutdown().await;
+    let mut result = result?;
+    result.wall_seconds = wall.elapsed().as_secs_f64();
+    Ok(result)
+}
+
+async fn drive(
+    scenario: &Scenario,
+    stack: &Stack,
+    options: &RunOptions,
+) -> Result<ScenarioResult, RehearsalError> {
+    let time = options.time;
+    let config = time
+        .promoter_config(&stack.repo_path(), &scenario.disable)
+        .map_err(RehearsalError::Setup)?;
+
+    // Workers: open loop over the three services.
+    let cancel = CancellationToken::new();
+    let load = &scenario.load;
+    let mut targets = Vec::new();
+    for (label, route, weight) in [
+        ("split", Route::Split, load.split),
+        (
+            "production",
+            Route::Variant(Variant::Production),
+            load.production,
+        ),
+        ("test", Route::Variant(Variant::Test), load.test),
+    ] {
+        if weight > 0.0 {
+            let base = format!("{}/api/anthropic", stack.service.url(route));
+            let mut target = Target::from_base(label, &base, workers::DEFAULT_OPENAI_PATH)
+                .map_err(|e| RehearsalError::Setup(e.to_string()))?;
+            target.weight = weight;
+            targets.push(target);
+        }
+    }
+    let workers_config = WorkersConfig {
+        targets,
+        api_key: "proxy-handles-auth".to_owned(),
+        mode: LoadMode::Open {
+            rate: load.rate,
+            max_in_flight: load.max_in_flight,
+        },
+        duration: None,
+        requests: None,
+        stream_fraction: load.stream_fraction,
+        openai_fraction: 0.3,
+        request_timeout: Duration::from_secs(30),
+        seed: 11,
+    };
+    let handle = workers::spawn(workers_config, cancel.clone())
+        .map_err(|e| RehearsalError::Setup(e.to_string()))?;
+    let feed = Arc::new(WorkerFeed {
+        live: handle.live(),
+    });
+
+    // Phase switch: the rollout faults apply from production's image change on.
+    let mut events = stack.cluster.subscribe();
+    let rollout_faults = (
+        scenario.faults.old.rollout.clone(),
+        scenario.faults.new.rollout.clone(),
+    );
+
+    let signals: Box<dyn SignalSource> = match options.signals {
+        SignalsChoice::Scrape => Box::new(
+            ScrapeSource::new(
+                Arc::clone(&stack.cluster) as Arc<dyn Platform>,
+                Duration::from_secs(120),
+                Duration::from_secs(2),
+            )
+            .with_alert_timing(time.alert_timing()),
+        ),
+        SignalsChoice::Prometheus => {
+            return Err(RehearsalError::Setup(
+                "--signals prometheus is not available in this build".to_owned(),
+            ));
+        }
+    };
+    let name = scenario.name.clone();
+    let mut promoter = Promoter::new(
+        config,
+        Arc::clone(&stack.cluster) as Arc<dyn Platform>,
+        signals,
+        Arc::new(SystemClock),
+    )
+    .with_workers(feed)
+    .operator("zai-rehearse")
+    .on_event(move |event| {
+        if let zai_promoter::Event::Action { message, .. } = event {
+            tracing::info!(scenario = %name, "{message}");
+        }
+    });
+
+    let fake_old = &stack.fake_old;
+    let fake_new = &stack.fake_new;
+    let live = handle.live();
+    let run = promoter.run(Mode::Promote);
+    tokio::pin!(run);
+    // Requests to the canary service after the canary was deliberately scaled to 0 (cleanup)
+    // find no endpoint; they are the workers' stale configuration, not a loss of the
+    // promotion, and are excluded from the totals.
+    let mut canary_gone_at: Option<crate::workers::Snapshot> = None;
+    let report: Report = loop {
+        tokio::select! {
+            report = &mut run => break report,
+            event = events.recv() => match event {
+                Ok(PlatformEvent::SetImage { variant: Variant::Production, image }) if image.ends_with(NEW_VERSION) => {
+                    let _ = fake_old.set_faults(rollout_faults.0.clone());
+                    let _ = fake_new.set_faults(rollout_faults.1.clone());
+                    tracing::info!(scenario = %scenario.name, "rollout phase: fake-upstream faults switched");
+                }
+                Ok(PlatformEvent::Scale { variant: Variant::Test, replicas: 0 }) if canary_gone_at.is_none() => {
+                    canary_gone_at = live.target(Variant::Test.label());
+                }
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                    let report = (&mut run).await;
+                    break report;
+                }
+            }
+        }
+    };
+
+    // Events sent in the promoter's last poll (e.g. the cleanup's scale-down).
+    while let Ok(event) = events.try_recv() {
+        if let PlatformEvent::Scale {
+            variant: Variant::Test,
+            replicas: 0,
+        } = event
+            && canary_gone_at.is_none()
+        {
+            canary_gone_at = live.target(Variant::Test.label());
+        }
+    }
+
+    // Let production settle after the decision (rollback finishing), then stop the workers.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    handle.stop();
+    let workers_report = handle.join().await;
+    let mut totals = WorkerTotals {
+        sent: workers_report.sent,
+        ok: workers_report.ok,
+        failed: workers_report.failed,
+        lost: workers_report.lost,
+    };
+    if let (Some(at), Some(end)) = (
+        canary_gone_at,
+        workers_report.targets.get(Variant::Test.label()),
+    ) {
+        let after = end.since(&at);
+        totals.sent = totals.sent.saturating_sub(after.sent);
+        totals.ok = totals.ok.saturating_sub(after.ok);
+        totals.failed = totals.failed.saturating_sub(after.failed());
+        totals.lost = totals.lost.saturating_sub(after.lost());
+    }
+
+    let dir = options.report_dir.join(&scenario.name);
+    report
+        .write_to(&dir)
+        .map_err(|e| RehearsalError::Setup(format!("writing the promoter report: {e}")))?;
+
+    let decided_by = decided_by(&report);
+    let production_image = stack.cluster.image(Variant::Production).await.ok();
+    let mut problems = judge(
+        scenario,
+        &report,
+        &decided_by,
+        production_image.as_deref(),
+        totals,
+    );
+    if scenario.expect.outcome == ExpectedOutcome::Promoted {
+        problems.extend(check_release_repo(&stack.repo_path()));
+    }
+    let decision_seconds = (report.decided_at - report.started_at)
+        .to_std()
+        .unwrap_or(Duration::ZERO)
+        .as_secs_f64();
+    Ok(ScenarioResult {
+        name: scenario.name.clone(),
+        expected: scenario.expect.outcome.label().to_owned(),
+        outcome: report.outcome.as_str().to_owned(),
+        passed: problems.is_empty(),
+        decision_seconds,
+        workers: totals,
+        outcomes: workers_report.outcomes.clone(),
+        report: dir.join("report.json"),
+        decided_by,
+        verdict: report.verdict.clone(),
+        reason: report.reason.clone(),
+        problems,
+        wall_seconds: 0.0,
+    })
+}
+
+/// Failed checks and fired triggers, in report order.
+pub fn decided_by(report: &Report) -> Vec<String> {
+    let mut ids: Vec<String> = report
+        .all_checks()
+        .filter(|(_, c)| c.status == Status::Fail)
+        .map(|(_, c)| c.id.clone())
+        .collect();
+    ids.extend(
+        report
+            .triggers
+            .iter()
+            .filter(|t| t.status == "fired")
+            .map(|t| t.id.clone()),
+    );
+    ids
+}
+
+fn id_matches(pattern: &str, id: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => id.starts_with(prefix),
+        None => id == pattern,
+    }
+}
+
+/// Compares a run with its expectation; the list of problems is empty when it was met.
+pub fn judge(
+    scenario: &Scenario,
+    report: &Report,
+    decided_by: &[String],
+    production_image: Option<&str>,
+    workers: WorkerTotals,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    let outcome = report.outcome.as_str();
+    let expect = &scenario.expect;
+    if !expect.outcome.matches(outcome) {
+        problems.push(format!(
+            "expected {}, got {outcome}: {}",
+            expect.outcome.label(),
+            report
+                .reason
+                .clone()
+                .unwrap_or_else(|| report.verdict.clone())
+        ));
+        return problems;
+    }
+    if !expect.by.is_empty()
+        && !decided_by
+            .iter()
+            .any(|id| expect.by.iter().any(|p| id_matches(p, id)))
+    {
+        problems.push(format!(
+            "decided by [{}], expected one of [{}]",
+            decided_by.join(", "),
+            expect.by.join(", ")
+        ));
+    }
+    if expect.not_by_deadline {
+        let reason = report.reason.clone().unwrap_or_default().to_lowercase();
+        if reason.contains("deadline") {
+            problems.push(format!("decided by a deadline: {reason}"));
+        }
+    }
+    match outcome {
+        "promoted" => {
+            if production_image != Some(image(NEW_VERSION).as_str()) {
+                problems.push(format!(
+                    "production runs {production_image:?} after the promotion"
+                ));
+            }
+            if workers.lost > 0 {
+                problems.push(format!(
+                    "{} worker requests lost during a healthy promotion",
+                    workers.lost
+                ));
+            }
+        }
+        "aborted" | "rolled_back" => {
+            if production_image != Some(image(OLD_VERSION).as_str()) {
+                problems.push(format!(
+                    "production runs {production_image:?}, expected {} (untouched or restored)",
+                    image(OLD_VERSION)
+                ));
+            }
+            if outcome == "rolled_back"
+                && report
+                    .rollback
+                    .as_ref()
+                    .is_some_and(|r| !r.production_ready)
+            {
+                problems.push("the rollback did not make production ready again".to_owned());
+            }
+            if outcome == "aborted"
+                && report
+                    .actions
+                    .iter()
+                    .any(|a| a.message.contains("set image"))
+            {
+                problems.push("aborted, yet production's image was changed".to_owned());
+            }
+        }
+        _ => {}
+    }
+    problems
+}
+
+/// VERSION says 1.2.1, the last commit is the release commit, tag v1.2.1 exists.
+fn check_release_repo(repo: &Path) -> Vec<String> {
+    let mut problems = Vec::new();
+    match std::fs::read_to_string(repo.join("VERSION")) {
+        Ok(text) if text.trim() == NEW_VERSION => {}
+        Ok(text) => problems.push(format!(
+            "VERSION is {:?}, expected {NEW_VERSION}",
+            text.trim()
+        )),
+        Err(e) => problems.push(format!("VERSION unreadable: {e}")),
+    }
+    match git(repo, &["log", "-1", "--format=%s"]) {
+        Ok(subject) if subject.contains(NEW_VERSION) => {}
+        Ok(subject) => problems.push(format!("last commit is {:?}", subject.trim())),
+        Err(e) => problems.push(e.to_string()),
+    }
+    match git(repo, &["tag", "--list", &format!("v{NEW_VERSION}")]) {
+        Ok(tags) if tags.trim() == format!("v{NEW_VERSION}") => {}
+        Ok(_) => problems.push(format!("tag v{NEW_VERSION} missing")),
+        Err(e) => problems.push(e.to_string()),
+    }
+    problems
+}

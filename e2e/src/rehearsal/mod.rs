@@ -1,0 +1,30 @@
+//! Promotion rehearsals: the real promoter engine drives a canary → production promotion of
+//! the real proxy binary on a platform (local processes or Docker), with simulated workers
+//! and fake Z.AI upstreams, for built-in scenarios (one defect each, or none) and custom ones
+//! from a TOML file. `zai-rehearse` is the command; docs/REHEARSALS.md the guide.
+
+pub mod driver;
+pub mod scenario;
+pub mod stack;
+pub mod suite;
+pub mod summary;
+pub mod timing;
+
+pub use driver::{RunOptions, ScenarioResult, SignalsChoice, WorkerTotals, run_scenario};
+pub use scenario::{Scenario, builtin, inversion_disables, parse_scenario_file};
+pub use stack::RuntimeChoice;
+pub use timing::{DEFAULT_TIME_SCALE, TimeScale};
+
+use crate::platform::PlatformError;
+
+/// Why a rehearsal could not run (a scenario that runs and misses its expectation is a
+/// result, not an error).
+#[derive(Debug, thiserror::Error)]
+pub enum RehearsalError {
+    /// Setting up the environment failed.
+    #[error("set-up: {0}")]
+    Setup(String),
+    /// The platform failed.
+    #[error(transparent)]
+    Platform(#[from] PlatformError),
+}

@@ -1,0 +1,446 @@
+//! Scenarios: a promotion from 1.2.0 to 1.2.1 with one realistic defect (or none), and what
+//! the promoter is expected to decide.
+//!
+//! Defects come only from configuration, capacity, start-up failures or the fake upstream the
+//! new version is wired to — never from a switch inside the proxy. Each version has its own
+//! fake Z.AI instance (`old` for 1.2.0, `new` for 1.2.1[-canary]) whose faults are set per
+//! phase: `canary` (before production's image changes) and `rollout` (from then on).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::fake::Faults;
+
+/// The versions every scenario promotes between.
+pub const OLD_VERSION: &str = "1.2.0";
+/// The canary's tag.
+pub const CANARY_VERSION: &str = "1.2.1-canary";
+/// The promoted tag.
+pub const NEW_VERSION: &str = "1.2.1";
+
+/// What the promoter should decide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExpectedOutcome {
+    /// Promoted, finalised (VERSION, commit, tag), no worker request lost.
+    Promoted,
+    /// Aborted before production changed.
+    Aborted,
+    /// Production rolled back.
+    RolledBack,
+    /// Either aborted or rolled back.
+    AbortedOrRolledBack,
+}
+
+impl ExpectedOutcome {
+    /// Short text for tables.
+    pub fn label(self) -> &'static str {
+        match self {
+            ExpectedOutcome::Promoted => "promoted",
+            ExpectedOutcome::Aborted => "aborted",
+            ExpectedOutcome::RolledBack => "rolled_back",
+            ExpectedOutcome::AbortedOrRolledBack => "aborted|rolled_back",
+        }
+    }
+
+    /// Whether a promoter outcome (`promoted`, `aborted`, `rolled_back`, …) matches.
+    pub fn matches(self, outcome: &str) -> bool {
+        match self {
+            ExpectedOutcome::Promoted => outcome == "promoted",
+            ExpectedOutcome::Aborted => outcome == "aborted",
+            ExpectedOutcome::RolledBack => outcome == "rolled_back",
+            ExpectedOutcome::AbortedOrRolledBack => {
+                outcome == "aborted" || outcome == "rolled_back"
+            }
+        }
+    }
+}
+
+/// The expectation of a scenario.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expectation {
+    /// The outcome.
+    pub outcome: ExpectedOutcome,
+    /// Check/trigger ids of which at least one must have decided (failed / fired); a trailing
+    /// `*` matches a prefix (`pre.token_*`). Empty = any.
+    #[serde(default)]
+    pub by: Vec<String>,
+    /// The decision must not have come from a deadline (crash loops are seen in restarts).
+    #[serde(default)]
+    pub not_by_deadline: bool,
+}
+
+/// Faults of one fake upstream per phase.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PhaseFaults {
+    /// Before production's image changes.
+    pub canary: Faults,
+    /// From production's image change on.
+    pub rollout: Faults,
+}
+
+/// Faults of both fakes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FaultPlan {
+    /// The fake behind 1.2.0.
+    pub old: PhaseFaults,
+    /// The fake behind 1.2.1 and 1.2.1-canary.
+    pub new: PhaseFaults,
+}
+
+/// Worker load: an open-loop rate spread over the three services by weight.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Load {
+    /// Requests per second, all services together.
+    pub rate: f64,
+    /// Bound on requests in flight.
+    pub max_in_flight: usize,
+    /// Weight of the split service (`zai-proxy-canary`).
+    pub split: f64,
+    /// Weight of the production service (`zai-proxy`).
+    pub production: f64,
+    /// Weight of the canary service (`zai-proxy-test`).
+    pub test: f64,
+    /// Fraction of streaming requests.
+    pub stream_fraction: f64,
+}
+
+impl Default for Load {
+    fn default() -> Self {
+        Load {
+            rate: 40.0,
+            max_in_flight: 64,
+            split: 2.0,
+            production: 2.0,
+            test: 1.0,
+            stream_fraction: 0.5,
+        }
+    }
+}
+
+/// One rehearsal scenario.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Scenario {
+    /// Name (`--scenario NAME`).
+    pub name: String,
+    /// One line on the defect.
+    pub description: String,
+    /// Expected decision.
+    pub expect: Expectation,
+    /// Production replicas.
+    pub production_replicas: u32,
+    /// Canary replicas.
+    pub canary_replicas: u32,
+    /// Environment of every proxy (all versions).
+    pub env: BTreeMap<String, String>,
+    /// Extra environment of the canary's version only (1.2.1-canary).
+    pub canary_env: BTreeMap<String, String>,
+    /// Extra environment of the new version (1.2.1-canary and 1.2.1).
+    pub new_env: BTreeMap<String, String>,
+    /// The new production revision's readiness probe names a port the proxy does not
+    /// listen on.
+    pub new_probe_port_mismatch: bool,
+    /// Fake-upstream faults per version and phase.
+    pub faults: FaultPlan,
+    /// Worker load.
+    pub load: Load,
+    /// Promoter checks/triggers disabled (inversion runs).
+    pub disable: Vec<String>,
+}
+
+impl Default for Scenario {
+    fn default() -> Self {
+        Scenario {
+            name: String::new(),
+            description: String::new(),
+            expect: Expectation {
+                outcome: ExpectedOutcome::Promoted,
+                by: Vec::new(),
+                not_by_deadline: false,
+            },
+            production_replicas: 2,
+            canary_replicas: 1,
+            env: BTreeMap::new(),
+            canary_env: BTreeMap::new(),
+            new_env: BTreeMap::new(),
+            new_probe_port_mismatch: false,
+            faults: FaultPlan::default(),
+            load: Load::default(),
+            disable: Vec::new(),
+        }
+    }
+}
+
+/// A scenario file: `[[scenario]]` tables.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioFile {
+    /// The scenarios.
+    #[serde(default)]
+    pub scenario: Vec<Scenario>,
+}
+
+/// Parses a scenario file; every scenario needs a name.
+pub fn parse_scenario_file(text: &str) -> Result<Vec<Scenario>, String> {
+    let file: ScenarioFile = toml::from_str(text).map_err(|e| e.to_string())?;
+    if file.scenario.is_empty() {
+        return Err("no [[scenario]] table".to_owned());
+    }
+    for s in &file.scenario {
+        if s.name.trim().is_empty() {
+            return Err("every [[scenario]] needs a name".to_owned());
+        }
+        for faults in [
+            &s.faults.old.canary,
+            &s.faults.old.rollout,
+            &s.faults.new.canary,
+            &s.faults.new.rollout,
+        ] {
+            faults
+                .validate()
+                .map_err(|e| format!("scenario {}: {e}", s.name))?;
+        }
+        if !(s.load.rate.is_finite() && s.load.rate > 0.0) {
+            return Err(format!("scenario {}: load.rate must be > 0", s.name));
+        }
+        if s.production_replicas == 0 || s.canary_replicas == 0 {
+            return Err(format!("scenario {}: replicas must be >= 1", s.name));
+        }
+    }
+    Ok(file.scenario)
+}
+
+fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+fn latency(ms: u64, jitter: u64) -> Faults {
+    Faults {
+        latency_ms: ms,
+        latency_jitter_ms: jitter,
+        ..Faults::default()
+    }
+}
+
+fn expect(outcome: ExpectedOutcome, by: &[&str]) -> Expectation {
+    Expectation {
+        outcome,
+        by: by.iter().map(|s| (*s).to_owned()).collect(),
+        not_by_deadline: false,
+    }
+}
+
+/// Both fakes answer with the same base latency in both phases.
+fn steady(ms: u64, jitter: u64) -> FaultPlan {
+    let phase = PhaseFaults {
+        canary: latency(ms, jitter),
+        rollout: latency(ms, jitter),
+    };
+    FaultPlan {
+        old: phase.clone(),
+        new: phase,
+    }
+}
+
+/// The built-in scenarios, in the order they run.
+pub fn builtin() -> Vec<Scenario> {
+    let base = Scenario {
+        faults: steady(80, 20),
+        ..Scenario::default()
+    };
+    let mut out = Vec::new();
+
+    out.push(Scenario {
+        name: "healthy".into(),
+        description: "no defect".into(),
+        expect: expect(ExpectedOutcome::Promoted, &[]),
+        ..base.clone()
+    });
+
+    let mut canary_errors = Scenario {
+        name: "canary-errors".into(),
+        description: "the new version's upstream path fails ~30% with 5xx".into(),
+        expect: expect(ExpectedOutcome::Aborted, &["pre.*"]),
+        ..base.clone()
+    };
+    let failing = Faults {
+        error_rate: 0.3,
+        error_status: Some(500),
+        ..latency(80, 20)
+    };
+    canary_errors.faults.new = PhaseFaults {
+        canary: failing.clone(),
+        rollout: failing,
+    };
+    out.push(canary_errors);
+
+    let mut latency_regression = Scenario {
+        name: "latency-regression".into(),
+        description: "+300% upstream latency on the new version's path once the rollout starts"
+            .into(),
+        expect: expect(ExpectedOutcome::RolledBack, &["trigger.p95_latency"]),
+        ..base.clone()
+    };
+    latency_regression.faults.new.rollout = latency(320, 60);
+    out.push(latency_regression);
+
+    out.push(Scenario {
+        name: "crash-loop".into(),
+        description: "the new version's config fails start-up validation (MAX_WORKERS=0)".into(),
+        expect: Expectation {
+            not_by_deadline: true,
+            ..expect(
+                ExpectedOutcome::Aborted,
+                &["pre.canary_pods_ready", "pre.no_canary_alerts"],
+            )
+        },
+        new_env: env(&[("MAX_WORKERS", "0")]),
+        ..base.clone()
+    });
+
+    out.push(Scenario {
+        name: "not-ready".into(),
+        description: "the new production revision's readiness probe targets the wrong port".into(),
+        expect: expect(ExpectedOutcome::RolledBack, &["trigger.pods_not_ready"]),
+        new_probe_port_mismatch: true,
+        ..base.clone()
+    });
+
+    out.push(Scenario {
+        name: "token-counting-off".into(),
+        description: "TOKEN_COUNTING_ENABLED=false in the new version".into(),
+        expect: expect(
+            ExpectedOutcome::AbortedOrRolledBack,
+            &[
+                "pre.token_*",
+                "pre.worker_token_counting",
+                "trigger.token_counting_stopped",
+                "rollout.token_*",
+                "post.token_*",
+                "post.startup_config",
+            ],
+        ),
+        new_env: env(&[("TOKEN_COUNTING_ENABLED", "false")]),
+        ..base.clone()
+    });
+
+    out.push(Scenario {
+        name: "load-only-defect".into(),
+        description:
+            "MAX_WORKERS=2 on the new version: fine at canary traffic, 503s at production traffic"
+                .into(),
+        expect: expect(ExpectedOutcome::RolledBack, &["trigger.error_rate"]),
+        new_env: env(&[("MAX_WORKERS", "2")]),
+        faults: steady(200, 50),
+        load: Load {
+            rate: 44.0,
+            split: 4.0,
+            production: 36.0,
+            test: 1.0,
+            ..Load::default()
+        },
+        ..base
+    });
+    out
+}
+
+/// The ids an inversion run disables: every gate that measures the scenario's defect. With
+/// them off the promoter must promote — so it was these gates, not luck, that caught it.
+pub fn inversion_disables(name: &str) -> Option<Vec<&'static str>> {
+    let ids: &[&str] = match name {
+        "canary-errors" => &[
+            "pre.no_canary_alerts",
+            "rollout.error_rate",
+            "post.success_rate",
+            "post.no_error_logs",
+            "trigger.error_rate",
+            "trigger.worker_failures",
+        ],
+        "latency-regression" => &["trigger.p95_latency", "rollout.p95_latency"],
+        "crash-loop" => return None,
+        "not-ready" => &["trigger.pods_not_ready", "rollout.pods_ready"],
+        "token-counting-off" => &[
+            "pre.token_usage_logged",
+            "pre.token_metrics_exported",
+            "pre.worker_token_counting",
+            "rollout.token_metrics",
+            "rollout.token_count_p99",
+            "post.token_counting_incrementing",
+            "post.startup_config",
+            "trigger.token_counting_stopped",
+        ],
+        "load-only-defect" => &[
+            "trigger.error_rate",
+            "trigger.worker_failures",
+            "rollout.error_rate",
+            "post.success_rate",
+            "post.no_error_logs",
+        ],
+        _ => return None,
+    };
+    Some(ids.to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtins_have_unique_names_and_valid_faults() {
+        let all = builtin();
+        let mut names: Vec<_> = all.iter().map(|s| s.name.clone()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), 7);
+        for s in &all {
+            for f in [
+                &s.faults.old.canary,
+                &s.faults.old.rollout,
+                &s.faults.new.canary,
+                &s.faults.new.rollout,
+            ] {
+                f.validate().expect("valid faults");
+            }
+        }
+    }
+
+    #[test]
+    fn scenario_file_parses_and_rejects_bad_input() {
+        let text = r#"
+            [[scenario]]
+            name = "slow-canary"
+            expect = { outcome = "aborted", by = ["pre.*"] }
+            canary_env = { MAX_WORKERS = "1" }
+            [scenario.faults.new.canary]
+            latency_ms = 500
+            [scenario.load]
+            rate = 10.0
+        "#;
+        let parsed = parse_scenario_file(text).expect("parses");
+        assert_eq!(parsed[0].name, "slow-canary");
+        assert_eq!(parsed[0].faults.new.canary.latency_ms, 500);
+        assert_eq!(parsed[0].canary_env["MAX_WORKERS"], "1");
+        assert_eq!(parsed[0].expect.outcome, ExpectedOutcome::Aborted);
+
+        assert!(parse_scenario_file("[[scenario]]\nname = \"x\"\nbogus = 1").is_err());
+        assert!(parse_scenario_file("[[scenario]]\nname = \"\"").is_err());
+        let bad_rate = "[[scenario]]\nname = \"x\"\n[scenario.faults.new.canary]\nerror_rate = 2.0";
+        assert!(parse_scenario_file(bad_rate).is_err());
+    }
+
+    #[test]
+    fn expectations_match_outcomes() {
+        assert!(ExpectedOutcome::AbortedOrRolledBack.matches("aborted"));
+        assert!(ExpectedOutcome::AbortedOrRolledBack.matches("rolled_back"));
+        assert!(!ExpectedOutcome::Aborted.matches("promoted"));
+    }
+}

@@ -1,0 +1,113 @@
+//! What the `zai-rehearse` binary and the `rehearsal_*` test suites share: choosing a
+//! runtime, gating on optional dependencies (Docker, Prometheus), and a concurrency limit so
+//! a test binary never runs more than two rehearsals at once on a small machine.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::sync::{Semaphore, SemaphorePermit};
+
+use super::RehearsalError;
+use super::driver::{RunOptions, ScenarioResult, SignalsChoice, run_scenario};
+use super::scenario::Scenario;
+use super::stack::RuntimeChoice;
+use super::timing::TimeScale;
+use crate::platform::docker::{DockerRuntime, build_image, docker_available};
+use crate::platform::local::LocalRuntime;
+use crate::platform::local::binary::proxy_binary;
+use crate::platform::spec::Artifact;
+
+/// Which platform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlatformKind {
+    /// Child processes.
+    Local,
+    /// Docker containers.
+    Docker,
+}
+
+impl PlatformKind {
+    /// `local` / `docker`.
+    pub fn label(self) -> &'static str {
+        match self {
+            PlatformKind::Local => "local",
+            PlatformKind::Docker => "docker",
+        }
+    }
+}
+
+/// The runtime and artifact for a platform (builds the Docker image on first use).
+pub async fn runtime_choice(
+    kind: PlatformKind,
+    binary: &Path,
+    time: TimeScale,
+) -> Result<RuntimeChoice, RehearsalError> {
+    match kind {
+        PlatformKind::Local => Ok(RuntimeChoice {
+            runtime: Arc::new(LocalRuntime::new(time.platform_timing().backoff)),
+            artifact: Artifact::Binary(binary.to_path_buf()),
+        }),
+        PlatformKind::Docker => {
+            docker_available().await.map_err(RehearsalError::Setup)?;
+            let image = build_image(binary).await?;
+            Ok(RuntimeChoice {
+                runtime: Arc::new(DockerRuntime::connect()?),
+                artifact: Artifact::Image(image),
+            })
+        }
+    }
+}
+
+static SLOTS: Semaphore = Semaphore::const_new(2);
+
+/// A slot among the (at most two) rehearsals running at once in this process.
+pub async fn slot() -> SemaphorePermit<'static> {
+    match SLOTS.acquire().await {
+        Ok(permit) => permit,
+        Err(_) => unreachable!("the semaphore is never closed"),
+    }
+}
+
+/// Whether an optional dependency lets a suite run: `Ok` runs; a missing dependency skips
+/// with a one-line reason, or panics (fails the test) when `CI` is set.
+pub fn dependency_gate(suite: &str, availability: Result<(), String>) -> bool {
+    match availability {
+        Ok(()) => true,
+        Err(reason) => {
+            if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
+                panic!("{suite}: required dependency missing with CI set: {reason}");
+            }
+            eprintln!("skipping {suite}: {reason}");
+            false
+        }
+    }
+}
+
+/// Report directory for tests: `<target>/rehearsal-tests/<name>`.
+pub fn test_report_dir(name: &str) -> PathBuf {
+    let base = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().and_then(Path::parent).map(Path::to_path_buf))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("rehearsal-tests").join(name)
+}
+
+/// Runs one scenario as a test would: a slot, the proxy binary as built by cargo, the
+/// default time scale.
+pub async fn run_for_test(
+    scenario: &Scenario,
+    kind: PlatformKind,
+    signals: SignalsChoice,
+    report_name: &str,
+) -> Result<ScenarioResult, RehearsalError> {
+    let _slot = slot().await;
+    let binary = proxy_binary(false)?;
+    let time = TimeScale::new(super::timing::DEFAULT_TIME_SCALE).map_err(RehearsalError::Setup)?;
+    let choice = runtime_choice(kind, &binary, time).await?;
+    let options = RunOptions {
+        time,
+        signals,
+        report_dir: test_report_dir(report_name),
+    };
+    run_scenario(scenario, choice, &options).await
+}
