@@ -3,6 +3,7 @@
 //! * `promtool check rules` on deploy/prometheus/zai-proxy-rules.yml,
 //! * `promtool test rules` on its unit tests (every alert: one input that fires it, one
 //!   that must not),
+//! * every Grafana dashboard query parses as PromQL (promtool check rules on a wrapper),
 //! * and a broken copy of the rules must make `promtool test rules` fail, so this suite can
 //!   fail at all.
 //!
@@ -142,6 +143,43 @@ fn promtool_unit_tests_catch_the_originals_status_label_mistake() -> Result<()> 
     ensure!(
         !out.status.success(),
         "broken rules passed the unit tests: {}",
+        describe(&out)
+    );
+    Ok(())
+}
+
+#[test]
+fn grafana_dashboard_queries_are_valid_promql() -> Result<()> {
+    if !promtool_available("grafana_dashboard_queries_are_valid_promql") {
+        return Ok(());
+    }
+    // promtool parses every expression of a rules file: wrap each panel query in a recording
+    // rule (Grafana's $__rate_interval and $namespace replaced by what Grafana would send).
+    let dash: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
+        repo().join("deploy/grafana/zai-proxy-canary-comparison.json"),
+    )?)?;
+    let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    let mut count = 0;
+    for panel in dash["panels"].as_array().context("panels")? {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().context("expr")?;
+            let expr = expr
+                .replace("$__rate_interval", "1m")
+                .replace("$namespace", "zai-proxy");
+            count += 1;
+            rules.push_str(&format!(
+                "      - record: dashboard_query_{count}\n        expr: {}\n",
+                serde_json::to_string(&expr)?
+            ));
+        }
+    }
+    ensure!(count >= 14, "only {count} dashboard queries");
+    let tmp = tempfile::tempdir()?;
+    std::fs::write(tmp.path().join("dashboard.rules.yml"), rules)?;
+    let out = promtool(&["check", "rules", "dashboard.rules.yml"], tmp.path())?;
+    ensure!(
+        out.status.success(),
+        "dashboard PromQL rejected: {}",
         describe(&out)
     );
     Ok(())
