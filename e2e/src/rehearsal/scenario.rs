@@ -285,8 +285,7 @@ pub fn builtin() -> Vec<Scenario> {
 
     let mut latency_regression = Scenario {
         name: "latency-regression".into(),
-        description: "+300% upstream latency on the new version's path once the rollout starts"
-            .into(),
+        description: "the new version's upstream gets 4x slower once the rollout starts".into(),
         expect: expect(ExpectedOutcome::RolledBack, &["trigger.p95_latency"]),
         ..base.clone()
     };
@@ -336,16 +335,16 @@ pub fn builtin() -> Vec<Scenario> {
     out.push(Scenario {
         name: "load-only-defect".into(),
         description:
-            "MAX_WORKERS=2 on the new version: fine at canary traffic, 503s at production traffic"
+            "MAX_WORKERS=8 on the new version: fine at canary traffic, 503s at production traffic"
                 .into(),
         expect: expect(ExpectedOutcome::RolledBack, &["trigger.error_rate"]),
-        new_env: env(&[("MAX_WORKERS", "2")]),
-        faults: steady(200, 50),
+        new_env: env(&[("MAX_WORKERS", "8")]),
+        faults: steady(250, 50),
         load: Load {
-            rate: 44.0,
-            split: 4.0,
-            production: 36.0,
-            test: 1.0,
+            rate: 70.0,
+            split: 6.0,
+            production: 60.0,
+            test: 4.0,
             ..Load::default()
         },
         ..base
