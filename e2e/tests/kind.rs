@@ -30,10 +30,16 @@ const SCRIPTS: &[&str] = &[
     "deploy/prometheus/generate.sh",
 ];
 
-/// Whether `tool --version` runs. Without it: fail under CI, skip (with a reason) otherwise.
+/// Whether `tool` runs. Without it: fail under CI, skip (with a reason) otherwise.
 fn tool_available(tool: &str, test: &str) -> bool {
+    // kubectl has no --version flag.
+    let probe: &[&str] = if tool == "kubectl" {
+        &["version", "--client"]
+    } else {
+        &["--version"]
+    };
     let ok = Command::new(tool)
-        .arg("--version")
+        .args(probe)
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false);
