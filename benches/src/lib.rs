@@ -1,1 +1,3 @@
 //! zai-benches: shared helpers for the criterion benches.
+
+pub mod overhead;
