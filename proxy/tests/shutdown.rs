@@ -24,14 +24,15 @@ fn events(n: usize) -> Vec<Bytes> {
 
 #[tokio::test]
 async fn sigterm_during_a_stream_drains_then_exits_0_and_logs_never_hold_the_key() {
-    // A 30-event stream, one event every 100 ms (about 3 s).
+    // A 40-event stream, one event every 100 ms (about 4 s): it outlasts the 3 s readiness
+    // delay, so it is still in flight when the listener stops accepting.
     let upstream = start_upstream(
         Router::new()
             .route(
                 "/v1/messages",
                 post(|| async {
                     Response::new(paced_body(
-                        events(30),
+                        events(40),
                         Duration::from_millis(100),
                         false,
                         DropFlag::default(),
@@ -45,7 +46,7 @@ async fn sigterm_during_a_stream_drains_then_exits_0_and_logs_never_hold_the_key
         ("ZAI_API_KEY", FAKE_KEY),
         ("ZAI_TARGET_URL", &upstream.url()),
         ("DEPLOYMENT_VARIANT", "canary"),
-        ("SHUTDOWN_READINESS_DELAY", "1s"),
+        ("SHUTDOWN_READINESS_DELAY", "3s"),
         ("SHUTDOWN_GRACE_PERIOD", "20s"),
         ("RUST_LOG", "debug"),
     ]);
@@ -89,7 +90,7 @@ async fn sigterm_during_a_stream_drains_then_exits_0_and_logs_never_hold_the_key
 
     proxy.sigterm();
     let mut draining = false;
-    for _ in 0..100 {
+    for _ in 0..250 {
         match client().get(format!("{base}/readyz")).send().await {
             Ok(r) if r.status() == 503 => {
                 draining = true;
@@ -103,7 +104,7 @@ async fn sigterm_during_a_stream_drains_then_exits_0_and_logs_never_hold_the_key
     while let Some(chunk) = stream.next().await {
         received.push(chunk.expect("stream broke during drain"));
     }
-    assert_eq!(received.concat(), events(30).concat(), "stream incomplete");
+    assert_eq!(received.concat(), events(40).concat(), "stream incomplete");
 
     let code = proxy.wait_exit(Duration::from_secs(30)).await;
     assert_eq!(code, Some(0), "{}", proxy.output().join("\n"));
@@ -115,6 +116,10 @@ async fn sigterm_during_a_stream_drains_then_exits_0_and_logs_never_hold_the_key
     assert!(all.contains("Build info: version="), "{all}");
     assert!(all.contains("Max workers: 10"), "{all}");
     assert!(all.contains("Metrics available at"), "{all}");
+    assert!(
+        all.contains("no longer accepting connections; waiting up to 20s for 1 in-flight"),
+        "the stream was not in flight when accepting stopped:\n{all}"
+    );
     for route in ["/api/anthropic/v1/messages", "/v1/messages"] {
         let lines = logs
             .iter()
