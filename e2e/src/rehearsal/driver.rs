@@ -175,15 +175,33 @@ async fn drive(
         scenario.faults.new.rollout.clone(),
     );
 
+    // The canary has been serving, and its metrics collected, before anyone runs the
+    // promoter: warm up with traffic while the embedded scraper already samples every pod,
+    // so the first windows are not judged on a handful of requests.
+    let warm_up = time
+        .scale(Duration::from_secs(150))
+        .max(Duration::from_secs(2));
     let signals: Box<dyn SignalSource> = match options.signals {
-        SignalsChoice::Scrape => Box::new(
-            ScrapeSource::new(
+        SignalsChoice::Scrape => {
+            let mut source = ScrapeSource::new(
                 Arc::clone(&stack.cluster) as Arc<dyn Platform>,
                 Duration::from_secs(120),
                 Duration::from_secs(2),
             )
-            .with_alert_timing(time.alert_timing()),
-        ),
+            .with_alert_timing(time.alert_timing());
+            let until = Instant::now() + warm_up;
+            while Instant::now() < until {
+                let mut pods = Vec::new();
+                for variant in Variant::ALL {
+                    pods.extend(stack.cluster.list_pods(variant).await.unwrap_or_default());
+                }
+                if let Err(e) = source.refresh(&pods, chrono::Utc::now()).await {
+                    tracing::debug!(error = %e, "warm-up scrape failed");
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Box::new(source)
+        }
         SignalsChoice::Prometheus => {
             return Err(RehearsalError::Setup(
                 "--signals prometheus is not available in this build".to_owned(),

@@ -335,10 +335,11 @@ pub fn builtin() -> Vec<Scenario> {
     out.push(Scenario {
         name: "load-only-defect".into(),
         description:
-            "MAX_WORKERS=8 on the new version: fine at canary traffic, 503s at production traffic"
+            "MAX_WORKERS=10 on the new version: fine at canary traffic, 503s at production traffic"
                 .into(),
         expect: expect(ExpectedOutcome::RolledBack, &["trigger.error_rate"]),
-        new_env: env(&[("MAX_WORKERS", "8")]),
+        new_env: env(&[("MAX_WORKERS", "10")]),
+        production_replicas: 1,
         faults: steady(250, 50),
         load: Load {
             rate: 70.0,

@@ -1,0 +1,82 @@
+//! Every built-in scenario on the local platform (child processes of the real zai-proxy
+//! binary, embedded scrape signals), each checked against its expectation: healthy promotes
+//! with zero lost worker requests, every defect is caught by the gate that measures it.
+
+use zai_e2e::rehearsal::driver::SignalsChoice;
+use zai_e2e::rehearsal::suite::{PlatformKind, run_for_test};
+use zai_e2e::rehearsal::{ScenarioResult, builtin};
+
+async fn rehearse(name: &str) -> ScenarioResult {
+    let scenario = builtin()
+        .into_iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("no built-in scenario {name}"));
+    let result = run_for_test(
+        &scenario,
+        PlatformKind::Local,
+        SignalsChoice::Scrape,
+        &format!("local/{name}"),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{name}: {e}"));
+    eprintln!(
+        "{name}: {} in {:.1}s, workers ok {} failed {} lost {}, decided by {:?}",
+        result.outcome,
+        result.decision_seconds,
+        result.workers.ok,
+        result.workers.failed,
+        result.workers.lost,
+        result.decided_by
+    );
+    assert!(
+        result.passed,
+        "{name} missed its expectation: {:?}\n{:#?}",
+        result.problems, result
+    );
+    result
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthy_promotes_without_losing_a_request() {
+    let r = rehearse("healthy").await;
+    assert_eq!(r.outcome, "promoted");
+    assert_eq!(r.workers.lost, 0);
+    assert!(r.workers.ok > 100, "the workers were busy: {:?}", r.workers);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canary_errors_abort_in_phase_one() {
+    let r = rehearse("canary-errors").await;
+    assert_eq!(r.outcome, "aborted");
+    assert!(r.workers.failed > 0, "the 5xx were seen by the workers");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latency_regression_rolls_back_by_p95() {
+    let r = rehearse("latency-regression").await;
+    assert!(r.decided_by.iter().any(|id| id == "trigger.p95_latency"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_loop_aborts_from_restarts() {
+    let r = rehearse("crash-loop").await;
+    assert_eq!(r.outcome, "aborted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_ready_rolls_back_by_pods_not_ready() {
+    let r = rehearse("not-ready").await;
+    assert!(r.decided_by.iter().any(|id| id == "trigger.pods_not_ready"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_counting_off_is_caught() {
+    let r = rehearse("token-counting-off").await;
+    assert_ne!(r.outcome, "promoted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_only_defect_rolls_back_by_error_rate() {
+    let r = rehearse("load-only-defect").await;
+    assert!(r.decided_by.iter().any(|id| id == "trigger.error_rate"));
+}
