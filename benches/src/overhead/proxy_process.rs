@@ -60,14 +60,19 @@ pub fn run_proxy_role() -> ExitCode {
     }
 }
 
+/// Env var that overrides the child's `TOKEN_COUNTING_ENABLED` (default `true`), to measure
+/// what counting costs.
+pub const TOKEN_COUNTING_ENV: &str = "ZAI_BENCH_TOKEN_COUNTING";
+
 /// The environment the proxy child runs with (besides the inherited one).
 pub fn proxy_env(upstream_url: &str, listen: SocketAddr) -> Vec<(&'static str, String)> {
+    let counting = std::env::var(TOKEN_COUNTING_ENV).unwrap_or_else(|_| "true".to_owned());
     vec![
         ("ZAI_API_KEY", "bench-key-not-secret".to_owned()),
         ("ZAI_TARGET_URL", upstream_url.to_owned()),
         ("LISTEN_ADDR", listen.to_string()),
         ("DEPLOYMENT_VARIANT", "bench".to_owned()),
-        ("TOKEN_COUNTING_ENABLED", "true".to_owned()),
+        ("TOKEN_COUNTING_ENABLED", counting),
         ("RATE_LIMIT_INITIAL", "1000000".to_owned()),
         ("RATE_LIMIT_MIN", "1000000".to_owned()),
         ("RATE_LIMIT_MAX", "1000000".to_owned()),
