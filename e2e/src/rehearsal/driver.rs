@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use zai_promoter::engine::Status;
+use zai_promoter::signals::prometheus::PrometheusSource;
 use zai_promoter::signals::scrape::ScrapeSource;
 use zai_promoter::{
     Mode, Platform, Promoter, Report, SignalSource, SystemClock, Variant, WorkerSignals,
@@ -16,6 +17,7 @@ use zai_promoter::{
 };
 
 use super::RehearsalError;
+use super::prometheus::{NAMESPACE, PrometheusServer};
 use super::scenario::{ExpectedOutcome, NEW_VERSION, OLD_VERSION, Scenario};
 use super::stack::{RuntimeChoice, Stack, git, image};
 use super::timing::TimeScale;
@@ -181,6 +183,7 @@ async fn drive(
     let warm_up = time
         .scale(Duration::from_secs(150))
         .max(Duration::from_secs(2));
+    let mut prometheus: Option<PrometheusServer> = None;
     let signals: Box<dyn SignalSource> = match options.signals {
         SignalsChoice::Scrape => {
             let mut source = ScrapeSource::new(
@@ -203,9 +206,16 @@ async fn drive(
             Box::new(source)
         }
         SignalsChoice::Prometheus => {
-            return Err(RehearsalError::Setup(
-                "--signals prometheus is not available in this build".to_owned(),
-            ));
+            let server = PrometheusServer::start(Arc::clone(&stack.cluster), time).await?;
+            tokio::time::sleep(warm_up).await;
+            let source = PrometheusSource::new(
+                server.url(),
+                &format!("namespace=\"{NAMESPACE}\""),
+                Duration::from_secs(2),
+            )
+            .map_err(|e| RehearsalError::Setup(e.to_string()))?;
+            prometheus = Some(server);
+            Box::new(source)
         }
     };
     let name = scenario.name.clone();
@@ -286,6 +296,7 @@ async fn drive(
         totals.lost = totals.lost.saturating_sub(after.lost());
     }
 
+    drop(prometheus);
     let dir = options.report_dir.join(&scenario.name);
     report
         .write_to(&dir)

@@ -4,6 +4,7 @@
 //! from a TOML file. `zai-rehearse` is the command; docs/REHEARSALS.md the guide.
 
 pub mod driver;
+pub mod prometheus;
 pub mod scenario;
 pub mod stack;
 pub mod suite;
