@@ -1,3 +1,4 @@
 //! zai-benches: shared helpers for the criterion benches.
 
+pub mod corpus;
 pub mod overhead;

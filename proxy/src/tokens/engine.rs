@@ -200,77 +200,149 @@ impl Engine {
     }
 }
 
-/// Character classes whose runs can form one long pre-tokenizer piece.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Class {
-    Letter,
-    Space,
-    Punct,
-    /// Digits: every encoding splits them into groups of at most three.
-    Digit,
-}
+// Character classes whose runs can form one long pre-tokenizer piece (digits never do:
+// every encoding splits them into groups of at most three).
+const LETTER: u8 = 0;
+const SPACE: u8 = 1;
+const PUNCT: u8 = 2;
+const DIGIT: u8 = 3;
 
-const fn ascii_class(b: u8) -> Class {
-    match b {
-        b'a'..=b'z' | b'A'..=b'Z' => Class::Letter,
-        b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c => Class::Space,
-        b'0'..=b'9' => Class::Digit,
-        _ => Class::Punct,
+const ASCII_CLASS: [u8; 128] = {
+    let mut table = [PUNCT; 128];
+    let mut b = 0;
+    while b < 128 {
+        table[b] = match b as u8 {
+            b'a'..=b'z' | b'A'..=b'Z' => LETTER,
+            b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c => SPACE,
+            b'0'..=b'9' => DIGIT,
+            _ => PUNCT,
+        };
+        b += 1;
+    }
+    table
+};
+
+/// Class of a non-ASCII code point, by block ranges (no Unicode tables: this runs on every
+/// byte of every counted text). Approximate on purpose — it only picks the engine.
+fn non_ascii_class(cp: u32) -> u8 {
+    match cp {
+        0x85 | 0xA0 | 0x1680 | 0x2000..=0x200A | 0x2028 | 0x2029 | 0x202F | 0x205F | 0x3000 => {
+            SPACE
+        }
+        0xAA | 0xB5 | 0xBA => LETTER,
+        0xA1..=0xBF | 0xD7 | 0xF7 => PUNCT,
+        // General punctuation, symbols, arrows, box drawing, dingbats…
+        0x2010..=0x2BFF => PUNCT,
+        // CJK symbols and punctuation (、。「」…), fullwidth ASCII punctuation (，！？：；…).
+        0x3001..=0x303F | 0xFF01..=0xFF0F | 0xFF1A..=0xFF20 | 0xFF3B..=0xFF40 | 0xFF5B..=0xFF65 => {
+            PUNCT
+        }
+        // Emoji and other pictographs are punctuation to the split patterns.
+        0x1F000..=0x1FAFF => PUNCT,
+        _ => LETTER,
     }
 }
 
-fn char_class(c: char) -> Class {
-    if c.is_alphabetic() {
-        Class::Letter
-    } else if c.is_whitespace() {
-        Class::Space
-    } else if c.is_numeric() {
-        Class::Digit
+/// Class and byte width of the (non-ASCII) character starting at `text[i]`.
+fn decode_class(text: &[u8], i: usize) -> (u8, usize) {
+    let b = text[i];
+    let (width, mut cp) = match b {
+        0xC0..=0xDF => (2, u32::from(b & 0x1F)),
+        0xE0..=0xEF => (3, u32::from(b & 0x0F)),
+        0xF0..=0xF7 => (4, u32::from(b & 0x07)),
+        _ => return (PUNCT, 1),
+    };
+    for k in 1..width {
+        match text.get(i + k) {
+            Some(c) => cp = (cp << 6) | u32::from(c & 0x3F),
+            None => return (PUNCT, 1),
+        }
+    }
+    (non_ascii_class(cp), width)
+}
+
+/// Class and width of the character at `text[i]`.
+fn class_at(text: &[u8], i: usize) -> (u8, usize) {
+    let b = text[i];
+    if b < 0x80 {
+        (ASCII_CLASS[usize::from(b)], 1)
     } else {
-        Class::Punct
+        decode_class(text, i)
     }
+}
+
+/// The first character boundary at or after `i`.
+fn boundary(text: &[u8], mut i: usize) -> usize {
+    while i < text.len() && (0x80..0xC0).contains(&text[i]) {
+        i += 1;
+    }
+    i
 }
 
 /// True when `text` has a run of at least [`LONG_RUN_BYTES`] bytes of one character class
-/// (digits excepted). A routing heuristic only: both engines count exactly.
+/// (letters, whitespace or punctuation). A routing heuristic only: both engines count exactly.
+///
+/// Any such run covers a whole aligned window of `LONG_RUN_BYTES / 2` bytes, so only windows
+/// are checked, each until its first class change (a few bytes in ordinary text); a window
+/// of one class gets an exact scan of its neighbourhood.
 pub fn has_long_run(text: &[u8]) -> bool {
+    const WINDOW: usize = LONG_RUN_BYTES / 2;
     if text.len() < LONG_RUN_BYTES {
         return false;
     }
-    let mut run_class = Class::Digit;
-    let mut run_start = 0usize;
-    let mut i = 0usize;
-    while i < text.len() {
-        let b = text[i];
-        let (class, width) = if b < 0x80 {
-            (ascii_class(b), 1)
-        } else {
-            let width = utf8_width(b);
-            let end = (i + width).min(text.len());
-            let c = std::str::from_utf8(&text[i..end])
-                .ok()
-                .and_then(|s| s.chars().next())
-                .unwrap_or('\u{FFFD}');
-            (char_class(c), width.max(1))
-        };
-        if class != run_class {
-            run_class = class;
-            run_start = i;
-        } else if class != Class::Digit && i + width - run_start >= LONG_RUN_BYTES {
-            return true;
+    let mut start = 0;
+    while start + WINDOW <= text.len() {
+        if window_is_one_class(text, start, start + WINDOW) {
+            let lo = boundary(text, start.saturating_sub(LONG_RUN_BYTES));
+            let hi = (start + WINDOW + LONG_RUN_BYTES).min(text.len());
+            if scan_runs(&text[lo..hi]) {
+                return true;
+            }
         }
-        i += width;
+        start += WINDOW;
     }
     false
 }
 
-fn utf8_width(first: u8) -> usize {
-    match first {
-        0xC0..=0xDF => 2,
-        0xE0..=0xEF => 3,
-        0xF0..=0xF7 => 4,
-        _ => 1,
+fn window_is_one_class(text: &[u8], start: usize, end: usize) -> bool {
+    let mut i = boundary(text, start);
+    if i >= end {
+        return false;
     }
+    let (first, width) = class_at(text, i);
+    if first == DIGIT {
+        return false;
+    }
+    i += width;
+    while i < end {
+        let (class, width) = class_at(text, i);
+        if class != first {
+            return false;
+        }
+        i += width;
+    }
+    true
+}
+
+/// The exact scan: any run of one class (digits excepted) of `LONG_RUN_BYTES` bytes.
+fn scan_runs(text: &[u8]) -> bool {
+    let mut run_class = DIGIT;
+    let mut run_len = 0usize;
+    let mut i = 0usize;
+    while i < text.len() {
+        let (class, width) = class_at(text, i);
+        if class == run_class {
+            run_len += width;
+            if run_len >= LONG_RUN_BYTES && class != DIGIT {
+                return true;
+            }
+        } else {
+            run_class = class;
+            run_len = width;
+        }
+        i += width;
+    }
+    false
 }
 
 #[cfg(test)]
@@ -300,6 +372,29 @@ mod tests {
         assert!(!has_long_run("1".repeat(4 * LONG_RUN_BYTES).as_bytes()));
         let words = "word ".repeat(LONG_RUN_BYTES);
         assert!(!has_long_run(words.as_bytes()));
+        let chinese = "你好，今天天气怎么样？我们一起去公园散步吧。".repeat(50);
+        assert!(!has_long_run(chinese.as_bytes()));
+        assert!(has_long_run("🌍".repeat(LONG_RUN_BYTES / 4).as_bytes()));
+        assert!(has_long_run(
+            "\u{3000}".repeat(LONG_RUN_BYTES / 3 + 1).as_bytes()
+        ));
+        // The run may start anywhere relative to the windows.
+        for offset in 0..300 {
+            let text = format!(
+                "{}{}{}",
+                "1".repeat(offset),
+                "a".repeat(LONG_RUN_BYTES),
+                "1".repeat(7)
+            );
+            assert!(has_long_run(text.as_bytes()), "offset {offset}");
+            let text = format!(
+                "{}{}{}",
+                "1".repeat(offset),
+                "a".repeat(LONG_RUN_BYTES - 1),
+                "1".repeat(300)
+            );
+            assert!(!has_long_run(text.as_bytes()), "offset {offset}");
+        }
     }
 
     #[test]
