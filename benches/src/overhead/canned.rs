@@ -39,21 +39,44 @@ of buffering them, and what it should count while doing so.";
 
 /// A chat request body (~400 bytes), streaming or not.
 pub fn request_body(api: Api, stream: bool) -> Bytes {
+    request_body_sized(api, stream, 0)
+}
+
+/// A chat request body of at least `min_bytes` (when above ~400): earlier conversation turns
+/// of English prose and Rust code fill it, as in a coding assistant's requests.
+pub fn request_body_sized(api: Api, stream: bool, min_bytes: usize) -> Bytes {
+    const FILLER: &str = "Here is the module again. fn relay(chunk: &Bytes) -> Result<(), Error> { \
+        for tap in &mut self.taps { tap.on_chunk(chunk); } Ok(()) } The relay must not buffer: \
+        each chunk goes to the client as soon as it arrives, and the taps only look at it. ";
+    let mut history = Vec::new();
+    let mut size = 0;
+    while size + 400 < min_bytes {
+        let text = FILLER.repeat(16);
+        size += text.len() + 40;
+        history.push(serde_json::json!({"role": "user", "content": text}));
+        history.push(serde_json::json!({"role": "assistant", "content": "Understood."}));
+    }
+    let question = serde_json::json!({"role": "user", "content": PROMPT});
+    let anthropic_messages: Vec<serde_json::Value> =
+        history.iter().cloned().chain([question.clone()]).collect();
+    let openai_messages: Vec<serde_json::Value> =
+        [serde_json::json!({"role": "system", "content": "Be brief."})]
+            .into_iter()
+            .chain(history.iter().cloned())
+            .chain([question])
+            .collect();
     let body = match api {
         Api::Anthropic => serde_json::json!({
             "model": "glm-4.6",
             "max_tokens": 256,
             "stream": stream,
-            "messages": [{"role": "user", "content": PROMPT}],
+            "messages": anthropic_messages,
         }),
         Api::OpenAi => serde_json::json!({
             "model": "glm-4.6",
             "max_tokens": 256,
             "stream": stream,
-            "messages": [
-                {"role": "system", "content": "Be brief."},
-                {"role": "user", "content": PROMPT}
-            ],
+            "messages": openai_messages,
         }),
     };
     Bytes::from(body.to_string())
@@ -164,6 +187,17 @@ mod tests {
         assert!(wants_stream(&request_body(Api::Anthropic, true)));
         assert!(!wants_stream(&request_body(Api::OpenAi, false)));
         assert!(wants_stream(br#"{"stream": true}"#));
+    }
+
+    #[test]
+    fn sized_bodies_reach_the_requested_size() {
+        let small = request_body(Api::Anthropic, false);
+        assert!(small.len() < 1000);
+        let big = request_body_sized(Api::OpenAi, true, 40_000);
+        assert!(big.len() >= 40_000, "{}", big.len());
+        assert!(wants_stream(&big));
+        let v: serde_json::Value = serde_json::from_slice(&big).expect("json");
+        assert!(v["messages"].as_array().is_some_and(|m| m.len() > 3));
     }
 
     #[test]

@@ -53,6 +53,8 @@ pub struct RunSpec {
     pub stall_after: Duration,
     /// Ask the mock for its long, slow streams (memory under many open streams).
     pub long_streams: bool,
+    /// Minimum request body size (0: the ~400-byte default).
+    pub body_bytes: usize,
 }
 
 /// What one step measured. Requests alternate between the Anthropic and OpenAI formats.
@@ -116,14 +118,15 @@ struct Shots {
 }
 
 impl Shots {
-    fn new(base_url: &str, stream: bool, long_streams: bool) -> anyhow::Result<Self> {
+    fn new(base_url: &str, spec: &RunSpec) -> anyhow::Result<Self> {
+        let (stream, long_streams) = (spec.stream, spec.long_streams);
         let uri =
             |api: Api| -> anyhow::Result<Uri> { Ok(format!("{base_url}{}", api.path()).parse()?) };
         Ok(Self {
             uris: [uri(Api::Anthropic)?, uri(Api::OpenAi)?],
             bodies: [
-                canned::request_body(Api::Anthropic, stream),
-                canned::request_body(Api::OpenAi, stream),
+                canned::request_body_sized(Api::Anthropic, stream, spec.body_bytes),
+                canned::request_body_sized(Api::OpenAi, stream, spec.body_bytes),
             ],
             long_streams,
         })
@@ -151,7 +154,7 @@ pub fn run(
     base_url: &str,
     spec: &RunSpec,
 ) -> anyhow::Result<Samples> {
-    let shots = Arc::new(Shots::new(base_url, spec.stream, spec.long_streams)?);
+    let shots = Arc::new(Shots::new(base_url, spec)?);
     let samples = Arc::new(Mutex::new(Samples::default()));
     let in_flight = Arc::new(AtomicUsize::new(0));
     let total = (spec.rate * spec.duration.as_secs_f64()).round() as u64;

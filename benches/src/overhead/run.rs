@@ -49,6 +49,8 @@ pub struct Options {
     pub concurrent_streams: usize,
     /// Over how long they are opened.
     pub concurrent_ramp: Duration,
+    /// Minimum request body size (`ZAI_BENCH_BODY_BYTES`; default ~400 bytes).
+    pub body_bytes: usize,
 }
 
 impl Options {
@@ -91,6 +93,10 @@ impl Options {
             sustain_step: secs(3.0, 1.0),
             concurrent_streams: 1000,
             concurrent_ramp: secs(2.0, 1.0),
+            body_bytes: std::env::var("ZAI_BENCH_BODY_BYTES")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
         }
     }
 }
@@ -124,6 +130,8 @@ pub struct Rig {
     pub upstream: MockUpstream,
     /// The proxy child.
     pub proxy: ProxyProcess,
+    /// Minimum request body size.
+    pub body_bytes: usize,
 }
 
 impl Rig {
@@ -149,6 +157,7 @@ impl Rig {
             client,
             upstream,
             proxy,
+            body_bytes: options.body_bytes,
         })
     }
 
@@ -205,6 +214,7 @@ impl Rig {
             max_in_flight: 4096,
             stall_after,
             long_streams: false,
+            body_bytes: self.body_bytes,
         };
         if !warmup.is_zero() {
             self.step(false, &spec(warmup))?;
@@ -367,6 +377,7 @@ fn concurrent_streams(
         max_in_flight: n + 16,
         stall_after: options.upstream.long_interval * 10,
         long_streams: true,
+        body_bytes: 0,
     };
     let pid = rig.proxy.pid();
     let done = Arc::new(AtomicBool::new(false));
@@ -467,15 +478,53 @@ pub fn run_all(rig: &Rig, options: &Options, mut log: impl FnMut(&str)) -> anyho
         proxy_program: rig.proxy.program.clone(),
         quick: options.quick,
         settings: vec![
-            ("mock upstream delay".into(), format!("{:?} before the head (tokio timer: 1-2 ms)", u.delay)),
-            ("streams".into(), format!("{} deltas, one SSE event every {:?}", u.stream_deltas, u.chunk_interval)),
-            ("schedule".into(), format!("{} rounds x {:?} per mode per rate, direct/proxied alternating, {:?} warm-up each", options.rounds, options.step, options.warmup)),
-            ("requests".into(), "alternating POST /v1/messages (Anthropic) and /v1/chat/completions (OpenAI), ~400-byte bodies".into()),
-            ("proxy".into(), format!(
-                "TOKEN_COUNTING_ENABLED={}, RATE_LIMIT_INITIAL/MIN/MAX=1e6, MAX_WORKERS=100000, logs at info to a file",
-                std::env::var(super::proxy_process::TOKEN_COUNTING_ENV).unwrap_or_else(|_| "true".to_owned())
-            )),
-            ("concurrent streams".into(), format!("{} long streams ({} deltas every {:?}) opened over {:?}", options.concurrent_streams, u.long_deltas, u.long_interval, options.concurrent_ramp)),
+            (
+                "mock upstream delay".into(),
+                format!("{:?} before the head (tokio timer: 1-2 ms)", u.delay),
+            ),
+            (
+                "streams".into(),
+                format!(
+                    "{} deltas, one SSE event every {:?}",
+                    u.stream_deltas, u.chunk_interval
+                ),
+            ),
+            (
+                "schedule".into(),
+                format!(
+                    "{} rounds x {:?} per mode per rate, direct/proxied alternating, {:?} warm-up each",
+                    options.rounds, options.step, options.warmup
+                ),
+            ),
+            (
+                "requests".into(),
+                format!(
+                    "alternating POST /v1/messages (Anthropic) and /v1/chat/completions (OpenAI), {} bodies",
+                    if options.body_bytes == 0 {
+                        "~400-byte".to_owned()
+                    } else {
+                        format!(">= {}-byte", options.body_bytes)
+                    }
+                ),
+            ),
+            (
+                "proxy".into(),
+                format!(
+                    "TOKEN_COUNTING_ENABLED={}, RATE_LIMIT_INITIAL/MIN/MAX=1e6, MAX_WORKERS=100000, logs at info to a file",
+                    std::env::var(super::proxy_process::TOKEN_COUNTING_ENV)
+                        .unwrap_or_else(|_| "true".to_owned())
+                ),
+            ),
+            (
+                "concurrent streams".into(),
+                format!(
+                    "{} long streams ({} deltas every {:?}) opened over {:?}",
+                    options.concurrent_streams,
+                    u.long_deltas,
+                    u.long_interval,
+                    options.concurrent_ramp
+                ),
+            ),
         ],
         rates,
         streams: Some(streams),
