@@ -149,6 +149,8 @@ pub struct Sustained {
 pub struct MemoryReport {
     /// RSS once ready (tokenizer loaded), before any request, MiB.
     pub idle_rss_mib: f64,
+    /// RSS just before the concurrent streams were opened, MiB.
+    pub before_streams_rss_mib: f64,
     /// Streams opened at once for the concurrency check.
     pub concurrent_streams: usize,
     /// Of those, how many were open at the same time at the peak (client side).
@@ -466,8 +468,9 @@ pub fn render(report: &Report) -> String {
     let mem = &report.memory;
     let _ = writeln!(
         out,
-        "\nProxy memory: idle {:.1} MiB; {} concurrent streams: peak sampled RSS {:.1} MiB ({} open at once, {} ok, {} stalls); after {:.1} MiB; VmHWM {:.1} MiB",
+        "\nProxy memory: idle {:.1} MiB; {:.1} MiB before the streams; {} concurrent streams: peak sampled RSS {:.1} MiB ({} open at once, {} ok, {} stalls); after {:.1} MiB; VmHWM {:.1} MiB",
         mem.idle_rss_mib,
+        mem.before_streams_rss_mib,
         mem.concurrent_streams,
         mem.concurrent_peak_rss_mib,
         mem.concurrent_streams_peak_open,

@@ -454,8 +454,9 @@ pub fn run_all(rig: &Rig, options: &Options, mut log: impl FnMut(&str)) -> anyho
         streams.added_gap.map_or(0.0, |d| d.p99_ms),
     ));
 
-    let sustained = sustain(rig, options, &rates, &mut log)?;
-
+    // Before the sustained-rate search: its overload steps grow the heap (deep queues), which
+    // would then count against the streams.
+    memory.before_streams_rss_mib = rig.proxy.memory().map_or(0.0, |m| m.rss_mib);
     concurrent_streams(rig, options, &mut memory)?;
     log(&format!(
         "  {} concurrent streams: peak RSS {:.1} MiB, {} open at once, {} ok",
@@ -464,6 +465,8 @@ pub fn run_all(rig: &Rig, options: &Options, mut log: impl FnMut(&str)) -> anyho
         memory.concurrent_streams_peak_open,
         memory.concurrent_streams_ok
     ));
+    let sustained = sustain(rig, options, &rates, &mut log)?;
+
     std::thread::sleep(Duration::from_secs(1));
     if let Some(m) = rig.proxy.memory() {
         memory.idle_after_rss_mib = m.rss_mib;
