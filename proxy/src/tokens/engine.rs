@@ -17,6 +17,9 @@
 //! always uses the `tiktoken` crate; see docs/TOKEN_COUNTING.md.
 
 use std::fmt;
+use std::sync::OnceLock;
+
+use super::runs::RunRules;
 
 /// Runs of this many bytes of one character class send a text to the linear engine.
 /// Chosen by measurement (docs/TOKEN_COUNTING.md): below it the `tiktoken` crate is faster.
@@ -118,6 +121,18 @@ pub struct Engine {
     encoding: Encoding,
     fast: &'static tiktoken::CoreBpe,
     linear: Option<&'static bpe_openai::Tokenizer>,
+    runs: &'static RunRules,
+}
+
+/// The run rules of `encoding`, derived once per process.
+fn run_rules(encoding: Encoding, fast: &tiktoken::CoreBpe) -> &'static RunRules {
+    static RULES: [OnceLock<RunRules>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+    let slot = match encoding {
+        Encoding::Cl100kBase => &RULES[0],
+        Encoding::O200kBase => &RULES[1],
+        Encoding::Glm4 => &RULES[2],
+    };
+    slot.get_or_init(|| RunRules::derive(fast))
 }
 
 impl fmt::Debug for Engine {
@@ -151,6 +166,7 @@ impl Engine {
             encoding,
             fast,
             linear,
+            runs: run_rules(encoding, fast),
         };
         // Both vocabularies are built lazily on first use; pay that now, not on a request.
         let warm = "warm up: Hello, 世界! 🌍";
@@ -183,7 +199,23 @@ impl Engine {
     }
 
     /// Exact number of tokens of `text`, special-token markers counted as ordinary text.
+    ///
+    /// Long runs of one ASCII character are first cut down by whole periods of their
+    /// encoding ([`RunRules::shorten`], exact), then the text goes to the engine the guard
+    /// picks.
     pub fn count(&self, text: &str) -> usize {
+        match self.runs.shorten(text) {
+            Some(short) => short.removed_tokens + self.count_routed(&short.text),
+            None => self.count_routed(text),
+        }
+    }
+
+    /// The run rules this engine shortens with (benches, tests).
+    pub fn run_rules(&self) -> &RunRules {
+        self.runs
+    }
+
+    fn count_routed(&self, text: &str) -> usize {
         match (self.engine_for(text), self.linear) {
             (EngineKind::Linear, Some(linear)) => linear.count(text),
             _ => self.fast.count(text),

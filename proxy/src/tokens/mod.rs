@@ -3,6 +3,7 @@
 //!
 //! * [`engine`]: the encodings (`cl100k_base`, `o200k_base`, `glm4`) and the exact engines
 //!   (the `tiktoken` crate, with `bpe-openai` for texts with long runs).
+//! * [`runs`]: long runs of one ASCII character shortened exactly before counting.
 //! * [`input`]: which parts of a request body the model reads.
 //! * [`sse`]: an incremental, bounded SSE reader.
 //! * [`usage`]: usage from response bodies and streams, and the output estimate.
@@ -19,6 +20,7 @@ pub mod hooks;
 pub mod input;
 pub mod pricing;
 pub mod record;
+pub mod runs;
 pub mod sse;
 pub mod tap;
 pub mod usage;
