@@ -275,7 +275,8 @@ mod tests {
         let rules = RunRules::derive(bpe);
         let run = |byte: u8, extra: usize| {
             let rule = rules.rule(byte).expect("rule");
-            String::from_utf8(vec![byte; rule.min_len + 3 * rule.period + extra]).expect("ascii")
+            let len = rule.min_len.max(2 * WINDOW) + 3 * rule.period + extra;
+            String::from_utf8(vec![byte; len]).expect("ascii")
         };
         for text in [
             format!("x{}y", run(b'a', 5)),
