@@ -10,10 +10,13 @@
 //! and [`Metrics::render`] prints `# HELP`/`# TYPE` for the few families that must stay empty
 //! until written (quota gauges: a zero there would read as "quota exhausted" or "fresh").
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::sync::OnceLock;
 
 use prometheus::{
-    CounterVec, Encoder, GaugeVec, HistogramOpts, HistogramVec, Opts, Registry, TextEncoder,
+    Counter, CounterVec, Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, Opts, Registry,
+    TextEncoder,
 };
 
 use crate::error::ProxyError;
@@ -160,6 +163,106 @@ pub struct Metrics {
     // Z.AI business errors
     /// `zai_proxy_zai_errors_total{class,code,variant}`.
     pub zai_errors_total: CounterVec,
+
+    /// The per-request series resolved once (see [`HotSeries`]).
+    hot: HotSeries,
+}
+
+/// Handles of the series that (nearly) every proxied request writes, resolved once so the
+/// request path does no label hashing or series lookup for them: the `variant` label is
+/// fixed per process and the other labels of these series are bounded.
+///
+/// Only series that [`Metrics::new`] pre-creates anyway are resolved at start-up; the input
+/// counting-rate series are resolved on first use, so `/metrics` shows exactly the same
+/// series as before. Any other label set goes through `with_label_values` as usual.
+#[derive(Debug, Clone, Default)]
+pub struct HotSeries {
+    /// `POST <chat route> 200`, per chat route label.
+    post_ok: HashMap<String, PostOkSeries>,
+    /// `zai_proxy_token_count_duration_seconds{variant}`.
+    token_count_duration: OnceLock<Histogram>,
+    /// `zai_proxy_token_rate_seconds{input,<TOKENIZER_MODEL>,variant}`.
+    input_rate_seconds: OnceLock<Histogram>,
+    /// `zai_proxy_token_rate{input,<TOKENIZER_MODEL>,variant}`.
+    input_rate: OnceLock<Histogram>,
+    variant: String,
+    tokenizer_model: String,
+}
+
+/// The series of a successful `POST` to one chat route.
+#[derive(Debug, Clone)]
+pub struct PostOkSeries {
+    /// `zai_proxy_requests_total{POST,route,200,variant}`.
+    pub requests_total: Counter,
+    /// `zai_proxy_request_duration_seconds{POST,route,200,variant}`.
+    pub request_duration_seconds: Histogram,
+    /// `zai_proxy_response_size_bytes{POST,route,200,variant}`.
+    pub response_size_bytes: Histogram,
+    /// `zai_proxy_request_size_bytes{POST,route,variant}`.
+    pub request_size_bytes: Histogram,
+}
+
+impl HotSeries {
+    fn resolve(m: &Metrics, variant: &str, chat_routes: &[&str], model: &str) -> Self {
+        let v = variant;
+        let post_ok = chat_routes
+            .iter()
+            .map(|route| {
+                let series = PostOkSeries {
+                    requests_total: m
+                        .requests_total
+                        .with_label_values(&["POST", route, "200", v]),
+                    request_duration_seconds: m
+                        .request_duration_seconds
+                        .with_label_values(&["POST", route, "200", v]),
+                    response_size_bytes: m
+                        .response_size_bytes
+                        .with_label_values(&["POST", route, "200", v]),
+                    request_size_bytes: m.request_size_bytes.with_label_values(&["POST", route, v]),
+                };
+                ((*route).to_owned(), series)
+            })
+            .collect();
+        Self {
+            post_ok,
+            token_count_duration: OnceLock::from(
+                m.token_count_duration_seconds.with_label_values(&[v]),
+            ),
+            input_rate_seconds: OnceLock::new(),
+            input_rate: OnceLock::new(),
+            variant: variant.to_owned(),
+            tokenizer_model: model.to_owned(),
+        }
+    }
+
+    /// The series of `POST <route> 200`, when `route` is a chat route.
+    pub fn post_ok(&self, route: &str) -> Option<&PostOkSeries> {
+        self.post_ok.get(route)
+    }
+
+    /// `zai_proxy_token_count_duration_seconds{variant}`.
+    pub fn token_count_duration(&self, m: &Metrics) -> &Histogram {
+        self.token_count_duration.get_or_init(|| {
+            m.token_count_duration_seconds
+                .with_label_values(&[self.variant.as_str()])
+        })
+    }
+
+    /// `zai_proxy_token_rate_seconds` and `zai_proxy_token_rate` with
+    /// `direction="input"`, `model=<TOKENIZER_MODEL>` and this process's variant.
+    pub fn input_rates(&self, m: &Metrics) -> (&Histogram, &Histogram) {
+        let labels = [
+            "input",
+            self.tokenizer_model.as_str(),
+            self.variant.as_str(),
+        ];
+        (
+            self.input_rate_seconds
+                .get_or_init(|| m.token_rate_seconds.with_label_values(&labels)),
+            self.input_rate
+                .get_or_init(|| m.token_rate.with_label_values(&labels)),
+        )
+    }
 }
 
 /// Registers families and remembers their HELP/TYPE.
@@ -301,7 +404,7 @@ impl Metrics {
         };
         let size_buckets = prometheus::exponential_buckets(100.0, 10.0, 8)?;
 
-        let m = Self {
+        let mut m = Self {
             requests_total: b.counter(
                 "zai_proxy_requests_total",
                 "Total number of requests processed by the proxy",
@@ -452,8 +555,10 @@ impl Metrics {
             )?,
             registry: b.registry,
             families: b.families,
+            hot: HotSeries::default(),
         };
         m.precreate(variant, build, max_workers, chat_routes, default_model);
+        m.hot = HotSeries::resolve(&m, variant, chat_routes, default_model);
         Ok(m)
     }
 
@@ -528,6 +633,11 @@ impl Metrics {
         // Deliberately not pre-created (a zero would be a false reading): quota_usage_ratio,
         // quota_remaining_ratio, quota_reset_time_seconds, quota_sample_age_seconds,
         // quota_rate_cap, quota_gate_open. `render` still prints their HELP/TYPE.
+    }
+
+    /// The per-request series resolved once ([`HotSeries`]).
+    pub fn hot(&self) -> &HotSeries {
+        &self.hot
     }
 
     /// The registry these families live on (to gather or to add collectors).

@@ -411,3 +411,63 @@ async fn binary_logs_start_up_and_token_usage_lines() {
     );
     assert!(!out.contains(support::FAKE_KEY));
 }
+
+/// `zai_proxy_token_rate_seconds_count{direction="input",…}`: one per counted request body.
+fn count_observations(metrics: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("zai_proxy_token_rate_seconds_count{direction=\"input\","))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn input_estimate_is_the_same_inline_and_on_the_blocking_pool() {
+    let upstream = start_upstream(upstream_router()).await;
+    let proxy = start_proxy(test_config(&upstream.url())).await;
+    let inline_max = zai_proxy::tokens::hooks::INLINE_INPUT_MAX_BYTES;
+    let before = count_observations(&metrics_text(&proxy.url()).await);
+    let mut sent = 0.0;
+    // Just under the inline limit (counted on the async worker), and well over it (counted
+    // on the blocking pool while the request is upstream); the same header either way.
+    for target in [inline_max - 200, inline_max * 8] {
+        let turn = r#"{"role":"user","content":"Tell me about tokenizers, 世界, and the pool. "},"#;
+        let mut messages = String::new();
+        while messages.len() < target {
+            messages.push_str(turn);
+        }
+        messages.pop();
+        let body = format!(r#"{{"model":"glm-4.6","messages":[{messages}]}}"#);
+        assert_eq!(body.len() > inline_max, target > inline_max);
+        let expected = counter().input_tokens(body.as_bytes()).tokens;
+        for path in ["/chat/completions", "/v1/messages/count_tokens"] {
+            let resp = client()
+                .post(format!("{}{path}", proxy.url()))
+                .header("content-type", "application/json")
+                .body(body.clone())
+                .send()
+                .await
+                .expect("request");
+            assert_eq!(resp.status(), 200, "{path} with {} bytes", body.len());
+            assert_eq!(
+                resp.headers()
+                    .get("x-token-input")
+                    .and_then(|v| v.to_str().ok()),
+                Some(expected.to_string().as_str()),
+                "{path} with {} bytes",
+                body.len()
+            );
+            let text = resp.text().await.expect("body");
+            if path.ends_with("count_tokens") {
+                assert_eq!(text, format!(r#"{{"input_tokens":{expected}}}"#));
+            }
+            sent += 1.0;
+        }
+    }
+    // Only the chat completions went upstream; count_tokens was answered locally.
+    assert_eq!(upstream.requests().len(), 2);
+    // Each count was observed once, before its response head was sent.
+    let after = metrics_text(&proxy.url()).await;
+    assert_eq!(count_observations(&after) - before, sent);
+    proxy.shutdown().await.expect("shutdown");
+}

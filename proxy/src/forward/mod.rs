@@ -1,9 +1,11 @@
 //! The forward handler: every path that is not one of the proxy's own routes.
 //!
 //! Order: capacity (503) → early 413 on `Content-Length` → rate-limit admission → read the
-//! body (413 over `MAX_REQUEST_BODY_BYTES`) → minimal parse (model, stream) → [hook 1: input
-//! token estimate] → [hook 2: the upstream call, `upstream::send`, wrapped by retries] →
-//! [hook 3: relay through taps]. Bodies are never copied or re-serialised.
+//! body (413 over `MAX_REQUEST_BODY_BYTES`) → minimal parse (model, stream) → [hook 1: start
+//! the input token estimate, which runs concurrently with the upstream call] → [hook 2: the
+//! upstream call, `upstream::send`, wrapped by retries] → join the estimate when the
+//! response head arrives → [hook 3: relay through taps]. Bodies are never copied (the
+//! counting task gets a `Bytes` clone) or re-serialised.
 
 pub mod headers;
 pub mod relay;
@@ -108,22 +110,39 @@ struct Outcome<'a> {
 
 fn record(state: &AppState, o: &Outcome<'_>, observe_duration: bool) {
     let variant = state.variant();
-    let status = o.status.as_str();
-    let labels = [o.method, o.route, status, variant];
     let m = &state.metrics;
-    m.requests_total.with_label_values(&labels).inc();
     let elapsed = o.started.elapsed();
-    if observe_duration {
-        m.request_duration_seconds
-            .with_label_values(&labels)
-            .observe(elapsed.as_secs_f64());
-    }
-    if let Some(bytes) = o.response_bytes {
-        // Byte counts fit f64 exactly up to 2^53.
-        #[allow(clippy::cast_precision_loss)]
-        m.response_size_bytes
-            .with_label_values(&labels)
-            .observe(bytes as f64);
+    // Byte counts fit f64 exactly up to 2^53.
+    #[allow(clippy::cast_precision_loss)]
+    let response_bytes = o.response_bytes.map(|bytes| bytes as f64);
+    let hot = (o.method == "POST" && o.status == StatusCode::OK)
+        .then(|| m.hot().post_ok(o.route))
+        .flatten();
+    if let Some(series) = hot {
+        // The common case, resolved once at start-up (same series as below).
+        series.requests_total.inc();
+        if observe_duration {
+            series
+                .request_duration_seconds
+                .observe(elapsed.as_secs_f64());
+        }
+        if let Some(bytes) = response_bytes {
+            series.response_size_bytes.observe(bytes);
+        }
+    } else {
+        let status = o.status.as_str();
+        let labels = [o.method, o.route, status, variant];
+        m.requests_total.with_label_values(&labels).inc();
+        if observe_duration {
+            m.request_duration_seconds
+                .with_label_values(&labels)
+                .observe(elapsed.as_secs_f64());
+        }
+        if let Some(bytes) = response_bytes {
+            m.response_size_bytes
+                .with_label_values(&labels)
+                .observe(bytes);
+        }
     }
     tracing::info!(
         method = %o.method,
@@ -300,12 +319,17 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Res
         }
     };
     if !body.is_empty() {
+        // Byte counts fit f64 exactly up to 2^53.
         #[allow(clippy::cast_precision_loss)]
-        state
-            .metrics
-            .request_size_bytes
-            .with_label_values(&[method, route.label, state.variant()])
-            .observe(body.len() as f64);
+        let size = body.len() as f64;
+        match state.metrics.hot().post_ok(route.label) {
+            Some(series) if method == "POST" => series.request_size_bytes.observe(size),
+            _ => state
+                .metrics
+                .request_size_bytes
+                .with_label_values(&[method, route.label, state.variant()])
+                .observe(size),
+        }
     }
 
     let (model, stream) = peek_request(route.format, &body);
@@ -322,37 +346,41 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Res
     drop(model);
 
     // Hook 1 (TOKENS): the local input estimate (the `X-Token-Input` header, the usage tap's
-    // fallback); with LOCAL_COUNT_TOKENS, count_tokens is answered here without upstream.
+    // input), started now and counted concurrently with the upstream call (off the async
+    // workers unless tiny); awaited when the response head arrives. With LOCAL_COUNT_TOKENS,
+    // count_tokens is answered here without upstream, so it waits for the count first.
     let token_counter = state.tokens().filter(|_| route.format != WireFormat::Other);
-    let input_estimate = match token_counter {
-        Some(counter) => Some(tokens::hooks::estimate_input(&state, counter, &body).await),
-        None => None,
-    };
-    if let (Some(estimate), RouteKind::CountTokens) = (input_estimate, route.kind)
+    let mut pending_input =
+        token_counter.map(|counter| tokens::hooks::start_input_estimate(&state, counter, &body));
+    if route.kind == RouteKind::CountTokens
         && state.config.tokens.local_count_tokens
-        && let Some(answer) = tokens::hooks::local_count_tokens(estimate)
+        && let Some(pending) = pending_input.take()
     {
-        let taps: Vec<Box<dyn ResponseTap>> = vec![Box::new(RequestRecord {
-            method,
-            route: route.label,
-            status: StatusCode::OK,
-            started,
-            bytes: 0,
-            _permit: permit,
-            state: Arc::clone(&state),
-        })];
-        let relay = RelayBody::new(Full::new(answer), taps, state.config.upstream_timeout);
-        let mut response = Response::new(Body::new(relay));
-        let h = response.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        h.insert(
-            tokens::hooks::X_TOKEN_INPUT,
-            tokens::hooks::x_token_input(estimate),
-        );
-        return response;
+        let estimate = pending.wait().await;
+        if let Some(answer) = tokens::hooks::local_count_tokens(estimate) {
+            let taps: Vec<Box<dyn ResponseTap>> = vec![Box::new(RequestRecord {
+                method,
+                route: route.label,
+                status: StatusCode::OK,
+                started,
+                bytes: 0,
+                _permit: permit,
+                state: Arc::clone(&state),
+            })];
+            let relay = RelayBody::new(Full::new(answer), taps, state.config.upstream_timeout);
+            let mut response = Response::new(Body::new(relay));
+            let h = response.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            h.insert(
+                tokens::hooks::X_TOKEN_INPUT,
+                tokens::hooks::x_token_input(estimate),
+            );
+            return response;
+        }
+        pending_input = Some(tokens::hooks::PendingInput::ready(estimate));
     }
 
     // Hook 2 (POLICIES): the upstream call with retries and 429 classes (forward/retry.rs).
@@ -407,7 +435,8 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Res
         _permit: permit,
         state: Arc::clone(&state),
     })];
-    if let (Some(counter), Some(estimate)) = (token_counter, input_estimate) {
+    if let (Some(counter), Some(pending)) = (token_counter, pending_input) {
+        let estimate = pending.wait().await;
         let h = &mut head.headers;
         h.insert(
             tokens::hooks::X_TOKEN_INPUT,
