@@ -1,7 +1,8 @@
 //! The forward handler: every path that is not one of the proxy's own routes.
 //!
 //! Order: capacity (503) → early 413 on `Content-Length` → rate-limit admission → read the
-//! body (413 over `MAX_REQUEST_BODY_BYTES`) → minimal parse (model, stream) → [hook 1: start
+//! body (413 over `MAX_REQUEST_BODY_BYTES`) → one parse (model, stream, input texts;
+//! `tokens::hooks::read_request`) → [hook 1: start
 //! the input token estimate, which runs concurrently with the upstream call] → [hook 2: the
 //! upstream call, `upstream::send`, wrapped by retries] → join the estimate when the
 //! response head arrives → [hook 3: relay through taps]. Bodies are never copied (the
@@ -332,7 +333,11 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Res
         }
     }
 
-    let (model, stream) = peek_request(route.format, &body);
+    // The body is parsed once here: model, stream, and (counting on, bodies up to 64 KiB)
+    // the texts the input estimate counts.
+    let token_counter = state.tokens().filter(|_| route.format != WireFormat::Other);
+    let read = tokens::hooks::read_request(route.format, &body, token_counter.map(|c| &**c));
+    let (model, stream) = (read.model, read.stream);
     let parts = RequestParts {
         model_label: state.model_label(model.as_deref()),
         stream,
@@ -349,9 +354,9 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Res
     // input), started now and counted concurrently with the upstream call (off the async
     // workers unless tiny); awaited when the response head arrives. With LOCAL_COUNT_TOKENS,
     // count_tokens is answered here without upstream, so it waits for the count first.
-    let token_counter = state.tokens().filter(|_| route.format != WireFormat::Other);
-    let mut pending_input =
-        token_counter.map(|counter| tokens::hooks::start_input_estimate(&state, counter, &body));
+    let mut pending_input = token_counter.and_then(|counter| {
+        tokens::hooks::start_input_estimate(&state, counter, &body, read.input)
+    });
     if route.kind == RouteKind::CountTokens
         && state.config.tokens.local_count_tokens
         && let Some(pending) = pending_input.take()

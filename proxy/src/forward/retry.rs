@@ -282,20 +282,53 @@ fn valid_body(headers: &http::HeaderMap, bytes: &[u8]) -> bool {
 }
 
 /// Reads data frames until more than `limit` bytes are held or the body ends. Returns the
-/// bytes and whether the body ended.
+/// bytes and whether the body ended. A body that arrives as one data chunk (the usual
+/// case for small answers) is returned as that chunk, without a copy.
 async fn read_prefix(body: &mut Incoming, limit: usize) -> Result<(Bytes, bool), hyper::Error> {
-    let mut buf = BytesMut::new();
-    while buf.len() <= limit {
+    let mut prefix = Prefix::default();
+    while prefix.len() <= limit {
         match body.frame().await {
-            None => return Ok((buf.freeze(), true)),
+            None => return Ok((prefix.into_bytes(), true)),
             Some(frame) => {
                 if let Ok(data) = frame?.into_data() {
-                    buf.extend_from_slice(&data);
+                    prefix.push(data);
                 }
             }
         }
     }
-    Ok((buf.freeze(), false))
+    Ok((prefix.into_bytes(), false))
+}
+
+/// Data chunks read so far: the first one kept as it came, copied only when a second one
+/// arrives.
+#[derive(Default)]
+struct Prefix {
+    first: Option<Bytes>,
+    joined: BytesMut,
+}
+
+impl Prefix {
+    fn len(&self) -> usize {
+        self.first.as_ref().map_or(self.joined.len(), Bytes::len)
+    }
+
+    fn push(&mut self, data: Bytes) {
+        if data.is_empty() {
+            return;
+        }
+        if self.first.is_none() && self.joined.is_empty() {
+            self.first = Some(data);
+            return;
+        }
+        if let Some(first) = self.first.take() {
+            self.joined.extend_from_slice(&first);
+        }
+        self.joined.extend_from_slice(&data);
+    }
+
+    fn into_bytes(self) -> Bytes {
+        self.first.unwrap_or_else(|| self.joined.freeze())
+    }
 }
 
 /// The first non-empty data chunk, or `None` when the stream ends without one.
@@ -457,5 +490,23 @@ mod tests {
         h.insert(header::RETRY_AFTER, HeaderValue::from_static("7"));
         annotate_429(&mut h, &err);
         assert_eq!(h[header::RETRY_AFTER], "7");
+    }
+
+    #[test]
+    fn prefix_keeps_a_single_chunk_and_joins_several() {
+        let chunk = Bytes::from_static(b"{\"id\":1}");
+        let mut one = Prefix::default();
+        one.push(Bytes::new());
+        one.push(chunk.clone());
+        assert_eq!(one.len(), chunk.len());
+        let kept = one.into_bytes();
+        assert_eq!(kept.as_ptr(), chunk.as_ptr(), "no copy of a single chunk");
+        let mut several = Prefix::default();
+        for part in [&b"{\"a\""[..], b"", b":1", b"}"] {
+            several.push(Bytes::copy_from_slice(part));
+        }
+        assert_eq!(several.len(), 7);
+        assert_eq!(&several.into_bytes()[..], b"{\"a\":1}");
+        assert!(Prefix::default().into_bytes().is_empty());
     }
 }

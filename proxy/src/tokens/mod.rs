@@ -117,7 +117,7 @@ impl TokenCounter {
                 method: InputMethod::Unparseable,
             };
         }
-        let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+        let Ok(value) = input::Json::parse(body) else {
             return InputEstimate {
                 tokens: 0,
                 method: InputMethod::Unparseable,
