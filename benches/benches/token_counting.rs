@@ -1,5 +1,5 @@
-//! Token counting speed: the proxy's engine (the `tiktoken` crate with `bpe-openai` for long
-//! runs) against `tiktoken-rs` (the reference and the baseline in every group) and each
+//! Token counting speed: the proxy's engine (long single-character runs shortened exactly,
+//! then the `tiktoken` crate, with `bpe-openai` for long runs) against `tiktoken-rs` (the reference and the baseline in every group) and each
 //! engine alone; pathological inputs; whole requests (JSON parse + count); SSE usage
 //! extraction. Throughput is reported in bytes.
 //!
@@ -63,6 +63,7 @@ fn engines(c: &mut Criterion) {
 
 fn pathological(c: &mut Criterion) {
     let cl = counter(Encoding::Cl100kBase);
+    let glm = counter(Encoding::Glm4);
     let reference = tiktoken_rs::cl100k_base_singleton();
     let mut g = quick(c, "pathological_cl100k");
     g.sample_size(10).measurement_time(Duration::from_secs(1));
@@ -84,6 +85,9 @@ fn pathological(c: &mut Criterion) {
         });
         g.bench_with_input(BenchmarkId::new("bpe-openai", label), &text, |b, t| {
             b.iter(|| cl.engine().count_with(EngineKind::Linear, t));
+        });
+        g.bench_with_input(BenchmarkId::new("proxy-glm4", label), &text, |b, t| {
+            b.iter(|| glm.count(t));
         });
     }
     g.finish();

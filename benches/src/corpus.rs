@@ -221,13 +221,19 @@ pub fn mixed(chars: usize) -> String {
     }
 }
 
-/// The pathological inputs: (name, text). One megabyte each.
+/// The pathological inputs: (name, text). One megabyte each: the three (one
+/// repeated letter, spaces, one repeated punctuation character), then cases the run-length
+/// shortcut does not cover (a repeated non-ASCII character, a two-character pattern).
 pub fn pathological() -> Vec<(&'static str, String)> {
     const MIB: usize = 1 << 20;
     vec![
         ("1MiB_a", "a".repeat(MIB)),
         ("1MiB_spaces", " ".repeat(MIB)),
         ("1MiB_dashes", "-".repeat(MIB)),
+        ("1MiB_newlines", "\n".repeat(MIB)),
+        ("1MiB_han", "你".repeat(MIB / 3)),
+        ("1MiB_ab", "ab".repeat(MIB / 2)),
+        ("1MiB_dash_equals", "-=".repeat(MIB / 2)),
     ]
 }
 

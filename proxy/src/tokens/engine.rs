@@ -1,20 +1,25 @@
 //! Exact token counting: the encodings, the engines behind them, and the guard that picks
 //! an engine per text.
 //!
-//! Two engines, both exact (their counts equal `tiktoken-rs`'s `encode_ordinary(..).len()`,
-//! which the tests check on a corpus and by property tests):
+//! [`Engine::count`] works in two steps, both exact (the counts equal `tiktoken-rs`'s
+//! `encode_ordinary(..).len()`, which the tests check on a corpus and by property tests):
 //!
-//! * the `tiktoken` crate (4.x): hand-written pre-tokenizer scanners and a piece cache, very
-//!   fast on ordinary text, but its BPE merge is superlinear in the length of one piece;
-//! * `bpe-openai` (cl100k_base and o200k_base only): slower on ordinary text, linear on long
-//!   pieces (one piece = one regex match, e.g. a megabyte of `a` or of spaces).
+//! 1. long runs of one repeated ASCII character are cut down by whole periods of their
+//!    encoding, adding back the tokens cut ([`super::runs`]): a megabyte of `a`, of spaces
+//!    or of `-` costs a scan instead of a megabyte-long BPE merge;
+//! 2. the text goes to one of two engines:
+//!    * the `tiktoken` crate (4.x): hand-written pre-tokenizer scanners and a piece cache,
+//!      very fast on ordinary text, but its BPE merge is superlinear in the length of one
+//!      piece;
+//!    * `bpe-openai` (cl100k_base and o200k_base only): slower on ordinary text, linear on
+//!      long pieces (one piece = one regex match, e.g. a long run of `ab` or of `你`).
 //!
 //! [`has_long_run`] is a cheap byte scan that decides which engine counts a text: any run of
 //! [`LONG_RUN_BYTES`] or more bytes of the same character class (letters, whitespace,
 //! punctuation) could become one long piece, so such texts go to the linear engine. The
 //! choice only changes speed, never the count. `glm4` has no linear engine (GLM's vocabulary
 //! is not a valid `bpe` dictionary: some of its tokens cannot be built by merges), so it
-//! always uses the `tiktoken` crate; see docs/TOKEN_COUNTING.md.
+//! always uses the `tiktoken` crate after step 1; see docs/TOKEN_COUNTING.md.
 
 use std::fmt;
 use std::sync::OnceLock;
@@ -185,8 +190,8 @@ impl Engine {
     /// The engine name for logs and docs.
     pub fn name(&self) -> &'static str {
         match self.linear {
-            Some(_) => "tiktoken 4 + bpe-openai for long runs",
-            None => "tiktoken 4",
+            Some(_) => "run-length shortcut + tiktoken 4 + bpe-openai for long runs",
+            None => "run-length shortcut + tiktoken 4",
         }
     }
 
