@@ -189,5 +189,143 @@ fn sse(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, engines, pathological, requests, sse);
+/// Ratios measured interleaved. On a shared machine the load changes between criterion's
+/// groups and skews ratios of benches timed minutes apart, so here each (tiktoken-rs, proxy)
+/// pair is timed back to back, several times, and the median of the per-pair ratios is
+/// reported (with the lowest and highest). Printed as a table and written to
+/// `bench-results/token_counting_ratios.json`. Runs unless a criterion filter excludes it
+/// (`-- interleaved` runs only this).
+fn interleaved_ratios(_c: &mut Criterion) {
+    const NAME: &str = "interleaved_ratios";
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    if !filters.is_empty() && !filters.iter().any(|f| NAME.contains(f.as_str())) {
+        return;
+    }
+    let cl = counter(Encoding::Cl100kBase);
+    let reference = tiktoken_rs::cl100k_base_singleton();
+    let mut inputs: Vec<(String, String)> = [1_000, 10_000, 100_000, 1_000_000]
+        .into_iter()
+        .map(|n| (format!("mixed_{}K", n / 1000), corpus::mixed(n)))
+        .collect();
+    inputs.extend(
+        corpus::pathological()
+            .into_iter()
+            .take(3)
+            .map(|(label, text)| (label.to_owned(), text)),
+    );
+    let mut rows = Vec::new();
+    for (label, text) in &inputs {
+        let (proxy, rs) = (|| cl.count(text), || reference.encode_ordinary(text).len());
+        assert_eq!(proxy(), rs(), "exact before timing: {label}");
+        rows.push(pairwise(label, text.len(), proxy, rs));
+    }
+    for (label, body) in [
+        ("request_anthropic", corpus::anthropic_body(10_000)),
+        ("request_openai", corpus::openai_body(10_000)),
+    ] {
+        let proxy = || cl.input_tokens(&body).tokens as usize;
+        let rs = || reference_input_tokens(&body);
+        assert_eq!(proxy(), rs(), "exact before timing: {label}");
+        rows.push(pairwise(label, body.len(), proxy, rs));
+    }
+    eprintln!("\n{NAME} (cl100k, one thread, pairs timed back to back):");
+    eprintln!("| input | bytes | tiktoken-rs | proxy | ratio (median) | ratio (min–max) |");
+    eprintln!("|---|---|---|---|---|---|");
+    for r in &rows {
+        eprintln!(
+            "| {} | {} | {:.1} µs | {:.1} µs | {:.1}× | {:.1}–{:.1}× |",
+            r.label, r.bytes, r.reference_us, r.proxy_us, r.ratio, r.ratio_min, r.ratio_max
+        );
+    }
+    let out = std::env::var_os("ZAI_BENCH_OUT").map_or_else(
+        || {
+            std::env::var_os("CARGO_TARGET_DIR")
+                .map_or_else(
+                    || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"),
+                    std::path::PathBuf::from,
+                )
+                .join("bench-results")
+        },
+        std::path::PathBuf::from,
+    );
+    let json = serde_json::to_string_pretty(&rows).unwrap_or_default();
+    if std::fs::create_dir_all(&out).is_ok() {
+        let path = out.join("token_counting_ratios.json");
+        match std::fs::write(&path, json) {
+            Ok(()) => eprintln!("written to {}", path.display()),
+            Err(e) => eprintln!("could not write {}: {e}", path.display()),
+        }
+    }
+}
+
+#[derive(serde::Serialize)]
+struct RatioRow {
+    label: String,
+    bytes: usize,
+    reference_us: f64,
+    proxy_us: f64,
+    ratio: f64,
+    ratio_min: f64,
+    ratio_max: f64,
+}
+
+/// Times `proxy` and `reference` back to back (each over a batch of at least ~5 ms), 15
+/// times (7 for inputs where one reference call takes over 50 ms).
+fn pairwise(
+    label: &str,
+    bytes: usize,
+    proxy: impl Fn() -> usize,
+    reference: impl Fn() -> usize,
+) -> RatioRow {
+    let time = |f: &dyn Fn() -> usize, iters: u32| {
+        let start = std::time::Instant::now();
+        for _ in 0..iters {
+            std::hint::black_box(f());
+        }
+        start.elapsed().as_secs_f64() / f64::from(iters)
+    };
+    let one = time(&reference, 1);
+    let rounds = if one > 0.05 { 7 } else { 15 };
+    let iters_ref = ((0.005 / one).ceil() as u32).max(1);
+    let iters_proxy = ((0.005 / time(&proxy, 1)).ceil() as u32).clamp(1, 100_000);
+    let mut pairs = Vec::new();
+    for round in 0..rounds {
+        // Alternate which side goes first.
+        let (p, r) = if round % 2 == 0 {
+            let p = time(&proxy, iters_proxy);
+            (p, time(&reference, iters_ref))
+        } else {
+            let r = time(&reference, iters_ref);
+            (time(&proxy, iters_proxy), r)
+        };
+        pairs.push((p, r));
+    }
+    let mut ratios: Vec<f64> = pairs.iter().map(|(p, r)| r / p).collect();
+    ratios.sort_by(f64::total_cmp);
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    RatioRow {
+        label: label.to_owned(),
+        bytes,
+        reference_us: median(pairs.iter().map(|(_, r)| r * 1e6).collect()),
+        proxy_us: median(pairs.iter().map(|(p, _)| p * 1e6).collect()),
+        ratio: ratios[ratios.len() / 2],
+        ratio_min: ratios[0],
+        ratio_max: ratios[ratios.len() - 1],
+    }
+}
+
+criterion_group!(
+    benches,
+    interleaved_ratios,
+    engines,
+    pathological,
+    requests,
+    sse
+);
 criterion_main!(benches);
