@@ -291,9 +291,10 @@ async fn counting_disabled_loads_nothing_and_records_nothing() {
     proxy.shutdown().await.expect("shutdown");
 }
 
-/// A 32 MiB adversarial body (one long run) is counted on the blocking pool: with a single
-/// runtime worker, `/health` keeps answering after the body is sent and before the request
-/// reaches upstream (which happens only once counting is done).
+/// A 32 MiB adversarial body (one long run) is parsed and counted on the counting threads,
+/// concurrently with the upstream call: with a single runtime worker, `/health` keeps
+/// answering after the body is sent and before the big request's response arrives (the
+/// response head waits for the count).
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn huge_adversarial_body_does_not_stall_other_requests() {
     let upstream = start_upstream(Router::new().route(
@@ -338,7 +339,7 @@ async fn huge_adversarial_body_does_not_stall_other_requests() {
 
     let mut answered_while_counting = 0;
     for _ in 0..20_000 {
-        if !upstream.requests().is_empty() {
+        if big.is_finished() {
             break;
         }
         if !sent.load(Ordering::SeqCst) {
@@ -351,7 +352,7 @@ async fn huge_adversarial_body_does_not_stall_other_requests() {
             .await
             .expect("health");
         assert_eq!(health.status(), 200);
-        if upstream.requests().is_empty() {
+        if !big.is_finished() {
             answered_while_counting += 1;
         }
     }
@@ -422,14 +423,14 @@ fn count_observations(metrics: &str) -> f64 {
 }
 
 #[tokio::test]
-async fn input_estimate_is_the_same_inline_and_on_the_blocking_pool() {
+async fn input_estimate_is_the_same_inline_and_on_the_counting_threads() {
     let upstream = start_upstream(upstream_router()).await;
     let proxy = start_proxy(test_config(&upstream.url())).await;
     let inline_max = zai_proxy::tokens::hooks::INLINE_INPUT_MAX_BYTES;
     let before = count_observations(&metrics_text(&proxy.url()).await);
     let mut sent = 0.0;
     // Just under the inline limit (counted on the async worker), and well over it (counted
-    // on the blocking pool while the request is upstream); the same header either way.
+    // on the counting threads while the request is upstream); the same header either way.
     for target in [inline_max - 200, inline_max * 8] {
         let turn = r#"{"role":"user","content":"Tell me about tokenizers, 世界, and the pool. "},"#;
         let mut messages = String::new();
