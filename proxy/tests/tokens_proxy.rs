@@ -299,45 +299,9 @@ async fn counting_disabled_loads_nothing_and_records_nothing() {
 /// a two-character pattern is one 32 MiB piece that takes seconds even in the linear engine.
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn huge_adversarial_body_does_not_stall_other_requests() {
-    let upstream = start_upstream(Router::new().route(
-        "/v1/messages",
-        post(|| async {
-            (
-                [(header::CONTENT_TYPE, "application/json")],
-                r#"{"content":[],"usage":{"input_tokens":1,"output_tokens":1}}"#,
-            )
-        }),
-    ))
-    .await;
-    let mut config = test_config(&upstream.url());
-    config.max_request_body_bytes = 40 << 20;
-    config.tokens.max_bytes = 40 << 20;
-    config.upstream_timeout = Duration::from_secs(300);
-    let proxy = start_proxy(config).await;
+    let (_upstream, proxy) = start_for_huge_bodies().await;
 
-    let prefix = br#"{"model":"glm-4.6","messages":[{"role":"user","content":""#;
-    let suffix = br#""}]}"#;
-    let run = b"ab".repeat(16 << 20);
-    let sent = Arc::new(AtomicBool::new(false));
-    let sent_flag = Arc::clone(&sent);
-    let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = vec![
-        Ok(bytes::Bytes::from_static(prefix)),
-        Ok(bytes::Bytes::from(run)),
-        Ok(bytes::Bytes::from_static(suffix)),
-    ];
-    let stream = futures::stream::iter(chunks).chain(futures::stream::poll_fn(move |_| {
-        sent_flag.store(true, Ordering::SeqCst);
-        std::task::Poll::Ready(None)
-    }));
-    let url = format!("{}/v1/messages", proxy.url());
-    let big = tokio::spawn(async move {
-        client()
-            .post(url)
-            .body(reqwest::Body::wrap_stream(stream))
-            .send()
-            .await
-            .map(|r| r.status())
-    });
+    let (big, sent) = send_in_background(&proxy.url(), b"ab".repeat(16 << 20));
 
     let mut answered_while_counting = 0;
     for _ in 0..20_000 {
@@ -364,6 +328,104 @@ async fn huge_adversarial_body_does_not_stall_other_requests() {
         answered_while_counting >= 3,
         "/health answered {answered_while_counting} times while the body was counted"
     );
+    proxy.shutdown().await.expect("shutdown");
+}
+
+/// An upstream answering `/v1/messages` at once, and a proxy that accepts and counts bodies
+/// of up to 40 MiB.
+async fn start_for_huge_bodies() -> (support::Upstream, zai_proxy::ProxyHandle) {
+    let upstream = start_upstream(Router::new().route(
+        "/v1/messages",
+        post(|| async {
+            (
+                [(header::CONTENT_TYPE, "application/json")],
+                r#"{"content":[],"usage":{"input_tokens":1,"output_tokens":1}}"#,
+            )
+        }),
+    ))
+    .await;
+    let mut config = test_config(&upstream.url());
+    config.max_request_body_bytes = 40 << 20;
+    config.tokens.max_bytes = 40 << 20;
+    config.upstream_timeout = Duration::from_secs(300);
+    let proxy = start_proxy(config).await;
+    (upstream, proxy)
+}
+
+/// Sends a `/v1/messages` request whose one message is `text`, streamed in three chunks,
+/// from a background task. The flag turns true once the client has sent the whole body.
+fn send_in_background(
+    proxy_url: &str,
+    text: Vec<u8>,
+) -> (
+    tokio::task::JoinHandle<reqwest::Result<reqwest::StatusCode>>,
+    Arc<AtomicBool>,
+) {
+    let prefix = br#"{"model":"glm-4.6","messages":[{"role":"user","content":""#;
+    let suffix = br#""}]}"#;
+    let sent = Arc::new(AtomicBool::new(false));
+    let sent_flag = Arc::clone(&sent);
+    let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = vec![
+        Ok(bytes::Bytes::from_static(prefix)),
+        Ok(bytes::Bytes::from(text)),
+        Ok(bytes::Bytes::from_static(suffix)),
+    ];
+    let stream = futures::stream::iter(chunks).chain(futures::stream::poll_fn(move |_| {
+        sent_flag.store(true, Ordering::SeqCst);
+        std::task::Poll::Ready(None)
+    }));
+    let url = format!("{proxy_url}/v1/messages");
+    let task = tokio::spawn(async move {
+        client()
+            .post(url)
+            .body(reqwest::Body::wrap_stream(stream))
+            .send()
+            .await
+            .map(|r| r.status())
+    });
+    (task, sent)
+}
+
+/// A body of several megabytes is counted on a thread of its own: an ordinary request
+/// (counted on the shared counting threads) sent while it is counted gets its answer, with
+/// `X-Token-Input`, before the huge one — it does not queue behind it.
+#[tokio::test]
+async fn a_huge_count_does_not_delay_ordinary_requests() {
+    let (_upstream, proxy) = start_for_huge_bodies().await;
+
+    // abab… is one piece that takes about a second to count, even in the linear engine.
+    let (big, sent) = send_in_background(&proxy.url(), b"ab".repeat(16 << 20));
+    while !sent.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Large enough to be counted off the async workers, far below the own-thread size.
+    let text = " word".repeat(4000);
+    let expected = zai_proxy::tokens::Engine::load(zai_proxy::tokens::Encoding::Cl100kBase)
+        .expect("cl100k_base")
+        .count(&text)
+        .to_string();
+    let ordinary = serde_json::json!({
+        "model": "glm-4.6",
+        "messages": [{"role": "user", "content": text}],
+    });
+    let resp = client()
+        .post(format!("{}/v1/messages", proxy.url()))
+        .json(&ordinary)
+        .send()
+        .await
+        .expect("ordinary request");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()
+            .get("x-token-input")
+            .and_then(|v| v.to_str().ok()),
+        Some(expected.as_str())
+    );
+    assert!(
+        !big.is_finished(),
+        "the ordinary request waited for the huge count"
+    );
+    assert_eq!(big.await.expect("join").expect("big request"), 200);
     proxy.shutdown().await.expect("shutdown");
 }
 

@@ -37,6 +37,14 @@ pub const X_TOKEN_INPUT: &str = "x-token-input";
 /// concurrently with the upstream call.
 pub const INLINE_INPUT_MAX_BYTES: usize = 2 * 1024;
 
+/// Bodies above this size are counted on a thread of their own (tokio's blocking pool)
+/// instead of the shared counting threads: a multi-megabyte body can take a second to count
+/// (`abab…`, long CJK text), and the ordinary requests queued behind it on the counting
+/// threads would wait for it before their response head could leave (head-of-line blocking).
+/// Such bodies are rare, so the thread-per-count cost that rules the blocking pool out for
+/// ordinary traffic does not apply.
+pub const OWN_THREAD_MIN_BYTES: usize = 1 << 20;
+
 /// The local input estimate of a request, started before the upstream call and awaited
 /// only where the number is needed ([`PendingInput::wait`]): when the upstream response
 /// head arrives (`X-Token-Input`, the usage tap), or at once for a local `count_tokens`.
@@ -166,7 +174,7 @@ pub fn start_input_estimate(
         InputSource::Texts(Some(texts)) => {
             let state = Arc::clone(state);
             let counter = Arc::clone(counter);
-            let task = off_the_workers(move || count_texts(&state, &counter, &texts));
+            let task = off_the_workers(len, move || count_texts(&state, &counter, &texts));
             PendingInput(Pending::Counting { task, len })
         }
         InputSource::Body if inline || len > counter.max_bytes() => {
@@ -176,7 +184,7 @@ pub fn start_input_estimate(
             let state = Arc::clone(state);
             let counter = Arc::clone(counter);
             let body = body.clone();
-            let task = off_the_workers(move || estimate_now(&state, &counter, &body));
+            let task = off_the_workers(len, move || estimate_now(&state, &counter, &body));
             PendingInput(Pending::Counting { task, len })
         }
     };
@@ -202,8 +210,9 @@ pub async fn estimate_input(
 type CountJob = Box<dyn FnOnce() + Send>;
 
 /// Runs `count` on the counting threads (see [`counting_threads`]), or on tokio's blocking
-/// pool if they could not be started.
-fn off_the_workers<F>(count: F) -> oneshot::Receiver<InputEstimate>
+/// pool for a body of more than [`OWN_THREAD_MIN_BYTES`] (or if the counting threads could
+/// not be started).
+fn off_the_workers<F>(len: usize, count: F) -> oneshot::Receiver<InputEstimate>
 where
     F: FnOnce() -> InputEstimate + Send + 'static,
 {
@@ -211,7 +220,7 @@ where
     let job: CountJob = Box::new(move || {
         let _ = tx.send(count());
     });
-    match counting_threads() {
+    match counting_threads().filter(|_| len <= OWN_THREAD_MIN_BYTES) {
         Some(queue) => {
             if let Err(mpsc::SendError(job)) = queue.send(job) {
                 tokio::task::spawn_blocking(job);
