@@ -119,6 +119,9 @@ pub struct Args {
     /// Largest body counted locally, in bytes.
     #[arg(long, env = "TOKEN_COUNT_MAX_BYTES")]
     pub token_count_max_bytes: Option<String>,
+    /// Bytes of input text whose counts are remembered (0 turns the cache off).
+    #[arg(long, env = "TOKEN_COUNT_CACHE_BYTES")]
+    pub token_count_cache_bytes: Option<String>,
     /// Starting rate in requests per second (also the reset target).
     #[arg(long, env = "RATE_LIMIT_INITIAL")]
     pub rate_limit_initial: Option<String>,
@@ -262,6 +265,8 @@ pub struct TokenSettings {
     pub local_count_tokens: bool,
     /// `TOKEN_COUNT_MAX_BYTES` (default 8 MiB).
     pub max_bytes: usize,
+    /// `TOKEN_COUNT_CACHE_BYTES` (default 32 MiB; 0 = no cache).
+    pub cache_bytes: usize,
 }
 
 impl Default for TokenSettings {
@@ -271,6 +276,7 @@ impl Default for TokenSettings {
             encoding: TokenizerEncoding::Cl100kBase,
             local_count_tokens: true,
             max_bytes: DEFAULT_TOKEN_COUNT_MAX_BYTES,
+            cache_bytes: crate::tokens::cache::DEFAULT_CACHE_BYTES,
         }
     }
 }
@@ -565,6 +571,13 @@ impl Config {
                     parse_positive::<usize>,
                 )
                 .unwrap_or(token_defaults.max_bytes),
+            cache_bytes: v
+                .parse(
+                    "TOKEN_COUNT_CACHE_BYTES",
+                    &args.token_count_cache_bytes,
+                    parse_non_negative::<usize>,
+                )
+                .unwrap_or(token_defaults.cache_bytes),
         };
 
         let rl = RateLimitSettings::default();
@@ -840,6 +853,11 @@ where
     }
 }
 
+fn parse_non_negative<T: std::str::FromStr>(raw: &str) -> Result<T, String> {
+    raw.parse::<T>()
+        .map_err(|_| "must be a whole number (0 or more)".to_string())
+}
+
 enum Bound {
     Open(f64),
     Closed(f64),
@@ -969,6 +987,17 @@ mod tests {
         assert_eq!(c.rate_limit, RateLimitSettings::default());
         assert_eq!(c.quota, QuotaSettings::default());
         assert!(c.known_models.iter().any(|m| m == "glm-4.6"));
+    }
+
+    #[test]
+    fn token_count_cache_bytes_accepts_zero_and_rejects_words() {
+        let c = args(&[("zai-api-key", "k")]).expect("valid");
+        assert_eq!(c.tokens.cache_bytes, 32 * 1024 * 1024);
+        let c = args(&[("zai-api-key", "k"), ("token-count-cache-bytes", "0")]).expect("valid");
+        assert_eq!(c.tokens.cache_bytes, 0);
+        let e = args(&[("zai-api-key", "k"), ("token-count-cache-bytes", "lots")])
+            .expect_err("invalid");
+        assert_eq!(e.problems[0].variable, "TOKEN_COUNT_CACHE_BYTES");
     }
 
     #[test]

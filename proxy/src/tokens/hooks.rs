@@ -294,7 +294,7 @@ fn estimate_now(state: &AppState, counter: &TokenCounter, body: &[u8]) -> InputE
 /// counting-time metrics.
 fn count_texts(state: &AppState, counter: &TokenCounter, texts: &InputTexts) -> InputEstimate {
     let started = Instant::now();
-    let tokens = texts.iter().map(|t| counter.count(t) as u64).sum();
+    let tokens = texts.iter().map(|t| counter.count_input(t) as u64).sum();
     observe_input_count(&state.metrics, tokens, started.elapsed());
     InputEstimate {
         tokens,
@@ -376,9 +376,11 @@ pub async fn load_counter(state: &AppState) {
         return;
     }
     let encoding = super::Encoding::from(settings.encoding);
-    let max_bytes = settings.max_bytes;
+    let (max_bytes, cache_bytes) = (settings.max_bytes, settings.cache_bytes);
     let started = Instant::now();
-    match tokio::task::spawn_blocking(move || TokenCounter::load(encoding, max_bytes)).await {
+    let load =
+        move || TokenCounter::load(encoding, max_bytes).map(|c| c.with_cache_bytes(cache_bytes));
+    match tokio::task::spawn_blocking(load).await {
         Ok(Ok(counter)) => {
             tracing::info!(
                 "Token counting enabled ({}, engine {}, model: {})",

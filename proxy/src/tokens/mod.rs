@@ -3,6 +3,8 @@
 //!
 //! * [`engine`]: the encodings (`cl100k_base`, `o200k_base`, `glm4`) and the exact engines
 //!   (the `tiktoken` crate, with `bpe-openai` for texts with long runs).
+//! * [`cache`]: counts of recently seen input texts (conversation history is resent on
+//!   every turn), exact and bounded.
 //! * [`runs`]: long runs of one ASCII character shortened exactly before counting.
 //! * [`input`]: which parts of a request body the model reads.
 //! * [`sse`]: an incremental, bounded SSE reader.
@@ -15,6 +17,7 @@
 //! [`TokenCounter`] is what the proxy holds (`AppState::tokens`): it is loaded once at
 //! start-up and shared read-only.
 
+pub mod cache;
 pub mod engine;
 pub mod hooks;
 pub mod input;
@@ -57,6 +60,7 @@ pub struct InputEstimate {
 pub struct TokenCounter {
     engine: Engine,
     max_bytes: usize,
+    cache: Option<cache::CountCache>,
 }
 
 impl TokenCounter {
@@ -66,7 +70,29 @@ impl TokenCounter {
         Ok(Self {
             engine: Engine::load(encoding)?,
             max_bytes,
+            cache: None,
         })
+    }
+
+    /// Remembers the counts of input texts, holding at most `bytes` of text
+    /// (`TOKEN_COUNT_CACHE_BYTES`; 0 = no cache). See [`cache`].
+    pub fn with_cache_bytes(mut self, bytes: usize) -> Self {
+        self.cache = cache::CountCache::new(bytes);
+        self
+    }
+
+    /// Exact count of one input text (system prompt, message, tool definition…), from the
+    /// cache when the same text was counted recently.
+    pub fn count_input(&self, text: &str) -> usize {
+        match &self.cache {
+            Some(cache) => cache.count(text, |t| self.engine.count(t)),
+            None => self.engine.count(text),
+        }
+    }
+
+    /// The input-count cache, if on (tests, logs).
+    pub fn cache(&self) -> Option<&cache::CountCache> {
+        self.cache.as_ref()
     }
 
     /// The engine (for the start-up log line and benches).
@@ -125,7 +151,7 @@ impl TokenCounter {
         };
         let mut tokens = 0u64;
         let parsed =
-            input::visit_input_texts(&value, &mut |text| tokens += self.engine.count(text) as u64);
+            input::visit_input_texts(&value, &mut |text| tokens += self.count_input(text) as u64);
         InputEstimate {
             tokens,
             method: if parsed {
@@ -151,6 +177,49 @@ impl TokenCounter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cache_answers_repeated_history_with_the_same_counts() {
+        let plain = TokenCounter::load(Encoding::Cl100kBase, usize::MAX).expect("loads");
+        let cached = TokenCounter::load(Encoding::Cl100kBase, usize::MAX)
+            .expect("loads")
+            .with_cache_bytes(1 << 20);
+        let history = "An earlier turn of the conversation, long enough to be cached. ".repeat(20);
+        let turn = |n: usize| {
+            let mut messages = vec![serde_json::json!({"role": "user", "content": history})];
+            for i in 0..n {
+                messages.push(
+                    serde_json::json!({"role": "assistant", "content": format!("{i} {history}")}),
+                );
+            }
+            serde_json::json!({"model": "m", "system": history, "messages": messages}).to_string()
+        };
+        for n in 0..4 {
+            let body = turn(n);
+            assert_eq!(
+                cached.input_tokens(body.as_bytes()),
+                plain.input_tokens(body.as_bytes()),
+                "turn {n}"
+            );
+        }
+        let stats = cached.cache().expect("cache on").stats();
+        // Each text is counted once: system (= the first message), then one new reply per
+        // turn; everything else comes from the cache (1 + 2 + 3 + 4 hits).
+        assert_eq!(
+            stats,
+            cache::CacheStats {
+                hits: 10,
+                misses: 4
+            }
+        );
+        assert!(
+            TokenCounter::load(Encoding::Cl100kBase, 1)
+                .expect("loads")
+                .with_cache_bytes(0)
+                .cache()
+                .is_none()
+        );
+    }
 
     #[test]
     fn input_tokens_counts_each_text_and_estimates_over_the_limit() {
