@@ -2,18 +2,18 @@
 
 use std::path::PathBuf;
 
-use crate::fake::HarnessError;
+use crate::Error;
 
 /// The zai-proxy binary: `$ZAI_PROXY_BIN` if set, else `zai-proxy` in the target profile
 /// directory of the running executable (`target/<profile>/zai-proxy`, next to the `deps/`
 /// folder test executables run from; `cargo test --workspace` builds it there).
-pub fn proxy_bin() -> Result<PathBuf, HarnessError> {
+pub fn proxy_bin() -> Result<PathBuf, Error> {
     if let Some(path) = std::env::var_os("ZAI_PROXY_BIN").filter(|p| !p.is_empty()) {
         let path = PathBuf::from(path);
         return if path.is_file() {
             Ok(path)
         } else {
-            Err(HarnessError::ProxyBinMissing(path))
+            Err(Error::ProxyBinMissing(path))
         };
     }
     let exe = std::env::current_exe()?;
@@ -25,6 +25,6 @@ pub fn proxy_bin() -> Result<PathBuf, HarnessError> {
     if path.is_file() {
         Ok(path)
     } else {
-        Err(HarnessError::ProxyBinMissing(path))
+        Err(Error::ProxyBinMissing(path))
     }
 }

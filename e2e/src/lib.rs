@@ -1,8 +1,10 @@
 //! zai-e2e: the test harness.
 pub mod binaries;
+pub mod error;
 pub mod fake;
 pub mod platform;
 pub mod rehearsal;
 pub mod service;
 pub mod workers;
 pub use binaries::proxy_bin;
+pub use error::Error;

@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::error::HarnessError;
+use crate::Error;
 
 /// Business codes the fake's 429 bodies know a message for (any 1–8 digit code is allowed).
 pub const KNOWN_429_CODES: &[u32] = &[1302, 1303, 1305, 1308, 1310, 1312, 1113];
@@ -76,7 +76,7 @@ fn fraction_or_bool<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D
 impl Faults {
     /// Checks ranges: rates in [0, 1], exclusive rates summing to ≤ 1, statuses 400–599
     /// (not 429: use `rate_429`), 429 codes of 1–8 digits.
-    pub fn validate(&self) -> Result<(), HarnessError> {
+    pub fn validate(&self) -> Result<(), Error> {
         let rates = [
             ("error_rate", self.error_rate),
             ("rate_429", self.rate_429),
@@ -87,7 +87,7 @@ impl Faults {
         ];
         for (name, rate) in rates {
             if !(0.0..=1.0).contains(&rate) {
-                return Err(HarnessError::InvalidFaults(format!(
+                return Err(Error::InvalidFaults(format!(
                     "{name} must be a fraction in [0, 1], got {rate}"
                 )));
             }
@@ -98,21 +98,21 @@ impl Faults {
             + self.reset_rate
             + self.empty_rate;
         if exclusive > 1.0 + 1e-9 {
-            return Err(HarnessError::InvalidFaults(format!(
+            return Err(Error::InvalidFaults(format!(
                 "error_rate + rate_429 + truncate_rate + reset_rate + empty_rate must be <= 1, got {exclusive}"
             )));
         }
         if let Some(status) = self.error_status
             && (!(400..=599).contains(&status) || status == 429)
         {
-            return Err(HarnessError::InvalidFaults(format!(
+            return Err(Error::InvalidFaults(format!(
                 "error_status must be 400-599 and not 429 (use rate_429), got {status}"
             )));
         }
         if let Some(code) = self.code_429
             && !(1..=99_999_999).contains(&code)
         {
-            return Err(HarnessError::InvalidFaults(format!(
+            return Err(Error::InvalidFaults(format!(
                 "code_429 must have 1-8 digits, got {code}"
             )));
         }

@@ -32,7 +32,6 @@
 //! memory stays flat under load; `record > 0` keeps the last N requests.
 
 pub mod content;
-pub mod error;
 pub mod faults;
 pub mod front;
 pub mod mock;
@@ -49,7 +48,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use wiremock::MockServer;
 
-pub use error::HarnessError;
+use crate::Error;
+
 pub use faults::Faults;
 pub use record::RecordedRequest;
 pub use stats::FakeStats;
@@ -116,9 +116,9 @@ impl std::fmt::Debug for FakeZai {
 
 impl FakeZai {
     /// Starts the fake (must be called inside a tokio runtime).
-    pub async fn start(config: FakeConfig) -> Result<FakeZai, HarnessError> {
+    pub async fn start(config: FakeConfig) -> Result<FakeZai, Error> {
         if !config.listen.ip().is_loopback() {
-            return Err(HarnessError::NotLoopback(config.listen));
+            return Err(Error::NotLoopback(config.listen));
         }
         config.faults.validate()?;
         let listener = TcpListener::bind(config.listen).await?;
@@ -171,7 +171,7 @@ impl FakeZai {
     }
 
     /// Replaces the faults; takes effect on the next request.
-    pub fn set_faults(&self, faults: Faults) -> Result<(), HarnessError> {
+    pub fn set_faults(&self, faults: Faults) -> Result<(), Error> {
         faults.validate()?;
         self.shared.set_faults(faults);
         Ok(())

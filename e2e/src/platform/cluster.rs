@@ -16,11 +16,11 @@ use zai_promoter::platform::image_tag;
 use zai_promoter::{LogLine, Platform, PodInfo, RolloutStatus, Variant};
 
 use super::controller::Deployment;
-use super::error::PlatformError;
 use super::runtime::Runtime;
 use super::spec::{
     DeploymentSpec, PodTemplate, RollingUpdate, Timing, VersionSpec, deployment_name,
 };
+use crate::Error;
 use crate::service::Endpoints;
 
 /// A change made through the platform.
@@ -75,7 +75,7 @@ impl Cluster {
         initial: &[InitialDeployment],
         endpoints: Arc<Endpoints>,
         timing: Timing,
-    ) -> Result<Self, PlatformError> {
+    ) -> Result<Self, Error> {
         let catalog: BTreeMap<String, VersionSpec> =
             catalog.into_iter().map(|v| (v.tag.clone(), v)).collect();
         let mut deployments = BTreeMap::new();
@@ -119,7 +119,7 @@ impl Cluster {
     }
 
     /// Waits until both deployments have rolled out and every pod is ready, or `timeout`.
-    pub async fn wait_ready(&self, timeout: Duration) -> Result<(), PlatformError> {
+    pub async fn wait_ready(&self, timeout: Duration) -> Result<(), Error> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let done = self.deployments.values().all(|d| {
@@ -135,7 +135,7 @@ impl Cluster {
                     .values()
                     .map(|d| d.rollout_status().message)
                     .collect();
-                return Err(PlatformError::Start {
+                return Err(Error::Start {
                     pod: "initial deployments".to_owned(),
                     message: format!("not ready after {timeout:?}: {}", detail.join("; ")),
                 });
@@ -150,28 +150,25 @@ impl Cluster {
         futures::future::join_all(stops).await;
     }
 
-    fn deployment(&self, variant: Variant) -> Result<&Arc<Deployment>, PlatformError> {
+    fn deployment(&self, variant: Variant) -> Result<&Arc<Deployment>, Error> {
         self.deployments
             .get(&variant)
-            .ok_or(PlatformError::NoDeployment(variant))
+            .ok_or(Error::NoDeployment(variant))
     }
 
-    fn err(&self, action: &str) -> impl Fn(PlatformError) -> zai_promoter::Error + '_ {
+    fn err(&self, action: &str) -> impl Fn(Error) -> zai_promoter::Error + '_ {
         let action = action.to_owned();
         move |e| e.into_promoter(self.runtime_name, &action)
     }
 }
 
 /// Looks an image's tag up in the catalog.
-fn resolve(
-    catalog: &BTreeMap<String, VersionSpec>,
-    image: &str,
-) -> Result<PodTemplate, PlatformError> {
+fn resolve(catalog: &BTreeMap<String, VersionSpec>, image: &str) -> Result<PodTemplate, Error> {
     let tag = image_tag(image).unwrap_or(image).to_owned();
     let spec = catalog
         .get(&tag)
         .cloned()
-        .ok_or_else(|| PlatformError::UnknownVersion {
+        .ok_or_else(|| Error::UnknownVersion {
             image: image.to_owned(),
             tag: tag.clone(),
         })?;

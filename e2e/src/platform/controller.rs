@@ -14,12 +14,12 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use zai_promoter::{LogLine, PodInfo, RolloutStatus, Variant};
 
-use super::error::PlatformError;
 use super::ports::{ClosedPort, free_port};
 use super::probe::{http_ready, probe_client};
 use super::rollout::{PodView, Step, plan};
 use super::runtime::{Container, ContainerStatus, Launch, Runtime};
 use super::spec::{DeploymentSpec, PodTemplate, ProbePort, RollingUpdate, Timing, pod_env};
+use crate::Error;
 use crate::service::{Endpoint, Endpoints};
 
 struct Pod {
@@ -148,11 +148,11 @@ impl Deployment {
     }
 
     /// `rollout undo`: back to the revision active before the current one.
-    pub fn undo(&self) -> Result<(), PlatformError> {
+    pub fn undo(&self) -> Result<(), Error> {
         {
             let mut s = self.lock();
             if s.history.len() < 2 {
-                return Err(PlatformError::NoPreviousRevision(self.name.clone()));
+                return Err(Error::NoPreviousRevision(self.name.clone()));
             }
             let len = s.history.len();
             s.history.swap(len - 2, len - 1);
@@ -377,7 +377,7 @@ impl Deployment {
         });
     }
 
-    async fn create_pod(&self, revision: u64, template: &PodTemplate) -> Result<(), PlatformError> {
+    async fn create_pod(&self, revision: u64, template: &PodTemplate) -> Result<(), Error> {
         let port = free_port()?;
         let probe_port = match template.spec.probe.port {
             ProbePort::Container => None,

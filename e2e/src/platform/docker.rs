@@ -23,9 +23,9 @@ use testcontainers::{ContainerAsync, GenericImage, ImageExt};
 use tokio::sync::{Mutex, OnceCell};
 use zai_promoter::LogLine;
 
-use super::error::PlatformError;
 use super::runtime::{Container, ContainerStatus, Launch, Runtime};
 use super::spec::Artifact;
+use crate::Error;
 
 /// Repository name of the rehearsal image.
 pub const IMAGE_REPO: &str = "zai-proxy-rehearsal";
@@ -50,7 +50,7 @@ pub fn image_ref() -> String {
 static IMAGE: OnceCell<Result<String, String>> = OnceCell::const_new();
 
 /// Builds the image from `binary` once per process (later calls reuse the result).
-pub async fn build_image(binary: &Path) -> Result<String, PlatformError> {
+pub async fn build_image(binary: &Path) -> Result<String, Error> {
     let binary = binary.to_path_buf();
     IMAGE
         .get_or_init(|| async move {
@@ -61,7 +61,7 @@ pub async fn build_image(binary: &Path) -> Result<String, PlatformError> {
         })
         .await
         .clone()
-        .map_err(PlatformError::Docker)
+        .map_err(Error::Docker)
 }
 
 fn workspace_root() -> PathBuf {
@@ -117,9 +117,9 @@ pub struct DockerRuntime {
 
 impl DockerRuntime {
     /// Connects to the local daemon.
-    pub fn connect() -> Result<Self, PlatformError> {
-        let docker = Docker::connect_with_local_defaults()
-            .map_err(|e| PlatformError::Docker(e.to_string()))?;
+    pub fn connect() -> Result<Self, Error> {
+        let docker =
+            Docker::connect_with_local_defaults().map_err(|e| Error::Docker(e.to_string()))?;
         Ok(DockerRuntime { docker })
     }
 }
@@ -130,9 +130,9 @@ impl Runtime for DockerRuntime {
         "docker"
     }
 
-    async fn start(&self, launch: Launch) -> Result<Arc<dyn Container>, PlatformError> {
+    async fn start(&self, launch: Launch) -> Result<Arc<dyn Container>, Error> {
         let Artifact::Image(image) = &launch.artifact else {
-            return Err(PlatformError::Start {
+            return Err(Error::Start {
                 pod: launch.pod,
                 message: "the docker platform runs images, not binaries".to_owned(),
             });
@@ -150,7 +150,7 @@ impl Runtime for DockerRuntime {
                 maximum_retry_count: None,
             });
         });
-        let container = request.start().await.map_err(|e| PlatformError::Start {
+        let container = request.start().await.map_err(|e| Error::Start {
             pod: launch.pod.clone(),
             message: e.to_string(),
         })?;

@@ -10,7 +10,6 @@
 pub mod cluster;
 pub mod controller;
 pub mod docker;
-pub mod error;
 pub mod local;
 pub mod ports;
 pub mod probe;
@@ -19,5 +18,4 @@ pub mod runtime;
 pub mod spec;
 
 pub use cluster::{Cluster, InitialDeployment, PlatformEvent};
-pub use error::PlatformError;
 pub use spec::{Artifact, Backoff, ProbePort, ReadinessProbe, Timing, VersionSpec};

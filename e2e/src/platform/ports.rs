@@ -4,19 +4,19 @@ use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::sync::{Mutex, PoisonError};
 
-use super::error::PlatformError;
+use crate::Error;
 
 /// Ports handed out recently (the OS may offer a just-released port again).
 static RECENT: Mutex<VecDeque<u16>> = Mutex::new(VecDeque::new());
 const REMEMBERED: usize = 512;
 
 /// A port on 127.0.0.1 that was free a moment ago and has not been handed out recently.
-pub fn free_port() -> Result<u16, PlatformError> {
+pub fn free_port() -> Result<u16, Error> {
     let mut last_error = None;
     for _ in 0..64 {
         match TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))) {
             Ok(listener) => {
-                let port = listener.local_addr().map_err(PlatformError::Port)?.port();
+                let port = listener.local_addr().map_err(Error::Port)?.port();
                 let mut recent = RECENT.lock().unwrap_or_else(PoisonError::into_inner);
                 if recent.contains(&port) {
                     continue;
@@ -30,7 +30,7 @@ pub fn free_port() -> Result<u16, PlatformError> {
             Err(e) => last_error = Some(e),
         }
     }
-    Err(PlatformError::Port(last_error.unwrap_or_else(|| {
+    Err(Error::Port(last_error.unwrap_or_else(|| {
         std::io::Error::new(
             std::io::ErrorKind::AddrInUse,
             "every candidate was recently used",
@@ -48,12 +48,12 @@ pub struct ClosedPort {
 
 impl ClosedPort {
     /// Reserves a port.
-    pub fn reserve() -> Result<Self, PlatformError> {
-        let socket = tokio::net::TcpSocket::new_v4().map_err(PlatformError::Port)?;
+    pub fn reserve() -> Result<Self, Error> {
+        let socket = tokio::net::TcpSocket::new_v4().map_err(Error::Port)?;
         socket
             .bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
-            .map_err(PlatformError::Port)?;
-        let port = socket.local_addr().map_err(PlatformError::Port)?.port();
+            .map_err(Error::Port)?;
+        let port = socket.local_addr().map_err(Error::Port)?.port();
         Ok(ClosedPort {
             port,
             _socket: socket,

@@ -13,8 +13,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use zai_promoter::{LogLine, Variant};
 
-use super::error::PlatformError;
 use super::spec::Artifact;
+use crate::Error;
 
 /// Everything needed to start one container.
 #[derive(Debug, Clone)]
@@ -53,7 +53,7 @@ pub trait Runtime: Send + Sync + 'static {
     fn name(&self) -> &'static str;
 
     /// Starts a container; it keeps restarting on exit until terminated.
-    async fn start(&self, launch: Launch) -> Result<Arc<dyn Container>, PlatformError>;
+    async fn start(&self, launch: Launch) -> Result<Arc<dyn Container>, Error>;
 }
 
 /// One running (or restarting) container.

@@ -16,11 +16,11 @@ use zai_promoter::{
     WorkerStats,
 };
 
-use super::RehearsalError;
 use super::prometheus::{NAMESPACE, PrometheusServer};
 use super::scenario::{ExpectedOutcome, NEW_VERSION, OLD_VERSION, Scenario};
 use super::stack::{RuntimeChoice, Stack, git, image};
 use super::timing::TimeScale;
+use crate::Error;
 use crate::platform::PlatformEvent;
 use crate::service::Route;
 use crate::workers::{self, LiveStats, LoadMode, Target, WorkersConfig};
@@ -109,7 +109,7 @@ pub async fn run_scenario(
     scenario: &Scenario,
     choice: RuntimeChoice,
     options: &RunOptions,
-) -> Result<ScenarioResult, RehearsalError> {
+) -> Result<ScenarioResult, Error> {
     let wall = Instant::now();
     let stack = Stack::start(scenario, choice, options.time).await?;
     let result = drive(scenario, &stack, options).await;
@@ -123,11 +123,11 @@ async fn drive(
     scenario: &Scenario,
     stack: &Stack,
     options: &RunOptions,
-) -> Result<ScenarioResult, RehearsalError> {
+) -> Result<ScenarioResult, Error> {
     let time = options.time;
     let config = time
         .promoter_config(&stack.repo_path(), &scenario.disable)
-        .map_err(RehearsalError::Setup)?;
+        .map_err(Error::Setup)?;
 
     // Workers: open loop over the three services.
     let cancel = CancellationToken::new();
@@ -145,7 +145,7 @@ async fn drive(
         if weight > 0.0 {
             let base = format!("{}/api/anthropic", stack.service.url(route));
             let mut target = Target::from_base(label, &base, workers::DEFAULT_OPENAI_PATH)
-                .map_err(|e| RehearsalError::Setup(e.to_string()))?;
+                .map_err(|e| Error::Setup(e.to_string()))?;
             target.weight = weight;
             targets.push(target);
         }
@@ -164,8 +164,8 @@ async fn drive(
         request_timeout: Duration::from_secs(30),
         seed: 11,
     };
-    let handle = workers::spawn(workers_config, cancel.clone())
-        .map_err(|e| RehearsalError::Setup(e.to_string()))?;
+    let handle =
+        workers::spawn(workers_config, cancel.clone()).map_err(|e| Error::Setup(e.to_string()))?;
     let feed = Arc::new(WorkerFeed {
         live: handle.live(),
     });
@@ -213,7 +213,7 @@ async fn drive(
                 &format!("namespace=\"{NAMESPACE}\""),
                 Duration::from_secs(2),
             )
-            .map_err(|e| RehearsalError::Setup(e.to_string()))?;
+            .map_err(|e| Error::Setup(e.to_string()))?;
             prometheus = Some(server);
             Box::new(source)
         }
@@ -300,7 +300,7 @@ async fn drive(
     let dir = options.report_dir.join(&scenario.name);
     report
         .write_to(&dir)
-        .map_err(|e| RehearsalError::Setup(format!("writing the promoter report: {e}")))?;
+        .map_err(|e| Error::Setup(format!("writing the promoter report: {e}")))?;
 
     let decided_by = decided_by(&report);
     let production_image = stack.cluster.image(Variant::Production).await.ok();

@@ -15,17 +15,3 @@ pub use driver::{RunOptions, ScenarioResult, SignalsChoice, WorkerTotals, run_sc
 pub use scenario::{Scenario, builtin, inversion_disables, parse_scenario_file};
 pub use stack::RuntimeChoice;
 pub use timing::{DEFAULT_TIME_SCALE, TimeScale};
-
-use crate::platform::PlatformError;
-
-/// Why a rehearsal could not run (a scenario that runs and misses its expectation is a
-/// result, not an error).
-#[derive(Debug, thiserror::Error)]
-pub enum RehearsalError {
-    /// Setting up the environment failed.
-    #[error("set-up: {0}")]
-    Setup(String),
-    /// The platform failed.
-    #[error(transparent)]
-    Platform(#[from] PlatformError),
-}

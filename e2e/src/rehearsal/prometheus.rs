@@ -11,8 +11,8 @@ use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 use zai_promoter::{Platform, Variant};
 
-use super::RehearsalError;
 use super::timing::TimeScale;
+use crate::Error;
 use crate::platform::Cluster;
 use crate::platform::ports::free_port;
 
@@ -43,8 +43,8 @@ pub struct PrometheusServer {
 
 impl PrometheusServer {
     /// Starts Prometheus for `cluster`'s pods and waits until it is ready.
-    pub async fn start(cluster: Arc<Cluster>, time: TimeScale) -> Result<Self, RehearsalError> {
-        let setup = |e: std::io::Error| RehearsalError::Setup(format!("prometheus: {e}"));
+    pub async fn start(cluster: Arc<Cluster>, time: TimeScale) -> Result<Self, Error> {
+        let setup = |e: std::io::Error| Error::Setup(format!("prometheus: {e}"));
         let dir = tempfile::Builder::new()
             .prefix("zai-rehearsal-prometheus-")
             .tempdir()
@@ -99,11 +99,11 @@ impl PrometheusServer {
         &self.url
     }
 
-    async fn wait_ready(&self, timeout: Duration) -> Result<(), RehearsalError> {
+    async fn wait_ready(&self, timeout: Duration) -> Result<(), Error> {
         let client = reqwest::Client::builder()
             .no_proxy()
             .build()
-            .map_err(|e| RehearsalError::Setup(e.to_string()))?;
+            .map_err(|e| Error::Setup(e.to_string()))?;
         let deadline = tokio::time::Instant::now() + timeout;
         while tokio::time::Instant::now() < deadline {
             if let Ok(r) = client.get(format!("{}/-/ready", self.url)).send().await
@@ -113,7 +113,7 @@ impl PrometheusServer {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        Err(RehearsalError::Setup(format!(
+        Err(Error::Setup(format!(
             "prometheus at {} not ready after {timeout:?}",
             self.url
         )))

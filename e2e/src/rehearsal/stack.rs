@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use zai_promoter::Variant;
 
-use super::RehearsalError;
 use super::scenario::{CANARY_VERSION, NEW_VERSION, OLD_VERSION, Scenario};
 use super::timing::TimeScale;
+use crate::Error;
 use crate::fake::{FakeConfig, FakeZai};
 use crate::platform::runtime::Runtime;
 use crate::platform::spec::{Artifact, ProbePort, ReadinessProbe, VersionSpec};
@@ -55,20 +55,20 @@ impl Stack {
         scenario: &Scenario,
         choice: RuntimeChoice,
         time: TimeScale,
-    ) -> Result<Stack, RehearsalError> {
+    ) -> Result<Stack, Error> {
         let fake_old = FakeZai::start(FakeConfig {
             faults: scenario.faults.old.canary.clone(),
             ..FakeConfig::with_key(UPSTREAM_KEY)
         })
         .await
-        .map_err(|e| RehearsalError::Setup(format!("fake upstream: {e}")))?;
+        .map_err(|e| Error::Setup(format!("fake upstream: {e}")))?;
         let fake_new = FakeZai::start(FakeConfig {
             faults: scenario.faults.new.canary.clone(),
             seed: 7,
             ..FakeConfig::with_key(UPSTREAM_KEY)
         })
         .await
-        .map_err(|e| RehearsalError::Setup(format!("fake upstream: {e}")))?;
+        .map_err(|e| Error::Setup(format!("fake upstream: {e}")))?;
 
         let catalog = catalog(scenario, &choice.artifact, &fake_old.url(), &fake_new.url());
         let endpoints = Endpoints::new();
@@ -93,7 +93,7 @@ impl Stack {
         )?);
         let service = FrontService::start(endpoints)
             .await
-            .map_err(|e| RehearsalError::Setup(format!("front service: {e}")))?;
+            .map_err(|e| Error::Setup(format!("front service: {e}")))?;
         let repo = release_repo()?;
         let stack = Stack {
             fake_old,
@@ -112,21 +112,17 @@ impl Stack {
         Ok(stack)
     }
 
-    async fn wait_rolled_out(
-        &self,
-        variant: Variant,
-        timeout: Duration,
-    ) -> Result<(), RehearsalError> {
+    async fn wait_rolled_out(&self, variant: Variant, timeout: Duration) -> Result<(), Error> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let status = zai_promoter::Platform::rollout_status(&*self.cluster, variant)
                 .await
-                .map_err(|e| RehearsalError::Setup(e.to_string()))?;
+                .map_err(|e| Error::Setup(e.to_string()))?;
             if status.complete {
                 return Ok(());
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(RehearsalError::Setup(format!(
+                return Err(Error::Setup(format!(
                     "{variant} never became ready: {}",
                     status.message
                 )));
@@ -228,13 +224,13 @@ fn catalog(
 }
 
 /// A git repository with `VERSION` = the canary version, committed.
-fn release_repo() -> Result<tempfile::TempDir, RehearsalError> {
+fn release_repo() -> Result<tempfile::TempDir, Error> {
     let dir = tempfile::Builder::new()
         .prefix("zai-rehearsal-repo-")
         .tempdir()
-        .map_err(|e| RehearsalError::Setup(format!("temp dir: {e}")))?;
+        .map_err(|e| Error::Setup(format!("temp dir: {e}")))?;
     std::fs::write(dir.path().join("VERSION"), format!("{CANARY_VERSION}\n"))
-        .map_err(|e| RehearsalError::Setup(format!("VERSION: {e}")))?;
+        .map_err(|e| Error::Setup(format!("VERSION: {e}")))?;
     git(dir.path(), &["init", "-q", "-b", "main"])?;
     git(dir.path(), &["config", "user.name", "zai-rehearsal"])?;
     git(dir.path(), &["config", "user.email", "rehearsal@localhost"])?;
@@ -249,17 +245,17 @@ fn release_repo() -> Result<tempfile::TempDir, RehearsalError> {
 }
 
 /// Runs git in `dir`; its stdout on success.
-pub fn git(dir: &Path, args: &[&str]) -> Result<String, RehearsalError> {
+pub fn git(dir: &Path, args: &[&str]) -> Result<String, Error> {
     let out = Command::new("git")
         .arg("-C")
         .arg(dir)
         .args(args)
         .output()
-        .map_err(|e| RehearsalError::Setup(format!("git {}: {e}", args.join(" "))))?;
+        .map_err(|e| Error::Setup(format!("git {}: {e}", args.join(" "))))?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
-        Err(RehearsalError::Setup(format!(
+        Err(Error::Setup(format!(
             "git {} failed: {}",
             args.join(" "),
             String::from_utf8_lossy(&out.stderr).trim()

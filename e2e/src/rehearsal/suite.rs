@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use tokio::sync::{Semaphore, SemaphorePermit};
 
-use super::RehearsalError;
 use super::driver::{RunOptions, ScenarioResult, SignalsChoice, run_scenario};
 use super::scenario::Scenario;
 use super::stack::RuntimeChoice;
 use super::timing::TimeScale;
+use crate::Error;
 use crate::platform::docker::{DockerRuntime, build_image, docker_available};
 use crate::platform::local::LocalRuntime;
 use crate::platform::local::binary::proxy_binary;
@@ -42,14 +42,14 @@ pub async fn runtime_choice(
     kind: PlatformKind,
     binary: &Path,
     time: TimeScale,
-) -> Result<RuntimeChoice, RehearsalError> {
+) -> Result<RuntimeChoice, Error> {
     match kind {
         PlatformKind::Local => Ok(RuntimeChoice {
             runtime: Arc::new(LocalRuntime::new(time.platform_timing().backoff)),
             artifact: Artifact::Binary(binary.to_path_buf()),
         }),
         PlatformKind::Docker => {
-            docker_available().await.map_err(RehearsalError::Setup)?;
+            docker_available().await.map_err(Error::Setup)?;
             let image = build_image(binary).await?;
             Ok(RuntimeChoice {
                 runtime: Arc::new(DockerRuntime::connect()?),
@@ -100,10 +100,10 @@ pub async fn run_for_test(
     kind: PlatformKind,
     signals: SignalsChoice,
     report_name: &str,
-) -> Result<ScenarioResult, RehearsalError> {
+) -> Result<ScenarioResult, Error> {
     let _slot = slot().await;
     let binary = proxy_binary(false)?;
-    let time = TimeScale::new(super::timing::DEFAULT_TIME_SCALE).map_err(RehearsalError::Setup)?;
+    let time = TimeScale::new(super::timing::DEFAULT_TIME_SCALE).map_err(Error::Setup)?;
     let choice = runtime_choice(kind, &binary, time).await?;
     let options = RunOptions {
         time,

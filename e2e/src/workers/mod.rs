@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 pub use live::{LiveStats, Percentiles, Snapshot};
 pub use outcome::{ApiKind, Outcome};
 
-use crate::fake::HarnessError;
+use crate::Error;
 
 /// Default OpenAI path joined to the base URL's origin.
 pub const DEFAULT_OPENAI_PATH: &str = "/api/paas/v4/chat/completions";
@@ -55,7 +55,7 @@ impl Target {
         label: impl Into<String>,
         base_url: &str,
         openai_path: &str,
-    ) -> Result<Target, HarnessError> {
+    ) -> Result<Target, Error> {
         let base = base_url.trim_end_matches('/');
         let origin = origin(base)?;
         let path = if openai_path.starts_with('/') {
@@ -73,12 +73,12 @@ impl Target {
 }
 
 /// `scheme://host:port` of an http URL.
-fn origin(url: &str) -> Result<&str, HarnessError> {
+fn origin(url: &str) -> Result<&str, Error> {
     let rest = url.strip_prefix("http://").ok_or_else(|| {
-        HarnessError::InvalidWorkers(format!("base URL must start with http://, got {url:?}"))
+        Error::InvalidWorkers(format!("base URL must start with http://, got {url:?}"))
     })?;
     if rest.is_empty() || rest.starts_with('/') {
-        return Err(HarnessError::InvalidWorkers(format!(
+        return Err(Error::InvalidWorkers(format!(
             "base URL has no host: {url:?}"
         )));
     }
@@ -136,7 +136,7 @@ impl WorkersConfig {
         base_url: &str,
         api_key: impl Into<String>,
         concurrency: usize,
-    ) -> Result<Self, HarnessError> {
+    ) -> Result<Self, Error> {
         Ok(WorkersConfig {
             targets: vec![Target::from_base("default", base_url, DEFAULT_OPENAI_PATH)?],
             api_key: api_key.into(),
@@ -151,8 +151,8 @@ impl WorkersConfig {
     }
 
     /// Checks the settings.
-    pub fn validate(&self) -> Result<(), HarnessError> {
-        let invalid = |message: String| Err(HarnessError::InvalidWorkers(message));
+    pub fn validate(&self) -> Result<(), Error> {
+        let invalid = |message: String| Err(Error::InvalidWorkers(message));
         if self.targets.is_empty() {
             return invalid("at least one target is needed".into());
         }
@@ -268,16 +268,13 @@ impl WorkersHandle {
 }
 
 /// Starts a run in the background; `cancel` (or [`WorkersHandle::stop`]) ends it early.
-pub fn spawn(
-    config: WorkersConfig,
-    cancel: CancellationToken,
-) -> Result<WorkersHandle, HarnessError> {
+pub fn spawn(config: WorkersConfig, cancel: CancellationToken) -> Result<WorkersHandle, Error> {
     config.validate()?;
     let client = reqwest::Client::builder()
         .no_proxy()
         .pool_idle_timeout(Duration::from_secs(30))
         .build()
-        .map_err(|error| HarnessError::Client(error.to_string()))?;
+        .map_err(|error| Error::Client(error.to_string()))?;
     let live = Arc::new(LiveStats::new(
         config.targets.iter().map(|t| t.label.clone()),
     ));
@@ -298,7 +295,7 @@ pub fn spawn(
 }
 
 /// Runs to the end (duration, count or cancellation) and returns the report.
-pub async fn run(config: WorkersConfig, cancel: CancellationToken) -> Result<Report, HarnessError> {
+pub async fn run(config: WorkersConfig, cancel: CancellationToken) -> Result<Report, Error> {
     Ok(spawn(config, cancel)?.join().await)
 }
 

@@ -9,28 +9,28 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::platform::error::PlatformError;
+use crate::Error;
 
 const NAME: &str = "zai-proxy";
 
 /// The proxy binary to run; `rebuild` forces a `cargo build` when cargo is available (the
 /// rehearsal binary uses it so a stale proxy is never rehearsed).
-pub fn proxy_binary(rebuild: bool) -> Result<PathBuf, PlatformError> {
+pub fn proxy_binary(rebuild: bool) -> Result<PathBuf, Error> {
     if let Some(path) = std::env::var_os("ZAI_PROXY_BIN") {
         let path = PathBuf::from(path);
         return if path.is_file() {
             Ok(path)
         } else {
-            Err(PlatformError::Binary(format!(
+            Err(Error::Binary(format!(
                 "ZAI_PROXY_BIN={} is not a file",
                 path.display()
             )))
         };
     }
-    let exe = std::env::current_exe()
-        .map_err(|e| PlatformError::Binary(format!("current executable: {e}")))?;
+    let exe =
+        std::env::current_exe().map_err(|e| Error::Binary(format!("current executable: {e}")))?;
     let profile_dir = profile_dir(&exe).ok_or_else(|| {
-        PlatformError::Binary(format!(
+        Error::Binary(format!(
             "cannot tell the target directory from {}; set ZAI_PROXY_BIN",
             exe.display()
         ))
@@ -45,7 +45,7 @@ pub fn proxy_binary(rebuild: bool) -> Result<PathBuf, PlatformError> {
     if candidate.is_file() {
         Ok(candidate)
     } else {
-        Err(PlatformError::Binary(format!(
+        Err(Error::Binary(format!(
             "{} not found; run `cargo build --release -p zai-proxy` or set ZAI_PROXY_BIN",
             candidate.display()
         )))
@@ -65,7 +65,7 @@ fn profile_dir(exe: &Path) -> Option<PathBuf> {
     }
 }
 
-fn build(cargo: &Path, profile_dir: &Path) -> Result<(), PlatformError> {
+fn build(cargo: &Path, profile_dir: &Path) -> Result<(), Error> {
     let profile = profile_dir
         .file_name()
         .and_then(|n| n.to_str())
@@ -87,11 +87,11 @@ fn build(cargo: &Path, profile_dir: &Path) -> Result<(), PlatformError> {
         .arg("--target-dir")
         .arg(target_dir)
         .status()
-        .map_err(|e| PlatformError::Binary(format!("running cargo: {e}")))?;
+        .map_err(|e| Error::Binary(format!("running cargo: {e}")))?;
     if status.success() {
         Ok(())
     } else {
-        Err(PlatformError::Binary(format!(
+        Err(Error::Binary(format!(
             "cargo build -p zai-proxy failed ({status})"
         )))
     }

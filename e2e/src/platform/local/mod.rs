@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::error::PlatformError;
 use super::runtime::{Container, Launch, Runtime};
 use super::spec::{Artifact, Backoff};
+use crate::Error;
 
 /// Runs containers as supervised child processes.
 #[derive(Debug, Clone)]
@@ -31,9 +31,9 @@ impl Runtime for LocalRuntime {
         "local"
     }
 
-    async fn start(&self, launch: Launch) -> Result<Arc<dyn Container>, PlatformError> {
+    async fn start(&self, launch: Launch) -> Result<Arc<dyn Container>, Error> {
         let Artifact::Binary(binary) = launch.artifact.clone() else {
-            return Err(PlatformError::Start {
+            return Err(Error::Start {
                 pod: launch.pod,
                 message: "the local platform runs binaries, not images".to_owned(),
             });
