@@ -93,14 +93,14 @@ impl CountCache {
 
     fn count_keyed(&self, key: u64, text: &str, count: impl FnOnce(&str) -> usize) -> usize {
         let shard = &self.shards[(key as usize) % SHARDS];
-        if let Some(tokens) = lock(shard).get(key, text) {
+        if let Some(tokens) = lock(shard).get(key, text, self.generation_budget) {
             self.hits.fetch_add(1, Ordering::Relaxed);
             return tokens;
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
         // Counted outside the lock: other texts of this shard are not held up.
         let tokens = count(text);
-        lock(shard).insert(key, text, tokens, self.generation_budget);
+        lock(shard).put(key, text.into(), tokens, self.generation_budget);
         tokens
     }
 
@@ -132,35 +132,36 @@ fn lock(shard: &Mutex<Shard>) -> std::sync::MutexGuard<'_, Shard> {
 }
 
 impl Shard {
-    fn get(&mut self, key: u64, text: &str) -> Option<usize> {
+    fn get(&mut self, key: u64, text: &str, budget: usize) -> Option<usize> {
         if let Some((stored, tokens)) = self.current.entries.get(&key) {
             return (**stored == *text).then_some(*tokens);
         }
-        let (stored, tokens) = self.previous.entries.get(&key)?;
-        if **stored != *text {
-            return None;
+        match self.previous.entries.get(&key) {
+            Some((stored, _)) if **stored == *text => {}
+            _ => return None,
         }
-        let tokens = *tokens;
-        // Still in use: move it to the current generation.
-        if let Some((stored, tokens)) = self.previous.entries.remove(&key) {
-            self.previous.bytes -= stored.len();
-            self.current.bytes += stored.len();
-            self.current.entries.insert(key, (stored, tokens));
-        }
+        // Still in use: move it to the current generation (through `put`, which keeps the
+        // current generation within its budget).
+        let (stored, tokens) = self.previous.entries.remove(&key)?;
+        self.previous.bytes -= stored.len();
+        self.put(key, stored, tokens, budget);
         Some(tokens)
     }
 
-    fn insert(&mut self, key: u64, text: &str, tokens: usize, budget: usize) {
+    /// Adds an entry to the current generation, first turning it into the older one when
+    /// the entry would not fit: each generation stays within `budget`.
+    fn put(&mut self, key: u64, text: Box<str>, tokens: usize, budget: usize) {
         if self.current.bytes + text.len() > budget {
             self.previous = std::mem::take(&mut self.current);
         }
         if let Some((old, _)) = self.previous.entries.remove(&key) {
             self.previous.bytes -= old.len();
         }
-        if let Some((old, _)) = self.current.entries.insert(key, (text.into(), tokens)) {
+        let len = text.len();
+        if let Some((old, _)) = self.current.entries.insert(key, (text, tokens)) {
             self.current.bytes -= old.len();
         }
-        self.current.bytes += text.len();
+        self.current.bytes += len;
     }
 }
 
@@ -217,6 +218,34 @@ mod tests {
         let before = cache.stats();
         cache.count(&text(usize::MAX), |_| unreachable!("kept while in use"));
         assert_eq!(cache.stats().hits, before.hits + 1);
+    }
+
+    #[test]
+    fn moving_entries_back_keeps_each_generation_within_its_budget() {
+        let budget = 8 * 1024;
+        let mut shard = Shard::default();
+        let texts: Vec<String> = (0..40).map(text).collect();
+        for (key, t) in (0u64..).zip(&texts) {
+            shard.put(key, t.as_str().into(), 1, budget);
+        }
+        // Both generations are full; read back everything the older one holds.
+        let older: Vec<u64> = shard.previous.entries.keys().copied().collect();
+        assert!(!older.is_empty());
+        let mut moved = 0;
+        for key in older {
+            let t = &texts[usize::try_from(key).expect("small")];
+            // Moving one back may fill the current generation and drop the older one, so
+            // later reads can miss; none may overflow.
+            moved += usize::from(shard.get(key, t, budget) == Some(1));
+            assert!(
+                shard.current.bytes <= budget,
+                "current {}",
+                shard.current.bytes
+            );
+        }
+        assert!(moved > 0);
+        shard.put(99, text(99).into(), 1, budget);
+        assert!(shard.current.bytes <= budget && shard.previous.bytes <= budget);
     }
 
     #[test]
