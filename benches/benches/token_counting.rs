@@ -28,69 +28,57 @@ fn quick<'c>(
 }
 
 fn engines(c: &mut Criterion) {
-    let cl = counter(Encoding::Cl100kBase);
-    let glm = counter(Encoding::Glm4);
-    let reference = tiktoken_rs::cl100k_base_singleton();
-    let mut g = quick(c, "engines_cl100k_mixed");
-    for (label, chars) in [
+    let inputs = [
         ("1K", 1_000),
         ("10K", 10_000),
         ("100K", 100_000),
         ("1M", 1_000_000),
-    ] {
-        let text = corpus::mixed(chars);
-        let expected = reference.encode_ordinary(&text).len();
-        assert_eq!(cl.count(&text), expected, "exact before timing");
-        g.throughput(Throughput::Bytes(text.len() as u64));
-        g.bench_with_input(BenchmarkId::new("tiktoken-rs", label), &text, |b, t| {
-            b.iter(|| reference.encode_ordinary(t).len());
-        });
-        g.bench_with_input(BenchmarkId::new("proxy", label), &text, |b, t| {
-            b.iter(|| cl.count(t));
-        });
-        g.bench_with_input(BenchmarkId::new("tiktoken4", label), &text, |b, t| {
-            b.iter(|| cl.engine().count_with(EngineKind::Fast, t));
-        });
-        g.bench_with_input(BenchmarkId::new("bpe-openai", label), &text, |b, t| {
-            b.iter(|| cl.engine().count_with(EngineKind::Linear, t));
-        });
-        g.bench_with_input(BenchmarkId::new("proxy-glm4", label), &text, |b, t| {
-            b.iter(|| glm.count(t));
-        });
-    }
+    ]
+    .map(|(label, chars)| (label, corpus::mixed(chars)));
+    let mut g = quick(c, "engines_cl100k_mixed");
+    every_engine(&mut g, &inputs);
     g.finish();
 }
 
 fn pathological(c: &mut Criterion) {
+    let mut g = quick(c, "pathological_cl100k");
+    g.sample_size(10).measurement_time(Duration::from_secs(1));
+    every_engine(&mut g, &corpus::pathological());
+    g.finish();
+}
+
+/// Benches each text with `tiktoken-rs`, the proxy's engine (cl100k and glm4), and each
+/// cl100k engine alone, after checking the proxy's count against `tiktoken-rs`.
+fn every_engine(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    inputs: &[(&str, String)],
+) {
     let cl = counter(Encoding::Cl100kBase);
     let glm = counter(Encoding::Glm4);
     let reference = tiktoken_rs::cl100k_base_singleton();
-    let mut g = quick(c, "pathological_cl100k");
-    g.sample_size(10).measurement_time(Duration::from_secs(1));
-    for (label, text) in corpus::pathological() {
+    for (label, text) in inputs {
         assert_eq!(
-            cl.count(&text),
-            reference.encode_ordinary(&text).len(),
-            "exact: {label}"
+            cl.count(text),
+            reference.encode_ordinary(text).len(),
+            "exact before timing: {label}"
         );
         g.throughput(Throughput::Bytes(text.len() as u64));
-        g.bench_with_input(BenchmarkId::new("tiktoken-rs", label), &text, |b, t| {
+        g.bench_with_input(BenchmarkId::new("tiktoken-rs", label), text, |b, t| {
             b.iter(|| reference.encode_ordinary(t).len());
         });
-        g.bench_with_input(BenchmarkId::new("proxy", label), &text, |b, t| {
+        g.bench_with_input(BenchmarkId::new("proxy", label), text, |b, t| {
             b.iter(|| cl.count(t));
         });
-        g.bench_with_input(BenchmarkId::new("tiktoken4", label), &text, |b, t| {
+        g.bench_with_input(BenchmarkId::new("tiktoken4", label), text, |b, t| {
             b.iter(|| cl.engine().count_with(EngineKind::Fast, t));
         });
-        g.bench_with_input(BenchmarkId::new("bpe-openai", label), &text, |b, t| {
+        g.bench_with_input(BenchmarkId::new("bpe-openai", label), text, |b, t| {
             b.iter(|| cl.engine().count_with(EngineKind::Linear, t));
         });
-        g.bench_with_input(BenchmarkId::new("proxy-glm4", label), &text, |b, t| {
+        g.bench_with_input(BenchmarkId::new("proxy-glm4", label), text, |b, t| {
             b.iter(|| glm.count(t));
         });
     }
-    g.finish();
 }
 
 /// The baseline request count: same walker, tiktoken-rs counting.

@@ -115,14 +115,10 @@ impl TokenCounter {
         self.engine.count(text)
     }
 
-    /// True when counting `body` should go to the blocking pool.
-    pub fn should_block(&self, body_len: usize) -> bool {
-        body_len > BLOCKING_THRESHOLD_BYTES
-    }
-
     /// The local input estimate of a request body (either wire format): the sum of the
     /// exact counts of every text the model reads ([`input`]). No per-message framing.
-    /// CPU-bound: call on the blocking pool when [`TokenCounter::should_block`] says so.
+    /// CPU-bound: the forward handler runs it off the async workers for large bodies
+    /// ([`hooks::start_input_estimate`]).
     pub fn input_tokens(&self, body: &[u8]) -> InputEstimate {
         if body.len() > self.max_bytes {
             let tokens = (body.len() / 4) as u64;
