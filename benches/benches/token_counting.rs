@@ -198,6 +198,7 @@ fn interleaved_ratios(_c: &mut Criterion) {
         .into_iter()
         .map(|n| (format!("mixed_{}K", n / 1000), corpus::mixed(n)))
         .collect();
+    inputs.push(("chinese_100K".to_owned(), corpus::chinese(100_000)));
     inputs.extend(
         corpus::pathological()
             .into_iter()

@@ -221,6 +221,23 @@ pub fn mixed(chars: usize) -> String {
     }
 }
 
+/// About `chars` characters of Chinese only (the Chinese paragraphs of [`mixed`]), from a
+/// fixed seed.
+pub fn chinese(chars: usize) -> String {
+    let mut rng = Rng(0x5_EED0_C41E_5E00);
+    let mut out = String::with_capacity(chars * 3);
+    let mut count = 0;
+    while count < chars {
+        let before = out.len();
+        chinese_paragraph(&mut rng, &mut out);
+        count += out[before..].chars().count();
+    }
+    match out.char_indices().nth(chars) {
+        Some((at, _)) => out[..at].to_owned(),
+        None => out,
+    }
+}
+
 /// The pathological inputs: (name, text). One megabyte each: the three (one
 /// repeated letter, spaces, one repeated punctuation character), then cases the run-length
 /// shortcut does not cover (a repeated non-ASCII character, a two-character pattern).

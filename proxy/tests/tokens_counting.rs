@@ -5,6 +5,11 @@
 //! change a count. Checked against `tiktoken-rs` on the pathological inputs and random runs,
 //! and against the unshortened engine for every ASCII byte of every encoding (glm4 has no
 //! `tiktoken-rs` reference).
+//!
+//! Han runs: cutting them where no token can span (`tokens/han.rs`) must never change a
+//! count either. Checked on texts dense in multi-character Han tokens, halves of them and the
+//! neighbours that change pre-tokenizer pieces, against `tiktoken-rs` and, for glm4, the
+//! unsplit engine.
 
 use proptest::prelude::*;
 use zai_proxy::tokens::runs::RunRule;
@@ -372,5 +377,145 @@ proptest! {
             let expected = reference(encoding).encode_ordinary(&text).len();
             prop_assert_eq!(got, expected, "{} on {:?} + {} × {:?} + {:?}", encoding, before, rule.min_len + rule.period + extra, byte as char, after);
         }
+    }
+}
+
+// ---- Han runs cut where no token can span (tokens/han.rs) ----
+
+/// Tokens of `encoding`'s vocabulary made of one to four Han characters, some led by a space
+/// or CJK punctuation (how a pre-tokenizer piece starts): the material that makes some cuts
+/// wrong (word tokens spanning pairs; GLM-4 tokens merges cannot build), so the generated
+/// texts put them everywhere.
+fn han_words(encoding: Encoding) -> &'static [String] {
+    static WORDS: [std::sync::OnceLock<Vec<String>>; 3] = [
+        std::sync::OnceLock::new(),
+        std::sync::OnceLock::new(),
+        std::sync::OnceLock::new(),
+    ];
+    let slot = &WORDS[Encoding::ALL
+        .iter()
+        .position(|e| *e == encoding)
+        .unwrap_or(0)];
+    slot.get_or_init(|| {
+        let fast = tiktoken::get_encoding(encoding.name()).expect("vocabulary");
+        let han = |c: char| ('\u{4e00}'..='\u{9fff}').contains(&c);
+        let lead = |c: char| han(c) || [' ', '，', '。'].contains(&c);
+        let words: Vec<String> = (0..fast.vocab_size() as u32)
+            .filter_map(|id| String::from_utf8(fast.decode(&[id])).ok())
+            .filter(|w| {
+                let mut chars = w.chars();
+                let first = chars.next().is_some_and(lead);
+                let rest: Vec<char> = chars.collect();
+                first && (1..=3).contains(&rest.len()) && rest.into_iter().all(han)
+            })
+            .collect();
+        // Spread over the whole vocabulary (ranks run from frequent to rare).
+        let step = (words.len() / 6000).max(1);
+        words.into_iter().step_by(step).collect()
+    })
+}
+
+/// Text dense in Han runs: vocabulary words, halves of words glued to other words, single
+/// characters (also outside U+4E00–U+9FFF), and the neighbours that change pre-tokenizer
+/// pieces (Latin upper and lower case, `'s`, digits, CJK punctuation, spaces, newlines).
+fn han_text(encoding: Encoding) -> impl Strategy<Value = String> {
+    let words = han_words(encoding);
+    assert!(
+        words.len() > 20,
+        "{encoding} has multi-character Han tokens"
+    );
+    let word = (0..words.len()).prop_map(move |i| words[i].clone());
+    let half = (0..words.len(), any::<bool>()).prop_map(move |(i, front)| {
+        let chars: Vec<char> = words[i].chars().collect();
+        let mid = chars.len() / 2;
+        let part = if front {
+            &chars[..mid.max(1)]
+        } else {
+            &chars[mid..]
+        };
+        part.iter().collect::<String>()
+    });
+    let piece = prop_oneof![
+        6 => word,
+        3 => half,
+        2 => "[\\p{Han}]{1,3}",
+        1 => prop_oneof![
+            Just("，".to_owned()),
+            Just("。".to_owned()),
+            Just(" ".to_owned()),
+            Just("\n".to_owned()),
+            Just("'s".to_owned()),
+            Just("'S".to_owned()),
+            Just("ABC".to_owned()),
+            Just("Glm".to_owned()),
+            Just("abc".to_owned()),
+            Just("42".to_owned()),
+            Just("\u{301}".to_owned()),
+            Just("的".to_owned()),
+        ],
+    ];
+    prop::collection::vec(piece, 1..60).prop_map(|pieces| pieces.concat())
+}
+
+#[test]
+fn han_cuts_are_derived_for_every_encoding() {
+    for encoding in Encoding::ALL {
+        let e = engine(encoding);
+        let cuts = e.han_cuts().expect("Han cuts derived and self-checked");
+        assert!(
+            cuts.spanned_pairs() > 0,
+            "{encoding} has tokens spanning Han pairs"
+        );
+        assert!(e.name().contains("Han cuts"), "{}", e.name());
+    }
+}
+
+#[test]
+fn chinese_corpus_equals_tiktoken_rs_and_the_unsplit_engine() {
+    let clauses = [
+        "人工智能正在改变世界，模型推理速度非常快。",
+        "中华人民共和国成立于一九四九年，首都是北京。",
+        "我们今天一起去公园散步吧！天气很好，阳光明媚。",
+        "请使用GLM模型回答这个问题：什么是大语言模型的上下文窗口？",
+        "代理服务器将请求转发给上游，并统计令牌数量和估算费用。",
+        "日本語の文章と中文混合，还有English words和数字123。",
+    ];
+    let text: String = clauses.iter().cycle().take(600).copied().collect();
+    for encoding in Encoding::ALL {
+        let e = engine(encoding);
+        let whole = e.count_with(EngineKind::Fast, &text).expect("fast engine");
+        assert_eq!(e.count(&text), whole, "{encoding}: cut vs unsplit");
+        if encoding != Encoding::Glm4 {
+            assert_exact(encoding, &e, &text);
+            for clause in clauses {
+                assert_exact(encoding, &e, clause);
+            }
+        }
+    }
+}
+
+thread_local! {
+    static GLM4: Engine = engine(Encoding::Glm4);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn han_heavy_text_equals_tiktoken_rs_cl100k(text in han_text(Encoding::Cl100kBase)) {
+        let problem = ENGINES.with(|engines| mismatch(Encoding::Cl100kBase, &engines[0].1, &text));
+        prop_assert!(problem.is_none(), "{:?} on {:?}", problem, text);
+    }
+
+    #[test]
+    fn han_heavy_text_equals_tiktoken_rs_o200k(text in han_text(Encoding::O200kBase)) {
+        let problem = ENGINES.with(|engines| mismatch(Encoding::O200kBase, &engines[1].1, &text));
+        prop_assert!(problem.is_none(), "{:?} on {:?}", problem, text);
+    }
+
+    #[test]
+    fn han_heavy_text_counts_as_the_unsplit_engine_glm4(text in han_text(Encoding::Glm4)) {
+        let (cut, whole) = GLM4.with(|e| (e.count(&text), e.count_with(EngineKind::Fast, &text)));
+        prop_assert_eq!(Some(cut), whole, "glm4 on {:?}", text);
     }
 }

@@ -471,7 +471,7 @@ async fn binary_logs_start_up_and_token_usage_lines() {
     let out = proxy.output().join("\n");
     assert!(ok, "no usage line:\n{out}");
     assert!(
-        out.contains("Token counting enabled (cl100k_base, engine run-length shortcut + tiktoken 4 + bpe-openai for long runs, model: glm-4)"),
+        out.contains("Token counting enabled (cl100k_base, engine run-length shortcut + Han cuts + tiktoken 4 + bpe-openai for long runs, model: glm-4)"),
         "{out}"
     );
     assert!(!out.contains(support::FAKE_KEY));

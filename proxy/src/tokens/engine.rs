@@ -1,13 +1,16 @@
 //! Exact token counting: the encodings, the engines behind them, and the guard that picks
 //! an engine per text.
 //!
-//! [`Engine::count`] works in two steps, both exact (the counts equal `tiktoken-rs`'s
+//! [`Engine::count`] works in three steps, all exact (the counts equal `tiktoken-rs`'s
 //! `encode_ordinary(..).len()`, which the tests check on a corpus and by property tests):
 //!
 //! 1. long runs of one repeated ASCII character are cut down by whole periods of their
 //!    encoding, adding back the tokens cut ([`super::runs`]): a megabyte of `a`, of spaces
 //!    or of `-` costs a scan instead of a megabyte-long BPE merge;
-//! 2. the text goes to one of two engines:
+//! 2. runs of Han characters are cut between characters no token can span, and the parts
+//!    are counted alone ([`super::han`]): a Chinese clause costs a few table lookups instead
+//!    of a BPE merge of the whole clause;
+//! 3. every stretch left goes to one of two engines:
 //!    * the `tiktoken` crate (4.x): hand-written pre-tokenizer scanners and a piece cache,
 //!      very fast on ordinary text, but its BPE merge is superlinear in the length of one
 //!      piece;
@@ -19,11 +22,12 @@
 //! punctuation) could become one long piece, so such texts go to the linear engine. The
 //! choice only changes speed, never the count. `glm4` has no linear engine (GLM's vocabulary
 //! is not a valid `bpe` dictionary: some of its tokens cannot be built by merges), so it
-//! always uses the `tiktoken` crate after step 1; see docs/TOKEN_COUNTING.md.
+//! always uses the `tiktoken` crate after steps 1 and 2; see docs/TOKEN_COUNTING.md.
 
 use std::fmt;
 use std::sync::OnceLock;
 
+use super::han::HanCuts;
 use super::runs::RunRules;
 
 /// Runs of this many bytes of one character class send a text to the linear engine.
@@ -127,6 +131,7 @@ pub struct Engine {
     fast: &'static tiktoken::CoreBpe,
     linear: Option<&'static bpe_openai::Tokenizer>,
     runs: &'static RunRules,
+    han: Option<&'static HanCuts>,
 }
 
 /// The run rules of `encoding`, derived once per process.
@@ -138,6 +143,26 @@ fn run_rules(encoding: Encoding, fast: &tiktoken::CoreBpe) -> &'static RunRules 
         Encoding::Glm4 => &RULES[2],
     };
     slot.get_or_init(|| RunRules::derive(fast))
+}
+
+/// The Han cuts of `encoding`, derived once per process (`None`, logged, if the derivation
+/// failed its own check: counting is then exact but slower on Chinese).
+fn han_cuts(encoding: Encoding, fast: &tiktoken::CoreBpe) -> Option<&'static HanCuts> {
+    static CUTS: [OnceLock<Option<HanCuts>>; 3] =
+        [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+    let slot = match encoding {
+        Encoding::Cl100kBase => &CUTS[0],
+        Encoding::O200kBase => &CUTS[1],
+        Encoding::Glm4 => &CUTS[2],
+    };
+    slot.get_or_init(|| match HanCuts::derive(fast) {
+        Ok(cuts) => Some(cuts),
+        Err(problem) => {
+            tracing::warn!(%encoding, %problem, "Han runs are counted whole");
+            None
+        }
+    })
+    .as_ref()
 }
 
 impl fmt::Debug for Engine {
@@ -172,6 +197,7 @@ impl Engine {
             fast,
             linear,
             runs: run_rules(encoding, fast),
+            han: han_cuts(encoding, fast),
         };
         // Both vocabularies are built lazily on first use; pay that now, not on a request.
         let warm = "warm up: Hello, 世界! 🌍";
@@ -189,9 +215,13 @@ impl Engine {
 
     /// The engine name for logs and docs.
     pub fn name(&self) -> &'static str {
-        match self.linear {
-            Some(_) => "run-length shortcut + tiktoken 4 + bpe-openai for long runs",
-            None => "run-length shortcut + tiktoken 4",
+        match (self.linear.is_some(), self.han.is_some()) {
+            (true, true) => {
+                "run-length shortcut + Han cuts + tiktoken 4 + bpe-openai for long runs"
+            }
+            (true, false) => "run-length shortcut + tiktoken 4 + bpe-openai for long runs",
+            (false, true) => "run-length shortcut + Han cuts + tiktoken 4",
+            (false, false) => "run-length shortcut + tiktoken 4",
         }
     }
 
@@ -220,7 +250,21 @@ impl Engine {
         self.runs
     }
 
+    /// The Han cuts this engine counts with, if their derivation passed (benches, tests).
+    pub fn han_cuts(&self) -> Option<&HanCuts> {
+        self.han
+    }
+
+    /// Cuts Han runs where no token spans ([`HanCuts::count`]), then counts each stretch
+    /// with the engine the guard picks for it.
     fn count_routed(&self, text: &str) -> usize {
+        match self.han {
+            Some(han) => han.count(text, |part| self.count_with_guard(part)),
+            None => self.count_with_guard(text),
+        }
+    }
+
+    fn count_with_guard(&self, text: &str) -> usize {
         match (self.engine_for(text), self.linear) {
             (EngineKind::Linear, Some(linear)) => linear.count(text),
             _ => self.fast.count(text),

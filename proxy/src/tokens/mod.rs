@@ -19,6 +19,7 @@
 
 pub mod cache;
 pub mod engine;
+pub mod han;
 pub mod hooks;
 pub mod input;
 pub mod pricing;
