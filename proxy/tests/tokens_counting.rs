@@ -453,6 +453,11 @@ fn han_text(encoding: Encoding) -> impl Strategy<Value = String> {
             Just("\u{301}".to_owned()),
             Just("的".to_owned()),
         ],
+        1 => prop::sample::select(vec![
+            "、", "「", "」", "（", "）", "：", "？", "！", "；", "“", "”", "’s", "'t", "-", "(",
+            "\r\n", "7", "の", "㐀", "한", "x", "\t", ".", "'",
+        ])
+        .prop_map(str::to_owned),
     ];
     prop::collection::vec(piece, 1..60).prop_map(|pieces| pieces.concat())
 }

@@ -50,15 +50,22 @@ pub struct HanCuts {
     /// right characters of `x` are `partners[starts[x]..starts[x + 1]]`, sorted.
     starts: Box<[u32]>,
     partners: Box<[u16]>,
-    /// Bit `y` set: `y` is the right character of some pair (a quick filter).
-    right: Box<[u64]>,
-    /// Bit `x` set: `x` is in a token that BPE merges cannot build; never cut next to it.
-    pinned: Box<[u64]>,
-    /// Tokens of each Han character on its own (1 to 3).
-    single: Box<[u8]>,
+    /// Per character: its token count alone ([`SINGLE`] bits) and the [`PINNED`], [`LEFT`]
+    /// and [`RIGHT`] flags. One byte each, so the hot loop reads one small table.
+    traits: Box<[u8]>,
     /// Tells this vocabulary's entries apart in the per-thread part cache.
     id: u8,
 }
+
+/// Bits of a character's trait byte holding its token count alone (a Han character is at
+/// most three tokens: one per byte).
+const SINGLE: u8 = 0b11;
+/// The character is in a token that BPE merges cannot build: never cut next to it.
+const PINNED: u8 = 1 << 2;
+/// The character is the left one of some pair a token may span.
+const LEFT: u8 = 1 << 3;
+/// The character is the right one of some pair a token may span.
+const RIGHT: u8 = 1 << 4;
 
 /// Parts of up to this many bytes (five characters) are remembered per thread.
 const PART_KEY_BYTES: usize = 15;
@@ -103,7 +110,8 @@ fn han_at(text: &[u8], i: usize) -> Option<u32> {
 #[inline]
 fn next_han(text: &[u8], mut i: usize) -> Option<usize> {
     while i < text.len() {
-        if let Some(block) = text.get(i..i + 32)
+        if text[i] < 0x80
+            && let Some(block) = text.get(i..i + 32)
             && block.iter().fold(0, |acc, &b| acc | b) < 0x80
         {
             i += 32;
@@ -115,6 +123,32 @@ fn next_han(text: &[u8], mut i: usize) -> Option<usize> {
         i += 1;
     }
     None
+}
+
+/// True when no pre-tokenizer piece can go on past a letter at `text[at - 1]`: the text ends,
+/// or the next character is ASCII other than a letter or `'` (o200k appends contractions to
+/// letters), or common CJK punctuation. None of these is a letter, mark or contraction, so
+/// every supported pattern ends the letter piece there and starts a new piece at `at`.
+#[inline]
+fn ends_piece(text: &[u8], at: usize) -> bool {
+    match text.get(at..) {
+        None | Some([]) => true,
+        Some([b, ..]) if b.is_ascii() => !b.is_ascii_alphabetic() && *b != b'\'',
+        // 、 。 「 」
+        Some([0xE3, 0x80, 0x81 | 0x82 | 0x8C | 0x8D, ..]) => true,
+        // ！ （ ） ， ： ； ？
+        Some(
+            [
+                0xEF,
+                0xBC,
+                0x81 | 0x88 | 0x89 | 0x8C | 0x9A | 0x9B | 0x9F,
+                ..,
+            ],
+        ) => true,
+        // “ ” ‘ ’ are quotes (Pi/Pf), but ’ is an apostrophe to some contraction rules: only “ ”.
+        Some([0xE2, 0x80, 0x9C | 0x9D, ..]) => true,
+        _ => false,
+    }
 }
 
 /// UTF-8 of the Han character with index `index`.
@@ -131,9 +165,9 @@ fn utf8(index: u32) -> [u8; 3] {
 /// leaves such a token as a part of its own would count 1 where the uncut piece merges to
 /// more. A part only equals such a token if a cut touches one of its Han characters, so no
 /// cut is made next to any of them.
-fn pinned_characters(tokens: &[(Vec<u8>, u32)]) -> Box<[u64]> {
+fn pinned_characters(tokens: &[(Vec<u8>, u32)]) -> Vec<bool> {
     let ranks: FxHashMap<&[u8], u32> = tokens.iter().map(|(t, id)| (t.as_slice(), *id)).collect();
-    let mut pinned = vec![0u64; COUNT / 64].into_boxed_slice();
+    let mut pinned = vec![false; COUNT];
     for (token, _) in tokens {
         if std::str::from_utf8(token).is_err() {
             continue;
@@ -143,7 +177,7 @@ fn pinned_characters(tokens: &[(Vec<u8>, u32)]) -> Box<[u64]> {
             continue;
         }
         for x in hans {
-            pinned[x as usize / 64] |= 1 << (x % 64);
+            pinned[x as usize] = true;
         }
     }
     pinned
@@ -255,21 +289,25 @@ impl HanCuts {
             return Err(DeriveProblem::IncompleteVocabulary { read, expected });
         }
         let pinned = pinned_characters(&tokens);
-        let single = chars
+        let mut traits: Box<[u8]> = chars
             .iter()
-            .map(|c| {
+            .zip(&pinned)
+            .map(|(c, &pinned)| {
                 let text = std::str::from_utf8(c).unwrap_or("");
-                u8::try_from(fast.count(text)).unwrap_or(u8::MAX)
+                let alone = u8::try_from(fast.count(text))
+                    .unwrap_or(u8::MAX)
+                    .min(SINGLE);
+                alone | if pinned { PINNED } else { 0 }
             })
             .collect();
         let mut pairs: Vec<u32> = spanned.into_iter().collect();
         pairs.sort_unstable();
         let mut starts = vec![0u32; COUNT + 1].into_boxed_slice();
-        let mut right = vec![0u64; COUNT / 64].into_boxed_slice();
         for &pair in &pairs {
             let (x, y) = ((pair >> 16) as usize, (pair & 0xFFFF) as usize);
             starts[x + 1] += 1;
-            right[y / 64] |= 1 << (y % 64);
+            traits[x] |= LEFT;
+            traits[y] |= RIGHT;
         }
         for x in 0..COUNT {
             starts[x + 1] += starts[x];
@@ -279,9 +317,7 @@ impl HanCuts {
         let cuts = Self {
             starts,
             partners,
-            right,
-            pinned,
-            single,
+            traits,
             id: IDS.fetch_add(1, Ordering::Relaxed) & 0x0F,
         };
         cuts.check(fast)?;
@@ -314,11 +350,11 @@ impl HanCuts {
     /// True when some token may span the pair `x y` (so the run must not be cut there).
     #[inline]
     fn may_span(&self, x: u32, y: u32) -> bool {
-        let bit = |set: &[u64], i: u32| set[i as usize / 64] & (1 << (i % 64)) != 0;
-        if bit(&self.pinned, x) || bit(&self.pinned, y) {
+        let (tx, ty) = (self.traits[x as usize], self.traits[y as usize]);
+        if (tx | ty) & PINNED != 0 {
             return true;
         }
-        if !bit(&self.right, y) {
+        if tx & LEFT == 0 || ty & RIGHT == 0 {
             return false;
         }
         let (from, to) = (self.starts[x as usize], self.starts[x as usize + 1]);
@@ -356,7 +392,7 @@ impl HanCuts {
 
     /// Number of Han characters never cut next to (they are in tokens merges cannot build).
     pub fn pinned_characters(&self) -> usize {
-        self.pinned.iter().map(|w| w.count_ones() as usize).sum()
+        self.traits.iter().filter(|&&t| t & PINNED != 0).count()
     }
 
     /// Number of Han pairs some token may span.
@@ -387,8 +423,10 @@ impl HanCuts {
             while let Some(y) = han_at(bytes, at) {
                 if !self.may_span(x, y) {
                     total += match last_cut {
-                        None => count(&text[counted..at]),
-                        Some(from) if at - from == 3 => usize::from(self.single[x as usize]),
+                        None => self.count_part(&text[counted..at], &mut count),
+                        Some(from) if at - from == 3 => {
+                            usize::from(self.traits[x as usize] & SINGLE)
+                        }
                         Some(from) => self.count_part(&text[from..at], &mut count),
                     };
                     last_cut = Some(at);
@@ -397,7 +435,16 @@ impl HanCuts {
                 at += 3;
             }
             i = at;
-            if let Some(cut) = last_cut {
+            if ends_piece(bytes, at) {
+                // The run ends its piece: count up to its end now, so the next stretch
+                // starts at the punctuation (short, and often seen before).
+                total += match last_cut {
+                    None => count(&text[counted..at]),
+                    Some(from) if at - from == 3 => usize::from(self.traits[x as usize] & SINGLE),
+                    Some(from) => self.count_part(&text[from..at], &mut count),
+                };
+                counted = at;
+            } else if let Some(cut) = last_cut {
                 counted = cut;
             }
         }
