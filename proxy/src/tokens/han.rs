@@ -38,8 +38,8 @@ use rustc_hash::{FxHashMap, FxHashSet};
 const FIRST: u32 = 0x4E00;
 /// Number of code points handled: U+4E00..=U+9FFF, every one a letter (`Lo`).
 const COUNT: usize = 0xA000 - 0x4E00;
-/// Runs shorter than this many characters are left whole: cutting them costs more calls
-/// than it saves merges. Chosen by measurement (docs/TOKEN_COUNTING.md).
+/// Runs shorter than this many characters are left whole. Minimums of 2, 4 and 6 timed the
+/// same once short parts were memoised, and 2 cuts the most (docs/TOKEN_COUNTING.md).
 pub const MIN_RUN_CHARS: usize = 2;
 
 /// The cut points of one vocabulary: which Han pairs a token may span, and what a single
