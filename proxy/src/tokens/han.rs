@@ -30,7 +30,7 @@
 //! `tiktoken-rs` and with the unsplit engine for all three vocabularies.
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -53,8 +53,9 @@ pub struct HanCuts {
     /// Per character: its token count alone ([`SINGLE`] bits) and the [`PINNED`], [`LEFT`]
     /// and [`RIGHT`] flags. One byte each, so the hot loop reads one small table.
     traits: Box<[u8]>,
-    /// Tells this vocabulary's entries apart in the per-thread part cache.
-    id: u8,
+    /// Tells this vocabulary's entries apart in the per-thread part cache (unique per
+    /// derivation in the process).
+    id: u32,
 }
 
 /// Bits of a character's trait byte holding its token count alone (a Han character is at
@@ -69,20 +70,30 @@ const RIGHT: u8 = 1 << 4;
 
 /// Parts of up to this many bytes (five characters) are remembered per thread.
 const PART_KEY_BYTES: usize = 15;
-/// Remembered parts per thread; the cache is emptied when full (about 100 KB).
-const PART_CACHE_ENTRIES: usize = 4096;
+/// Remembered parts per thread; the cache is emptied when full (at most ~128 KB per thread:
+/// 4096 buckets of 32 bytes).
+const PART_CACHE_ENTRIES: usize = 2048;
 
-thread_local! {
-    /// Counts of short multi-character parts: key = the part's bytes, its length and the
-    /// vocabulary's id. Words recur, so most parts are found here instead of being counted.
-    static PARTS: RefCell<FxHashMap<u128, u8>> = RefCell::new(FxHashMap::default());
+/// The per-thread part cache: counts of short parts under one cuts' id (a process counts
+/// with one vocabulary; a thread that switches vocabulary starts the cache afresh).
+#[derive(Default)]
+struct Parts {
+    /// The id of the cuts the entries belong to.
+    id: u32,
+    /// Part (bytes and length, see [`part_key`]) → count.
+    counts: FxHashMap<u128, u8>,
 }
 
-/// The part cache key of `part` (at most [`PART_KEY_BYTES`] bytes) for vocabulary `id`.
-fn part_key(part: &[u8], id: u8) -> u128 {
+thread_local! {
+    /// Words recur, so most parts are found here instead of being counted.
+    static PARTS: RefCell<Parts> = RefCell::new(Parts::default());
+}
+
+/// The part cache key of `part` (at most [`PART_KEY_BYTES`] bytes): its bytes and length.
+fn part_key(part: &[u8]) -> u128 {
     let mut bytes = [0u8; 16];
     bytes[..part.len()].copy_from_slice(part);
-    bytes[15] = (id << 4) | part.len() as u8;
+    bytes[15] = part.len() as u8;
     u128::from_le_bytes(bytes)
 }
 
@@ -313,12 +324,13 @@ impl HanCuts {
             starts[x + 1] += starts[x];
         }
         let partners = pairs.iter().map(|&pair| (pair & 0xFFFF) as u16).collect();
-        static IDS: AtomicU8 = AtomicU8::new(0);
+        static IDS: AtomicU32 = AtomicU32::new(0);
         let cuts = Self {
             starts,
             partners,
             traits,
-            id: IDS.fetch_add(1, Ordering::Relaxed) & 0x0F,
+            // Ids start at 1: 0 is the empty per-thread cache's.
+            id: IDS.fetch_add(1, Ordering::Relaxed) + 1,
         };
         cuts.check(fast)?;
         Ok(cuts)
@@ -374,17 +386,23 @@ impl HanCuts {
         if part.len() > PART_KEY_BYTES {
             return count(part);
         }
-        let key = part_key(part.as_bytes(), self.id);
-        if let Some(n) = PARTS.with_borrow(|parts| parts.get(&key).copied()) {
+        let key = part_key(part.as_bytes());
+        let found = PARTS.with_borrow(|parts| {
+            (parts.id == self.id)
+                .then(|| parts.counts.get(&key).copied())
+                .flatten()
+        });
+        if let Some(n) = found {
             return usize::from(n);
         }
         let n = count(part);
         if let Ok(small) = u8::try_from(n) {
             PARTS.with_borrow_mut(|parts| {
-                if parts.len() >= PART_CACHE_ENTRIES {
-                    parts.clear();
+                if parts.id != self.id || parts.counts.len() >= PART_CACHE_ENTRIES {
+                    parts.counts.clear();
+                    parts.id = self.id;
                 }
-                parts.insert(key, small);
+                parts.counts.insert(key, small);
             });
         }
         n
@@ -514,6 +532,25 @@ mod tests {
             "word tokens span pairs"
         );
         assert_eq!(cuts.count(text, |t| fast.count(t)), fast.count(text));
+    }
+
+    #[test]
+    fn remembered_parts_are_kept_apart_per_vocabulary() {
+        let (cl, glm) = (
+            tiktoken::get_encoding("cl100k_base").expect("cl100k"),
+            tiktoken::get_encoding("glm4").expect("glm4"),
+        );
+        let (cl_cuts, glm_cuts) = (
+            HanCuts::derive(cl).expect("derive"),
+            HanCuts::derive(glm).expect("derive"),
+        );
+        // Same thread, same short parts, different counts per vocabulary.
+        let text = "人工智能，人工智能。模型推理，模型推理。";
+        assert_ne!(cl.count(text), glm.count(text));
+        for _ in 0..2 {
+            assert_eq!(cl_cuts.count(text, |t| cl.count(t)), cl.count(text));
+            assert_eq!(glm_cuts.count(text, |t| glm.count(t)), glm.count(text));
+        }
     }
 
     #[test]
