@@ -15,7 +15,7 @@ use zai_promoter::platform::kube::KubePlatform;
 use zai_promoter::progress::Progress;
 use zai_promoter::signals::SignalSource;
 use zai_promoter::signals::prometheus::PrometheusSource;
-use zai_promoter::signals::scrape::ScrapeSource;
+use zai_promoter::signals::scrape::{AlertTiming, ScrapeSource};
 use zai_promoter::{Mode, Platform, Promoter, SystemClock};
 
 /// Automates the zai-proxy canary → production promotion checklist.
@@ -164,11 +164,13 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         )?),
         _ => {
             let retention = config.longest_window() + config.interval * 2;
-            Box::new(ScrapeSource::new(
-                platform.clone(),
-                retention,
-                config.http_timeout,
-            ))
+            Box::new(
+                ScrapeSource::new(platform.clone(), retention, config.http_timeout)
+                    .with_alert_timing(AlertTiming {
+                        min_requests: config.min_requests,
+                        ..AlertTiming::default()
+                    }),
+            )
         }
     };
 

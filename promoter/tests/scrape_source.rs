@@ -11,7 +11,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use common::{at, http, pod};
 use zai_promoter::platform::{LogLine, PodInfo, RolloutStatus};
-use zai_promoter::signals::scrape::{AlertTiming, ScrapeSource, ScrapeStore, parse_exposition};
+use zai_promoter::signals::scrape::{
+    AlertTiming, ScrapeSource, ScrapeStore, canary_alert_conditions, parse_exposition,
+};
 use zai_promoter::signals::{AlertState, Reading, Signal, SignalQuery, SignalSource};
 use zai_promoter::{Error, Platform, Result, Variant};
 
@@ -234,6 +236,7 @@ async fn scrapes_real_http_on_loopback_and_evaluates_canary_alerts_locally() {
             window: Duration::from_secs(60),
             down_for: Duration::from_secs(60),
             degraded_for: Duration::from_secs(60),
+            min_requests: 50,
         });
     // The canary serves production-format text relabelled as test, with 20 % errors.
     let canary_at = |r200: u32, r500: u32| {
@@ -293,6 +296,53 @@ async fn scrapes_real_http_on_loopback_and_evaluates_canary_alerts_locally() {
             .any(|a| a.name == "ZaiProxyCanaryErrorRateHigherThanProduction"),
         "{alerts:?}"
     );
+}
+
+/// Production-format text relabelled as the canary's, with `ok` 2xx and `errors` 5xx.
+fn canary_text(ok: u32, errors: u32) -> String {
+    fixture("prod_t0.prom")
+        .replace("variant=\"production\"", "variant=\"test\"")
+        .replace(
+            "status_code=\"200\",variant=\"test\"} 90",
+            &format!("status_code=\"200\",variant=\"test\"}} {ok}"),
+        )
+        .replace(
+            "status_code=\"500\",variant=\"test\"} 10",
+            &format!("status_code=\"500\",variant=\"test\"}} {errors}"),
+        )
+}
+
+#[test]
+fn error_alerts_need_min_requests_in_the_window() {
+    let t = Variant::Test;
+    let mut s = ScrapeStore::new(Duration::from_secs(600));
+    s.add(
+        "c",
+        t,
+        at(0),
+        parse_exposition(&canary_text(0, 0), t).unwrap(),
+    );
+    // 10 requests, 2 of them 5xx: 20 % > 5 %, but only 10 requests.
+    s.add(
+        "c",
+        t,
+        at(30),
+        parse_exposition(&canary_text(8, 2), t).unwrap(),
+    );
+    let high = |min| {
+        canary_alert_conditions(&s, &[], at(30), Duration::from_secs(60), min)
+            .into_iter()
+            .find(|(name, ..)| *name == "ZaiProxyCanaryHighErrorRate")
+            .unwrap()
+    };
+    let (_, holds, detail) = high(50);
+    assert!(!holds, "10 requests < 50: {detail}");
+    assert!(
+        detail.contains("not evaluated") && detail.contains("10 canary requests"),
+        "{detail}"
+    );
+    let (_, holds, detail) = high(10);
+    assert!(holds, "10 requests >= 10: {detail}");
 }
 
 #[test]

@@ -16,6 +16,10 @@ use crate::platform::spec::Backoff;
 /// Default seconds per seed minute.
 pub const DEFAULT_TIME_SCALE: f64 = 2.0;
 
+/// The rehearsals' `min_requests` (checks, triggers and locally evaluated alerts): fewer
+/// requests fit in a compressed window than in production's five minutes.
+pub const REHEARSAL_MIN_REQUESTS: u64 = 20;
+
 /// A time compression factor.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TimeScale {
@@ -62,7 +66,7 @@ impl TimeScale {
             .max(Duration::from_secs(30));
         config.http_timeout = Duration::from_secs(2);
         // Fewer requests fit in a compressed window; keep the guard meaningful.
-        config.min_requests = 20;
+        config.min_requests = REHEARSAL_MIN_REQUESTS;
         config.finalise.repo = Some(repo.to_path_buf());
         for check in &mut config.checks {
             check.window = self.scale(check.window);
@@ -88,13 +92,15 @@ impl TimeScale {
         Ok(config)
     }
 
-    /// The scrape source's locally evaluated alert timing, compressed.
+    /// The scrape source's locally evaluated alert timing, compressed, with the rehearsal
+    /// configuration's request guard (`min_requests` = [`REHEARSAL_MIN_REQUESTS`]).
     pub fn alert_timing(self) -> AlertTiming {
         let seed = AlertTiming::default();
         AlertTiming {
             window: self.scale(seed.window),
             down_for: self.scale(seed.down_for),
             degraded_for: self.scale(seed.degraded_for),
+            min_requests: REHEARSAL_MIN_REQUESTS,
         }
     }
 

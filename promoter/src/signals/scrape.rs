@@ -330,7 +330,7 @@ impl ScrapeStore {
     }
 }
 
-/// Timing of the locally evaluated canary alerts.
+/// Timing and sample guard of the locally evaluated canary alerts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AlertTiming {
     /// Rate window of the error/latency alerts (rules: 5m).
@@ -339,6 +339,12 @@ pub struct AlertTiming {
     pub down_for: Duration,
     /// `for` of the three error/latency alerts (rules: 5m).
     pub degraded_for: Duration,
+    /// Canary requests the window must hold before the three error/latency alerts are
+    /// evaluated (the configuration's `min_requests`). Fewer, and the alert is reported as
+    /// not evaluated: two 5xx out of three requests is not a 66 % error rate worth aborting
+    /// for. Prometheus's own rules filter such blips with their `for`; the promoter, which
+    /// counts a locally evaluated alert as soon as its condition holds, uses this instead.
+    pub min_requests: u64,
 }
 
 impl Default for AlertTiming {
@@ -347,16 +353,19 @@ impl Default for AlertTiming {
             window: Duration::from_secs(300),
             down_for: Duration::from_secs(120),
             degraded_for: Duration::from_secs(300),
+            min_requests: 50,
         }
     }
 }
 
-/// Conditions of the four canary alerts at one instant (pure).
+/// Conditions of the four canary alerts at one instant (pure). The three error/latency
+/// conditions hold only when the canary served at least `min_requests` in the window.
 pub fn canary_alert_conditions(
     store: &ScrapeStore,
     canary_pods: &[PodInfo],
     now: DateTime<Utc>,
     window: Duration,
+    min_requests: u64,
 ) -> Vec<(&'static str, bool, String)> {
     let down = !canary_pods.is_empty() && canary_pods.iter().all(|p| !p.ready);
     let mut out = vec![(
@@ -373,6 +382,23 @@ pub fn canary_alert_conditions(
         variant,
         window,
     };
+    let canary_requests = store
+        .measure(&q(Signal::RequestCount, Variant::Test), now)
+        .value()
+        .unwrap_or(0.0);
+    if canary_requests < min_requests as f64 {
+        let detail = format!(
+            "not evaluated: {canary_requests:.0} canary requests in the window < min_requests {min_requests}"
+        );
+        for name in [
+            "ZaiProxyCanaryHighErrorRate",
+            "ZaiProxyCanaryErrorRateHigherThanProduction",
+            "ZaiProxyCanaryLatencyDegraded",
+        ] {
+            out.push((name, false, detail.clone()));
+        }
+        return out;
+    }
     let canary_err = store
         .measure(&q(Signal::ErrorRatio, Variant::Test), now)
         .value();
@@ -478,7 +504,13 @@ impl SignalSource for ScrapeSource {
             .filter(|p| p.variant == Variant::Test)
             .cloned()
             .collect();
-        let conditions = canary_alert_conditions(&self.store, &canary, now, self.timing.window);
+        let conditions = canary_alert_conditions(
+            &self.store,
+            &canary,
+            now,
+            self.timing.window,
+            self.timing.min_requests,
+        );
         self.alerts.clear();
         for (name, holds, detail) in conditions {
             if !holds {
