@@ -1,4 +1,11 @@
-//! Free loopback ports for containers, never handing out the same port twice in a row.
+//! Free loopback ports for pods and servers, never handing out the same port twice in a row.
+//!
+//! Ports are picked *below* the kernel's ephemeral range (32768–60999 by default). A port from
+//! inside it (what binding port 0 returns) can be taken as the local port of an outgoing
+//! connection — the load workers and scrapers open many — between the pick and the pod's own
+//! bind; the pod then fails to bind, and since a pod keeps its port across restarts it
+//! crash-loops until that connection closes (seen once in CI as "1 of 2 updated replicas are
+//! available" for a whole minute). Outgoing connections never use ports below the range.
 
 use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
@@ -6,26 +13,46 @@ use std::sync::{Mutex, PoisonError};
 
 use crate::Error;
 
-/// Ports handed out recently (the OS may offer a just-released port again).
+/// Ports handed out recently (a port released by a finished pod may be picked again).
 static RECENT: Mutex<VecDeque<u16>> = Mutex::new(VecDeque::new());
 const REMEMBERED: usize = 512;
+/// Candidates are drawn from `PICK_FROM..PICK_BELOW`: below the ephemeral range, above the
+/// ports services usually claim.
+const PICK_FROM: u16 = 20_000;
+const PICK_BELOW: u16 = 32_768;
 
-/// A port on 127.0.0.1 that was free a moment ago and has not been handed out recently.
+/// Records `port` as handed out; false if it was handed out recently.
+fn remember(port: u16) -> bool {
+    let mut recent = RECENT.lock().unwrap_or_else(PoisonError::into_inner);
+    if recent.contains(&port) {
+        return false;
+    }
+    if recent.len() == REMEMBERED {
+        recent.pop_front();
+    }
+    recent.push_back(port);
+    true
+}
+
+/// A port on 127.0.0.1, below the ephemeral range, that was free a moment ago and has not
+/// been handed out recently. Falls back to a kernel-chosen port if no candidate binds.
 pub fn free_port() -> Result<u16, Error> {
     let mut last_error = None;
+    for _ in 0..256 {
+        let candidate = rand::random_range(PICK_FROM..PICK_BELOW);
+        match TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, candidate))) {
+            Ok(_) if remember(candidate) => return Ok(candidate),
+            Ok(_) => {}
+            Err(e) => last_error = Some(e),
+        }
+    }
     for _ in 0..64 {
         match TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))) {
             Ok(listener) => {
                 let port = listener.local_addr().map_err(Error::Port)?.port();
-                let mut recent = RECENT.lock().unwrap_or_else(PoisonError::into_inner);
-                if recent.contains(&port) {
-                    continue;
+                if remember(port) {
+                    return Ok(port);
                 }
-                if recent.len() == REMEMBERED {
-                    recent.pop_front();
-                }
-                recent.push_back(port);
-                return Ok(port);
             }
             Err(e) => last_error = Some(e),
         }
@@ -71,10 +98,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ports_are_not_repeated() {
-        let a = free_port().expect("port");
-        let b = free_port().expect("port");
-        assert_ne!(a, b);
+    fn ports_are_not_repeated_and_avoid_the_ephemeral_range() {
+        let ports: Vec<u16> = (0..50).map(|_| free_port().expect("port")).collect();
+        for (i, p) in ports.iter().enumerate() {
+            assert!((PICK_FROM..PICK_BELOW).contains(p), "{p}");
+            assert!(!ports[..i].contains(p), "{p} repeated");
+        }
     }
 
     #[tokio::test]
