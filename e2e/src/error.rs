@@ -65,6 +65,9 @@ pub enum Error {
     /// Docker failed.
     #[error("docker: {0}")]
     Docker(String),
+    /// The test redis-server could not be started.
+    #[error("redis-server: {0}")]
+    Redis(String),
     // ---- rehearsals
     /// Setting up a rehearsal's environment failed.
     #[error("set-up: {0}")]

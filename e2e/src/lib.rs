@@ -3,6 +3,7 @@ pub mod binaries;
 pub mod error;
 pub mod fake;
 pub mod platform;
+pub mod redis;
 pub mod rehearsal;
 pub mod service;
 pub mod workers;

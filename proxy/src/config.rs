@@ -170,6 +170,20 @@ pub struct Args {
     /// Largest quota response read, in bytes.
     #[arg(long, env = "QUOTA_MAX_RESPONSE_BYTES")]
     pub quota_max_response_bytes: Option<String>,
+    /// Length of one adaptive-limiter evaluation window (default 30s).
+    #[arg(long, env = "RATE_LIMIT_WINDOW")]
+    pub rate_limit_window: Option<String>,
+    /// Ceiling sample of a window with > 5 % 429s: rate (the original) | goodput.
+    #[arg(long, env = "RATE_LIMIT_CEILING_SAMPLE")]
+    pub rate_limit_ceiling_sample: Option<String>,
+    /// Redis shared by every replica using the same key (redis://host:port[/db]); unset:
+    /// every limit is per process.
+    #[arg(long, env = "RATE_LIMIT_REDIS_URL", hide_env_values = true)]
+    pub rate_limit_redis_url: Option<String>,
+    /// The key's concurrency budget for upstream attempts (shared through Redis when
+    /// RATE_LIMIT_REDIS_URL is set, else per process); unset: no limit.
+    #[arg(long, env = "MAX_UPSTREAM_CONCURRENCY")]
+    pub max_upstream_concurrency: Option<String>,
 }
 
 /// A secret (the upstream API key, the admin token). `Debug` and `Display` print
@@ -300,6 +314,10 @@ pub struct RateLimitSettings {
     pub state_file: Option<PathBuf>,
     /// `RATE_LIMIT_STATE_MAX_AGE` (6 h).
     pub state_max_age: Duration,
+    /// `RATE_LIMIT_WINDOW` (30 s): one evaluation window of the controller.
+    pub window: Duration,
+    /// `RATE_LIMIT_CEILING_SAMPLE` (rate): what a 429 window teaches the ceiling.
+    pub ceiling_sample: crate::ratelimit::controller::CeilingSample,
 }
 
 impl Default for RateLimitSettings {
@@ -313,8 +331,19 @@ impl Default for RateLimitSettings {
             probe_interval: 10,
             state_file: Some(PathBuf::from(DEFAULT_RATE_LIMIT_STATE_FILE)),
             state_max_age: Duration::from_secs(6 * 3600),
+            window: crate::ratelimit::controller::WINDOW,
+            ceiling_sample: crate::ratelimit::controller::CeilingSample::Rate,
         }
     }
+}
+
+/// The key's budget shared by replicas (issue 19).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BudgetSettings {
+    /// `RATE_LIMIT_REDIS_URL` (unset: limits per process). A secret: it may hold a password.
+    pub redis_url: Option<ApiKey>,
+    /// `MAX_UPSTREAM_CONCURRENCY` (unset: no concurrency budget).
+    pub max_upstream_concurrency: Option<u32>,
 }
 
 /// Upstream retry settings (issue 4).
@@ -406,6 +435,8 @@ pub struct Config {
     pub retry: RetrySettings,
     /// Quota polling (issue 4).
     pub quota: QuotaSettings,
+    /// Shared budget: Redis and the upstream concurrency budget (issue 19).
+    pub budget: BudgetSettings,
 }
 
 impl Config {
@@ -433,6 +464,7 @@ impl Config {
             rate_limit: RateLimitSettings::default(),
             retry: RetrySettings::default(),
             quota: QuotaSettings::default(),
+            budget: BudgetSettings::default(),
         }
     }
 
@@ -630,6 +662,24 @@ impl Config {
                     parse_positive_duration,
                 )
                 .unwrap_or(rl.state_max_age),
+            window: v
+                .parse(
+                    "RATE_LIMIT_WINDOW",
+                    &args.rate_limit_window,
+                    parse_positive_duration,
+                )
+                .unwrap_or(rl.window),
+            ceiling_sample: v
+                .parse(
+                    "RATE_LIMIT_CEILING_SAMPLE",
+                    &args.rate_limit_ceiling_sample,
+                    |s| match s.to_ascii_lowercase().as_str() {
+                        "rate" => Ok(crate::ratelimit::controller::CeilingSample::Rate),
+                        "goodput" => Ok(crate::ratelimit::controller::CeilingSample::Goodput),
+                        _ => Err("must be rate or goodput".into()),
+                    },
+                )
+                .unwrap_or(rl.ceiling_sample),
         };
         if rate_limit.min > rate_limit.max {
             v.fail(
@@ -704,6 +754,25 @@ impl Config {
                 .unwrap_or(qd.max_response_bytes),
         };
 
+        let budget = BudgetSettings {
+            redis_url: match args.rate_limit_redis_url.as_deref() {
+                None | Some("") => None,
+                // The URL may carry a password: the reason never repeats it.
+                Some(url) => match parse_redis_url(url) {
+                    Ok(()) => Some(ApiKey::new(url)),
+                    Err(reason) => {
+                        v.fail("RATE_LIMIT_REDIS_URL", reason);
+                        None
+                    }
+                },
+            },
+            max_upstream_concurrency: v.parse(
+                "MAX_UPSTREAM_CONCURRENCY",
+                &args.max_upstream_concurrency,
+                parse_positive::<u32>,
+            ),
+        };
+
         if !v.problems.is_empty() {
             return Err(ConfigError {
                 problems: v.problems,
@@ -735,6 +804,7 @@ impl Config {
             rate_limit,
             retry,
             quota,
+            budget,
         })
     }
 }
@@ -937,6 +1007,22 @@ fn parse_http_url(raw: &str) -> Result<String, String> {
     Ok(raw.trim_end_matches('/').to_owned())
 }
 
+/// A Redis URL the client accepts: `redis://[user:password@]host[:port][/db]` or
+/// `redis+unix:///path` / `unix:///path`. The reason never contains the URL.
+fn parse_redis_url(raw: &str) -> Result<(), String> {
+    use redis::IntoConnectionInfo as _;
+    if raw.starts_with("rediss://") {
+        return Err("must be redis:// (TLS, rediss://, is not built in)".into());
+    }
+    let scheme_ok = ["redis://", "redis+unix://", "unix://"]
+        .iter()
+        .any(|scheme| raw.starts_with(scheme));
+    if !scheme_ok || raw.into_connection_info().is_err() {
+        return Err("must be a Redis URL such as redis://127.0.0.1:6379/0 (value not shown: it may hold a password)".into());
+    }
+    Ok(())
+}
+
 /// A label value: 1–64 characters, no control characters.
 fn parse_label_value(raw: &str) -> Result<String, String> {
     if raw.len() > 64 || raw.chars().any(char::is_control) {
@@ -1079,6 +1165,44 @@ mod tests {
         let e = args(&[("zai-api-key", "k"), ("rate-limit-initial", "100")])
             .expect_err("initial > max");
         assert_eq!(e.problems[0].variable, "RATE_LIMIT_INITIAL");
+    }
+
+    #[test]
+    fn budget_settings_are_validated_together_and_never_echo_the_url() {
+        let c = args(&[("zai-api-key", "k")]).expect("valid");
+        assert_eq!(c.budget, BudgetSettings::default());
+        assert_eq!(c.rate_limit.window, Duration::from_secs(30));
+        let c = args(&[
+            ("zai-api-key", "k"),
+            ("rate-limit-redis-url", "redis://:pw@127.0.0.1:6379/2"),
+            ("max-upstream-concurrency", "20"),
+            ("rate-limit-window", "2s"),
+        ])
+        .expect("valid");
+        assert_eq!(c.budget.max_upstream_concurrency, Some(20));
+        assert!(c.budget.redis_url.is_some());
+        assert_eq!(c.rate_limit.window, Duration::from_secs(2));
+        assert!(!format!("{c:?}").contains("pw@"), "the URL is a secret");
+        let e = args(&[
+            ("zai-api-key", "k"),
+            ("rate-limit-redis-url", "http://:hunter2@x"),
+            ("max-upstream-concurrency", "0"),
+            ("rate-limit-window", "0s"),
+        ])
+        .expect_err("invalid");
+        let vars: Vec<_> = e.problems.iter().map(|p| p.variable).collect();
+        assert_eq!(
+            vars,
+            [
+                "RATE_LIMIT_WINDOW",
+                "RATE_LIMIT_REDIS_URL",
+                "MAX_UPSTREAM_CONCURRENCY"
+            ]
+        );
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        let e = args(&[("zai-api-key", "k"), ("rate-limit-redis-url", "rediss://h")])
+            .expect_err("no TLS");
+        assert!(e.to_string().contains("TLS"), "{e}");
     }
 
     #[test]

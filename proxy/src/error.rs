@@ -19,6 +19,9 @@ pub enum ProxyError {
     /// A background task panicked or was cancelled.
     #[error("task: {0}")]
     Task(String),
+    /// A call of the shared budget to Redis failed or timed out (handled by falling back).
+    #[error("redis: {0}")]
+    Redis(String),
 }
 
 impl From<prometheus::Error> for ProxyError {

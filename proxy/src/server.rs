@@ -114,7 +114,12 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 /// Start-up work that gates readiness: the tokenizer is loaded (on the blocking pool) and
 /// stored in the state before readiness is marked.
 async fn startup_work(state: &Arc<AppState>) {
-    crate::tokens::hooks::load_counter(state).await;
+    // The shared budget's first heartbeat (bounded) runs alongside the tokenizer load.
+    tokio::join!(
+        crate::tokens::hooks::load_counter(state),
+        state.limiter.first_sync()
+    );
+    state.limiter.start(state.shutdown.clone());
 }
 
 /// Serves `state` on `listener` until `shutdown` resolves, then drains (see

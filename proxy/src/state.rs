@@ -73,11 +73,13 @@ impl AppState {
         )?);
         // TOKENS: the "Token counting enabled (...)" / "disabled" line belongs here (order).
         tracing::info!("Max workers: {}", config.max_workers);
-        let limiter = Arc::new(Limiter::new(
+        let limiter = Arc::new(Limiter::with_budget(
             &config.rate_limit,
+            &config.budget,
+            &config.api_key,
             Arc::clone(&metrics),
             &variant,
-        ));
+        )?);
         let quota = Arc::new(QuotaStatus::new(
             &config.quota,
             Arc::clone(&metrics),

@@ -83,6 +83,18 @@ struct Args {
     /// Path prefixes the faults apply to (comma-separated; default all).
     #[arg(long, value_delimiter = ',')]
     routes: Option<Vec<String>>,
+    /// Per-key limit: concurrent model requests (beyond it: 429 code 1302).
+    #[arg(long, env = "FAKE_ZAI_MAX_CONCURRENCY")]
+    max_concurrency: Option<u32>,
+    /// Per-key limit: model requests per second, token bucket (beyond it: 429 --rps-code).
+    #[arg(long, env = "FAKE_ZAI_MAX_RPS")]
+    max_rps: Option<f64>,
+    /// Token bucket size for --max-rps (default: one second of it).
+    #[arg(long)]
+    rps_burst: Option<f64>,
+    /// Code of frequency rejections: 1303 (default) or 1305.
+    #[arg(long)]
+    rps_code: Option<u32>,
 }
 
 impl Args {
@@ -121,6 +133,18 @@ impl Args {
         }
         if self.routes.is_some() {
             faults.routes = self.routes.clone();
+        }
+        if self.max_concurrency.is_some() {
+            faults.max_concurrency = self.max_concurrency;
+        }
+        if self.max_rps.is_some() {
+            faults.max_rps = self.max_rps;
+        }
+        if self.rps_burst.is_some() {
+            faults.rps_burst = self.rps_burst;
+        }
+        if self.rps_code.is_some() {
+            faults.rps_code = self.rps_code;
         }
         faults.validate()?;
         Ok(faults)

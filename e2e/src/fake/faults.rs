@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+use super::limits::{DEFAULT_RPS_CODE, LimitSettings};
 use crate::Error;
 
 /// Business codes the fake's 429 bodies know a message for (any 1–8 digit code is allowed).
@@ -57,6 +58,20 @@ pub struct Faults {
     /// Path prefixes the faults apply to; absent = every route.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub routes: Option<Vec<String>>,
+    /// Per-key limit: concurrent model requests (beyond it: 429 code 1302). Applies to
+    /// every model request of the key, whatever `routes` says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<u32>,
+    /// Per-key limit: model requests per second, a token bucket (beyond it: 429 with
+    /// `rps_code`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_rps: Option<f64>,
+    /// Token bucket size for `max_rps`, in requests (default: `max_rps`, i.e. one second).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rps_burst: Option<f64>,
+    /// Business code of a frequency rejection: 1303 (default) or 1305.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rps_code: Option<u32>,
 }
 
 fn fraction_or_bool<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
@@ -116,7 +131,39 @@ impl Faults {
                 "code_429 must have 1-8 digits, got {code}"
             )));
         }
+        if self.max_concurrency == Some(0) {
+            return Err(Error::InvalidFaults(
+                "max_concurrency must be at least 1 (leave it out for no limit)".into(),
+            ));
+        }
+        for (name, value) in [("max_rps", self.max_rps), ("rps_burst", self.rps_burst)] {
+            if let Some(value) = value
+                && !(value.is_finite() && value > 0.0)
+            {
+                return Err(Error::InvalidFaults(format!(
+                    "{name} must be a number > 0, got {value}"
+                )));
+            }
+        }
+        if let Some(code) = self.rps_code
+            && code != 1303
+            && code != 1305
+        {
+            return Err(Error::InvalidFaults(format!(
+                "rps_code must be 1303 or 1305, got {code}"
+            )));
+        }
         Ok(())
+    }
+
+    /// The per-key limits these settings ask for.
+    pub fn limits(&self) -> LimitSettings {
+        LimitSettings {
+            max_concurrency: self.max_concurrency,
+            max_rps: self.max_rps,
+            rps_burst: self.rps_burst,
+            rps_code: self.rps_code.unwrap_or(DEFAULT_RPS_CODE),
+        }
     }
 
     /// Whether the faults apply to `path`.
@@ -288,6 +335,29 @@ mod tests {
             fault,
             omit: 0.5,
             jitter: 0.5,
+        }
+    }
+
+    #[test]
+    fn limits_parse_and_validate() {
+        let faults: Faults =
+            serde_json::from_str(r#"{"max_concurrency":20,"max_rps":5.5,"rps_code":1305}"#)
+                .unwrap();
+        faults.validate().unwrap();
+        let limits = faults.limits();
+        assert_eq!(limits.max_concurrency, Some(20));
+        assert_eq!(limits.max_rps, Some(5.5));
+        assert_eq!(limits.rps_code, 1305);
+        assert_eq!(Faults::default().limits().rps_code, 1303);
+        for bad in [
+            r#"{"max_concurrency":0}"#,
+            r#"{"max_rps":0}"#,
+            r#"{"max_rps":-1}"#,
+            r#"{"rps_burst":0}"#,
+            r#"{"rps_code":1302}"#,
+        ] {
+            let faults: Faults = serde_json::from_str(bad).unwrap();
+            assert!(faults.validate().is_err(), "{bad}");
         }
     }
 

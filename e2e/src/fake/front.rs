@@ -31,6 +31,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::faults::{Auth, Decision, Faults, Outcome, decide};
+use super::limits::Verdict;
 use super::mock::DECISION_HEADER;
 use super::record::{MAX_RECORDED_BODY, RecordedRequest};
 use super::state::Shared;
@@ -193,9 +194,44 @@ impl Front {
         );
         let streaming = matches!(route, Route::AnthropicMessages | Route::OpenAiChat)
             && parsed.as_ref().is_some_and(wire::wants_stream);
+        // The key's limits come after the credential and before any fault.
+        let ticket = if auth == Auth::Valid && limited(route) {
+            match self.shared.enter() {
+                Verdict::Enter => Some(Ticket(Arc::clone(&self.shared))),
+                Verdict::Reject(code) => {
+                    self.shared
+                        .stats()
+                        .record(route.label(), &format!("rate_429_{code}"), streaming);
+                    return rejection(route, code);
+                }
+            }
+        } else {
+            None
+        };
         self.shared
             .stats()
             .record(route.label(), &decision.outcome.label(), streaming);
+        let response = self
+            .respond(route, &parts, body, parsed, &decision, streaming, reset)
+            .await;
+        match ticket {
+            Some(ticket) => hold_until_sent(response, ticket),
+            None => response,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn respond(
+        &self,
+        route: Route,
+        parts: &Parts,
+        body: Bytes,
+        parsed: Option<Value>,
+        decision: &Decision,
+        streaming: bool,
+        reset: Arc<Notify>,
+    ) -> Response<Body> {
+        let decision = decision.clone();
         match (&decision.outcome, &parsed) {
             (Outcome::Reset, _) => {
                 // The connection task sets SO_LINGER 0 and drops the socket: the client sees
@@ -208,10 +244,10 @@ impl Front {
                 self.stream(route, &body, request, &decision)
             }
             (Outcome::Truncate, _) => {
-                let response = self.forward(&parts, body, &decision).await;
+                let response = self.forward(parts, body, &decision).await;
                 cut_body(response).await
             }
-            _ => self.forward(&parts, body, &decision).await,
+            _ => self.forward(parts, body, &decision).await,
         }
     }
 
@@ -335,11 +371,10 @@ impl Front {
             (&Method::GET, "/__fake/health") => {
                 json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
             }
-            (&Method::GET, "/__fake/stats") => json(StatusCode::OK, &*self.shared.stats()),
+            (&Method::GET, "/__fake/stats") => json(StatusCode::OK, &self.shared.stats_snapshot()),
             (&Method::DELETE, "/__fake/stats") => {
-                let mut stats = self.shared.stats();
-                *stats = Default::default();
-                json(StatusCode::OK, &*stats)
+                self.shared.reset_stats();
+                json(StatusCode::OK, &self.shared.stats_snapshot())
             }
             (&Method::GET, "/__fake/faults") => json(StatusCode::OK, &self.shared.faults()),
             (&Method::POST | &Method::PUT, "/__fake/faults") => {
@@ -397,6 +432,71 @@ impl Front {
             ),
         }
     }
+}
+
+/// Routes the key's limits apply to: the model calls.
+fn limited(route: Route) -> bool {
+    matches!(route, Route::AnthropicMessages | Route::OpenAiChat)
+}
+
+/// A 429 of the key's limits, in the route's wire format.
+fn rejection(route: Route, code: u32) -> Response<Body> {
+    let rendered =
+        wire::errors::rate_limited(route.api(), code, None, None, None, chrono::Utc::now());
+    let status = StatusCode::from_u16(rendered.status).unwrap_or(StatusCode::TOO_MANY_REQUESTS);
+    full(status, rendered.content_type, rendered.body)
+}
+
+/// One admitted request in flight; leaves the key's count when dropped.
+struct Ticket(Arc<Shared>);
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.0.leave();
+    }
+}
+
+/// A response body that keeps its request counted in flight until its last frame was
+/// produced (or the body was dropped: connection closed).
+struct Held {
+    inner: Body,
+    ticket: Option<Ticket>,
+}
+
+impl hyper::body::Body for Held {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, std::task::Poll::Ready(None | Some(Err(_))))
+            || self.inner.is_end_stream()
+        {
+            self.ticket = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+fn hold_until_sent(response: Response<Body>, ticket: Ticket) -> Response<Body> {
+    response.map(|inner| {
+        Held {
+            inner,
+            ticket: Some(ticket),
+        }
+        .boxed()
+    })
 }
 
 /// Keeps the first half of a response body (status and headers kept, length fixed).

@@ -11,6 +11,9 @@
 //! * Control (no auth): `GET|DELETE /__fake/stats`, `GET|POST /__fake/faults` (JSON
 //!   [`Faults`]; `{}` clears), `GET|DELETE /__fake/requests` (with recording on),
 //!   `GET|POST /__fake/quota` (`{"shape":"credit"|"legacy"}`), `GET /__fake/health`.
+//! * Per-key limits ([`limits`]): `max_concurrency` (429 code 1302 beyond it) and `max_rps`
+//!   (token bucket; 429 code 1303 or 1305 beyond it), set with the faults; `/__fake/stats`
+//!   shows `limits` (in flight, peak concurrency, rejected counts, busy request·ms).
 //!
 //! Every surface except unknown paths checks the credential (`x-api-key`, or
 //! `Authorization` with or without `Bearer`) and answers a Z.AI-shaped 401 otherwise.
@@ -34,6 +37,7 @@
 pub mod content;
 pub mod faults;
 pub mod front;
+pub mod limits;
 pub mod mock;
 pub mod record;
 pub mod state;
@@ -187,14 +191,14 @@ impl FakeZai {
         self.shared.set_quota_shape(shape);
     }
 
-    /// Counts per route/outcome and billed tokens.
+    /// Counts per route/outcome, billed tokens and the per-key limit counters.
     pub fn stats(&self) -> FakeStats {
-        self.shared.stats().clone()
+        self.shared.stats_snapshot()
     }
 
-    /// Zeroes the stats.
+    /// Zeroes the stats (requests in flight stay counted as in flight).
     pub fn reset_stats(&self) {
-        *self.shared.stats() = FakeStats::default();
+        self.shared.reset_stats();
     }
 
     /// The recorded requests (empty unless `record > 0`).

@@ -7,6 +7,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::faults::{Draws, Faults};
+use super::limits::{KeyLimits, Verdict};
 use super::record::Recorder;
 use super::stats::FakeStats;
 use super::wire::Usage;
@@ -36,6 +37,7 @@ pub struct Shared {
     recorder: Mutex<Recorder>,
     rng: Mutex<StdRng>,
     next_id: AtomicU64,
+    limits: Mutex<KeyLimits>,
 }
 
 impl Shared {
@@ -59,7 +61,33 @@ impl Shared {
             recorder: Mutex::new(Recorder::new(record)),
             rng: Mutex::new(StdRng::seed_from_u64(seed ^ 0x5eed_fa17)),
             next_id: AtomicU64::new(1),
+            limits: Mutex::new(KeyLimits::new(std::time::Instant::now())),
         }
+    }
+
+    /// Applies the key's limits to a model request arriving now.
+    pub fn enter(&self) -> Verdict {
+        let settings = self.faults().limits();
+        lock(&self.limits).try_enter(&settings, std::time::Instant::now())
+    }
+
+    /// An admitted model request finished.
+    pub fn leave(&self) {
+        lock(&self.limits).leave(std::time::Instant::now());
+    }
+
+    /// The stats with the limit counters as of now.
+    pub fn stats_snapshot(&self) -> FakeStats {
+        let limits = lock(&self.limits).stats(std::time::Instant::now());
+        let mut stats = self.stats().clone();
+        stats.limits = limits;
+        stats
+    }
+
+    /// Zeroes the stats and the limit counters.
+    pub fn reset_stats(&self) {
+        lock(&self.limits).reset_stats(std::time::Instant::now());
+        *self.stats() = FakeStats::default();
     }
 
     /// Current faults.

@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::limits::LimitStats;
+
 /// What `GET /__fake/stats` returns.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FakeStats {
@@ -17,6 +19,9 @@ pub struct FakeStats {
     pub billed_input_tokens: u64,
     /// Output tokens of the answers delivered complete.
     pub billed_output_tokens: u64,
+    /// The per-key limits: in flight, peak concurrency, rejections.
+    #[serde(default)]
+    pub limits: LimitStats,
 }
 
 impl FakeStats {

@@ -28,6 +28,7 @@ use serde::Deserialize;
 
 use crate::capacity::CapacityPermit;
 use crate::ratelimit::SourceBucket;
+use crate::ratelimit::leases::Lease;
 use crate::routes::{self, Route, RouteKind, WireFormat};
 use crate::state::AppState;
 use crate::tokens;
@@ -196,6 +197,8 @@ struct RequestRecord {
     started: Instant,
     bytes: u64,
     _permit: CapacityPermit,
+    /// The final attempt's concurrency lease: held until the body is done.
+    _lease: Option<Lease>,
 }
 
 impl ResponseTap for RequestRecord {
@@ -294,7 +297,9 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Res
         );
     }
 
-    let _admission = state.limiter.admit(source).await;
+    // The lease (with a concurrency budget) covers the first upstream attempt; retries
+    // take their own.
+    let admission = state.limiter.admit(source).await;
 
     let body = match read_body(body, limit).await {
         Ok(body) => body,
@@ -370,6 +375,7 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Res
                 started,
                 bytes: 0,
                 _permit: permit,
+                _lease: None,
                 state: Arc::clone(&state),
             })];
             let relay = RelayBody::new(Full::new(answer), taps, state.config.upstream_timeout);
@@ -389,8 +395,10 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Res
     }
 
     // Hook 2 (POLICIES): the upstream call with retries and 429 classes (forward/retry.rs).
-    let response = match retry::send_with_retries(&state, &parts, body).await {
-        Ok(response) => response,
+    let (response, lease) = match retry::send_with_retries(&state, &parts, body, admission.lease)
+        .await
+    {
+        Ok(answer) => answer,
         Err(retry::RetryFailure::Upstream(e)) => {
             tracing::warn!("Upstream error: {e}");
             let (fault, message) = match e {
@@ -438,6 +446,7 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Res
         started,
         bytes: 0,
         _permit: permit,
+        _lease: lease,
         state: Arc::clone(&state),
     })];
     if let (Some(counter), Some(pending)) = (token_counter, pending_input) {

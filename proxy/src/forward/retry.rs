@@ -27,6 +27,7 @@ use hyper::body::Incoming;
 
 use super::RequestParts;
 use super::upstream::{self, UpstreamError};
+use crate::ratelimit::leases::Lease;
 use crate::routes::WireFormat;
 use crate::state::AppState;
 use crate::zai_error::{self, ZaiError};
@@ -125,20 +126,25 @@ enum Verdict {
     },
 }
 
-/// Sends the request upstream with retries; see the module docs.
+/// Sends the request upstream with retries; see the module docs. `lease` is the first
+/// attempt's concurrency lease (from the admission before the call); every retry is
+/// admitted again and takes its own. Returns the final response with the lease of the
+/// attempt that produced it, to be held until its body is done.
 pub async fn send_with_retries(
     state: &AppState,
     parts: &RequestParts,
     body: Bytes,
-) -> Result<Response<RetriedBody>, RetryFailure> {
+    lease: Option<Lease>,
+) -> Result<(Response<RetriedBody>, Option<Lease>), RetryFailure> {
     let settings = &state.config.retry;
     let attempts = settings.max_retries.saturating_add(1);
     let mut retry: u32 = 0;
+    let mut lease = lease;
     loop {
         let base = zai_error::backoff(settings.base_delay, retry + 1);
         let verdict = attempt(state, parts, body.clone(), base, retry, attempts).await;
         let (reason, wait, failure, last) = match verdict {
-            Verdict::Done(response) => return Ok(response),
+            Verdict::Done(response) => return Ok((response, lease)),
             Verdict::Retry {
                 reason,
                 wait,
@@ -154,9 +160,12 @@ pub async fn send_with_retries(
                 retry + 1
             );
         }
+        // This attempt is over (its body was read or dropped): its lease goes back now,
+        // not after the backoff.
+        drop(lease.take());
         if retry >= settings.max_retries {
             if let Some(last) = last {
-                return Ok(*last);
+                return Ok((*last, None));
             }
             let failure = failure.unwrap_or(RetryFailure::Malformed);
             tracing::warn!("All retry attempts failed: {failure}");
@@ -170,7 +179,7 @@ pub async fn send_with_retries(
         );
         // Both awaits are cancelled with the handler when the client goes away.
         tokio::time::sleep(wait).await;
-        let _ = state.limiter.admit(parts.source).await;
+        lease = state.limiter.admit(parts.source).await.lease;
         let counter = &state.metrics.retry_attempts_total;
         counter.with_label_values(&["retry", state.variant()]).inc();
         counter.with_label_values(&[reason, state.variant()]).inc();

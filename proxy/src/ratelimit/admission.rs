@@ -62,13 +62,14 @@ impl FairAdmission {
         self.lock().queue.len()
     }
 
-    /// Queues a request of source `bucket` and returns once it is admitted. `token` is called
-    /// once, when the request is at the head, and must resolve when the global bucket grants
-    /// a token; it must be cancel-safe.
-    pub async fn admit<F, Fut>(&self, bucket: usize, token: F)
+    /// Queues a request of source `bucket` and returns once it is admitted, with what
+    /// `token` returned. `token` is called once, when the request is at the head, and must
+    /// resolve when the request may go (a token of the global bucket, a concurrency lease);
+    /// it must be cancel-safe.
+    pub async fn admit<F, Fut, T>(&self, bucket: usize, token: F) -> T
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = ()>,
+        Fut: Future<Output = T>,
     {
         let waker = Arc::new(Notify::new());
         let ticket = {
@@ -91,13 +92,14 @@ impl FairAdmission {
         }
         // Only the head reaches this point, and the head only changes when it is admitted or
         // leaves, so this request stays the head while it waits for the token.
-        token().await;
+        let granted = token().await;
         let mut w = self.lock();
         let admitted = w.queue.admit_head();
         debug_assert_eq!(admitted, Some(ticket));
         w.wakers.remove(&ticket);
         w.wake_head();
         leave.admitted = true;
+        granted
     }
 }
 

@@ -35,8 +35,34 @@ pub struct ControllerParams {
     pub hold_margin: f64,
     /// Clean windows between probes (0 disables probing).
     pub probe_interval: u32,
-    /// Window length ([`WINDOW`] in production; shorter only in tests).
+    /// Window length (`RATE_LIMIT_WINDOW`, [`WINDOW`] by default).
     pub window: Duration,
+    /// What a > 5 % window takes as its ceiling sample (`RATE_LIMIT_CEILING_SAMPLE`).
+    pub sample: CeilingSample,
+}
+
+/// The ceiling sample of a window with more than 5 % 429s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CeilingSample {
+    /// The rate in force (the original): each such window keeps
+    /// α·(1 − margin) + (1 − α) of the ceiling (99.4 % with the defaults), so the estimate
+    /// comes down from `RATE_LIMIT_MAX` to a real limit only over hundreds of windows.
+    #[default]
+    Rate,
+    /// The rate that got through: rate × (1 − 429 share). When demand fills the admission
+    /// rate r and the upstream admits L < r, the 429 share is (r − L)/r, so the sample is L
+    /// itself and the ceiling closes (1 − α) of its gap to L per window.
+    Goodput,
+}
+
+impl CeilingSample {
+    /// The sample for a window at `rate` with `error_ratio` 429s.
+    pub fn of(self, rate: f64, error_ratio: f64) -> f64 {
+        match self {
+            CeilingSample::Rate => rate,
+            CeilingSample::Goodput => rate * (1.0 - error_ratio.clamp(0.0, 1.0)),
+        }
+    }
 }
 
 /// One feedback event.
@@ -195,7 +221,8 @@ impl Controller {
         let p = &self.params;
         let decision = if error_ratio > DECREASE_ABOVE {
             let old_ceiling = self.ceiling;
-            self.ceiling = p.alpha * self.current_rate + (1.0 - p.alpha) * self.ceiling;
+            let sample = p.sample.of(self.current_rate, error_ratio);
+            self.ceiling = p.alpha * sample + (1.0 - p.alpha) * self.ceiling;
             self.clean_windows = 0;
             self.current_rate = (self.ceiling * (1.0 - p.hold_margin)).max(p.min);
             Decision::Decrease {
@@ -246,6 +273,20 @@ impl Controller {
         let p = &self.params;
         self.current_rate = clamp(p.initial, p.min, p.max);
         self.ceiling = self.current_rate;
+        self.clean_windows = 0;
+        self.too_many = 0;
+        self.successes = 0;
+        self.last_adjustment = now;
+    }
+
+    /// Adopts the rate and ceiling another replica published (shared budget): both clamped
+    /// to [min, max] (a probing rate may stand above the ceiling), clean windows and
+    /// counters zeroed, a new window starting at `now` — so the replicas that saw the same
+    /// 429s do not lower the ceiling again for them.
+    pub fn adopt(&mut self, ceiling: f64, rate: f64, now: Instant) {
+        let p = &self.params;
+        self.ceiling = clamp(ceiling, p.min, p.max);
+        self.current_rate = clamp(rate, p.min, p.max);
         self.clean_windows = 0;
         self.too_many = 0;
         self.successes = 0;

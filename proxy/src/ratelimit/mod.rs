@@ -1,19 +1,28 @@
-//! Adaptive rate limiting (reference §3): one global admission limiter per process.
+//! Adaptive rate limiting (reference §3) and the upstream concurrency budget: one admission
+//! limiter per process, optionally sharing the key's budget with the other replicas.
 //!
 //! * [`controller`]: the pure EWMA-ceiling state machine that picks the rate;
 //! * [`bucket`]: the governor token bucket at that rate, swapped whole on every change;
 //! * [`fair`] + [`admission`]: round-robin over 64 source buckets in front of the bucket;
 //!   a request whose client goes away leaves the queue;
+//! * [`leases`]: one concurrency lease per upstream attempt (`MAX_UPSTREAM_CONCURRENCY`);
+//! * [`shared`]: with `RATE_LIMIT_REDIS_URL`, the leases, the admission bucket and the
+//!   learned ceiling live in Redis for the whole fleet; when Redis is down or slow, this
+//!   replica falls back to its share (budget and rate divided by the replicas last seen);
 //! * [`state`]: the learned ceiling persisted across restarts;
 //! * [`admin`]: `POST /admin/reset-rate-limit`.
 //!
-//! Limits are per process: N replicas admit N times the rate.
+//! Fairness and queueing are always local: the head of this process's fair queue is the
+//! only request that waits for the bucket and for a lease. Without Redis every limit is per
+//! process: N replicas admit N times the rate and N times the concurrency budget.
 
 pub mod admin;
 pub mod admission;
 pub mod bucket;
 pub mod controller;
 pub mod fair;
+pub mod leases;
+pub mod shared;
 pub mod state;
 
 use std::net::IpAddr;
@@ -68,11 +77,14 @@ impl SourceBucket {
     }
 }
 
-/// What an admission cost.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What an admission cost, and the concurrency lease of the attempt it admits (when a
+/// budget is set): keep it for as long as the upstream attempt lasts.
+#[derive(Debug)]
 pub struct Admission {
-    /// Time spent queued for a token.
+    /// Time spent queued for a token (and a lease).
     pub waited: Duration,
+    /// The attempt's lease; dropping it gives it back.
+    pub lease: Option<leases::Lease>,
 }
 
 /// The `/health` `rate_limit` block (field order as the original).
@@ -97,8 +109,15 @@ pub struct RateLimitSnapshot {
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use bucket::{Fill, SwappableBucket};
-use controller::{Controller, ControllerParams, Decision, Feedback, Step, WINDOW};
+use controller::{Controller, ControllerParams, Decision, Feedback, Step};
+use leases::{LeaseBook, LeaseId, UNCAPPED};
+use shared::{Admit, Beat, SharedBudget, SharedMetrics};
 use state::{CeilingState, Restore};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{ApiKey, BudgetSettings};
+use crate::error::ProxyError;
 
 /// The process-wide adaptive limiter.
 #[derive(Debug)]
@@ -109,6 +128,15 @@ pub struct Limiter {
     control: Mutex<Control>,
     bucket: SwappableBucket,
     admission: admission::FairAdmission,
+    leases: Arc<LeaseBook>,
+    /// Whether attempts take a lease (a concurrency budget is set).
+    lease_wanted: bool,
+    budget: Option<u32>,
+    shared: Option<Arc<SharedBudget>>,
+    shared_metrics: SharedMetrics,
+    releases: Mutex<Option<mpsc::UnboundedReceiver<LeaseId>>>,
+    /// A rate change that could not be published to Redis yet.
+    unpublished: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Controller plus the bookkeeping shown on `/health`.
@@ -128,11 +156,66 @@ impl Limiter {
     /// Builds the limiter at `RATE_LIMIT_INITIAL`, or at the persisted ceiling when a usable
     /// state file exists (reference §3.5).
     pub fn new(settings: &RateLimitSettings, metrics: Arc<Metrics>, variant: &str) -> Self {
-        Self::with_window(settings, metrics, variant, WINDOW)
+        Self::with_window(settings, metrics, variant, settings.window)
+    }
+
+    /// The limiter with the key's budget: `MAX_UPSTREAM_CONCURRENCY` leases per attempt,
+    /// shared with the other replicas through Redis when `RATE_LIMIT_REDIS_URL` is set
+    /// (not connected yet: [`Limiter::first_sync`] and [`Limiter::start`] do that).
+    pub fn with_budget(
+        settings: &RateLimitSettings,
+        budget: &BudgetSettings,
+        api_key: &ApiKey,
+        metrics: Arc<Metrics>,
+        variant: &str,
+    ) -> Result<Self, ProxyError> {
+        let mut limiter = Self::with_window(settings, metrics, variant, settings.window);
+        limiter.budget = budget.max_upstream_concurrency;
+        limiter.lease_wanted = limiter.budget.is_some();
+        let gauge = limiter.shared_metrics.leases.clone();
+        if let Some(url) = &budget.redis_url {
+            let shared = SharedBudget::new(
+                url,
+                api_key,
+                limiter.budget,
+                limiter.shared_metrics.clone(),
+            )?;
+            let (tx, rx) = mpsc::unbounded_channel();
+            // Until Redis answered once, assume this replica is alone.
+            limiter.leases = Arc::new(LeaseBook::new(
+                limiter.budget.unwrap_or(UNCAPPED),
+                Some(tx),
+                gauge,
+            ));
+            limiter.releases = Mutex::new(Some(rx));
+            limiter.shared = Some(Arc::new(shared));
+            tracing::info!(
+                "Shared budget: replicas share {} and the admission rate through Redis (replica {})",
+                limiter
+                    .budget
+                    .map_or("no concurrency budget".to_owned(), |b| format!(
+                        "{b} concurrent upstream attempts"
+                    )),
+                limiter.shared.as_ref().map_or("", |s| s.replica())
+            );
+        } else {
+            limiter.leases = Arc::new(LeaseBook::new(
+                limiter.budget.unwrap_or(UNCAPPED),
+                None,
+                gauge,
+            ));
+            if let Some(b) = limiter.budget {
+                tracing::info!(
+                    "Upstream concurrency budget: {b} attempts (per process: RATE_LIMIT_REDIS_URL is not set)"
+                );
+            }
+        }
+        limiter.shared_metrics.set_budget(limiter.budget);
+        Ok(limiter)
     }
 
     /// As [`Limiter::new`] with a different controller window (tests only use this; the
-    /// binary always runs with the 30 s window).
+    /// binary runs with `RATE_LIMIT_WINDOW`).
     pub fn with_window(
         settings: &RateLimitSettings,
         metrics: Arc<Metrics>,
@@ -147,6 +230,7 @@ impl Limiter {
             hold_margin: settings.hold_margin,
             probe_interval: settings.probe_interval,
             window,
+            sample: settings.ceiling_sample,
         };
         let mut control = Control {
             controller: Controller::new(params, mono_now()),
@@ -172,8 +256,21 @@ impl Limiter {
             .rate_limit_requests_per_second
             .with_label_values(&[variant])
             .set(rate);
+        let shared_metrics = SharedMetrics::register(&metrics, variant);
+        shared_metrics.set_up(false);
         Self {
             settings: settings.clone(),
+            leases: Arc::new(LeaseBook::new(
+                UNCAPPED,
+                None,
+                shared_metrics.leases.clone(),
+            )),
+            lease_wanted: false,
+            budget: None,
+            shared: None,
+            shared_metrics,
+            releases: Mutex::new(None),
+            unpublished: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             metrics,
             variant: variant.to_owned(),
             control: Mutex::new(control),
@@ -190,15 +287,288 @@ impl Limiter {
     /// source bucket; dropping the future (client gone) takes the request out of the queue.
     pub async fn admit(&self, source: SourceBucket) -> Admission {
         let started = tokio::time::Instant::now();
-        self.admission
-            .admit(source.index(), || self.bucket.acquire())
+        let lease = self
+            .admission
+            .admit(source.index(), || self.take_turn())
             .await;
         let waited = started.elapsed();
         self.metrics
             .rate_limit_wait_seconds
             .with_label_values(&[&self.variant, source.label()])
             .observe(waited.as_secs_f64());
-        Admission { waited }
+        Admission { waited, lease }
+    }
+
+    /// The head's turn: a slot of the bucket and, with a budget, a lease. Through Redis
+    /// while it answers; else locally (this replica's share of the rate and the budget).
+    /// Cancel-safe.
+    async fn take_turn(&self) -> Option<leases::Lease> {
+        if let Some(shared) = &self.shared {
+            while shared.is_up() {
+                let pending = self.lease_wanted.then(|| self.leases.ask());
+                let rate = self.lock().controller.current_rate();
+                match shared.admit(pending.as_ref().map(|p| p.id()), rate).await {
+                    Ok(Admit::Granted { wait }) => {
+                        let lease = pending.map(leases::Pending::granted);
+                        if !wait.is_zero() {
+                            tokio::time::sleep(wait).await;
+                        }
+                        return lease;
+                    }
+                    Ok(Admit::Full { .. }) => {
+                        if let Some(pending) = pending {
+                            pending.refused();
+                        }
+                        self.leases.wait_release(shared::FULL_POLL).await;
+                    }
+                    Err(e) => {
+                        // The pending lease (if Redis granted it after all) is released.
+                        drop(pending);
+                        self.fall_back(shared, &e);
+                    }
+                }
+            }
+        }
+        self.bucket.acquire().await;
+        if self.lease_wanted {
+            Some(self.leases.take().await)
+        } else {
+            None
+        }
+    }
+
+    /// Upstream attempts of this process holding a lease now.
+    pub fn leases_in_flight(&self) -> u32 {
+        self.leases.in_flight()
+    }
+
+    /// Whether admission goes through Redis now (`None` without `RATE_LIMIT_REDIS_URL`).
+    pub fn shared_up(&self) -> Option<bool> {
+        self.shared.as_ref().map(|s| s.is_up())
+    }
+
+    /// The bucket rate this process uses locally for a fleet rate: all of it without Redis,
+    /// its share with Redis (used while Redis is unavailable).
+    fn local_rate(&self, rate: f64) -> f64 {
+        match &self.shared {
+            Some(shared) => shared::policy::rate_share(rate, shared.alive()),
+            None => rate,
+        }
+    }
+
+    /// Redis failed: admit with this replica's share until a heartbeat succeeds again.
+    fn fall_back(&self, shared: &SharedBudget, error: &ProxyError) {
+        if !shared.set_up(false) {
+            return;
+        }
+        let alive = shared.alive();
+        let cap = self
+            .budget
+            .map_or(UNCAPPED, |b| shared::policy::share(b, alive));
+        self.leases.set_cap(cap);
+        self.shared_metrics
+            .set_budget(self.budget.map(|_| cap));
+        self.shared_metrics.fallbacks.inc();
+        let rate = self.lock().controller.current_rate();
+        let local = self.local_rate(rate);
+        self.bucket.set_rate(local, Fill::Empty);
+        tracing::warn!(
+            "Shared budget: Redis unavailable ({error}); falling back to this replica's share ({alive} replicas last seen alive): {} upstream attempts, {local:.2} of {rate:.2} req/s",
+            self.budget
+                .map_or("no budget".to_owned(), |b| format!("{cap} of {b}"))
+        );
+    }
+
+    /// Connects to Redis and sends the first heartbeat (bounded: at most a few hundred ms);
+    /// call before the proxy reports ready. Without Redis this returns at once.
+    pub async fn first_sync(&self) {
+        let Some(shared) = &self.shared else {
+            return;
+        };
+        let mut nothing = Vec::new();
+        self.beat(shared, &mut nothing).await;
+        if !shared.is_up() {
+            tracing::warn!(
+                "Shared budget: Redis not reachable at start-up; admitting alone with the whole budget until it answers"
+            );
+        }
+    }
+
+    /// Starts the background task of the shared budget (heartbeat, lease renewal and
+    /// release, recovery, adopting the fleet's ceiling); stops with `cancel`.
+    pub fn start(self: &Arc<Self>, cancel: CancellationToken) {
+        let Some(shared) = self.shared.clone() else {
+            return;
+        };
+        let Some(releases) = self
+            .releases
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        else {
+            return;
+        };
+        let limiter = Arc::clone(self);
+        tokio::spawn(async move { limiter.sync_loop(&shared, releases, cancel).await });
+    }
+
+    async fn sync_loop(
+        &self,
+        shared: &SharedBudget,
+        mut releases: mpsc::UnboundedReceiver<LeaseId>,
+        cancel: CancellationToken,
+    ) {
+        /// Releases remembered while Redis is down (older ones have expired there anyway).
+        const MAX_PENDING: usize = 10_000;
+        let mut ticker = tokio::time::interval(shared::HEARTBEAT);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut pending: Vec<LeaseId> = Vec::new();
+        loop {
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => break,
+                received = releases.recv() => {
+                    let Some(id) = received else { break };
+                    pending.push(id);
+                    while let Ok(id) = releases.try_recv() {
+                        pending.push(id);
+                    }
+                    if shared.is_up() {
+                        match shared.release(&pending).await {
+                            Ok(()) => pending.clear(),
+                            Err(e) => self.fall_back(shared, &e),
+                        }
+                    }
+                    if pending.len() > MAX_PENDING {
+                        pending.drain(..pending.len() - MAX_PENDING);
+                    }
+                }
+                _ = ticker.tick() => self.beat(shared, &mut pending).await,
+            }
+        }
+    }
+
+    /// One heartbeat; on success after an outage, flushes the releases made meanwhile and
+    /// returns to the shared budget; adopts the fleet's rate and ceiling when they changed.
+    async fn beat(&self, shared: &SharedBudget, pending: &mut Vec<LeaseId>) {
+        let (rate, ceiling) = {
+            let control = self.lock();
+            (
+                control.controller.current_rate(),
+                control.controller.ceiling(),
+            )
+        };
+        let held = self.leases.held();
+        let beat = match shared.heartbeat(&held, rate, ceiling).await {
+            Ok(beat) => beat,
+            Err(e) => {
+                self.fall_back(shared, &e);
+                return;
+            }
+        };
+        if !shared.is_up() {
+            if let Err(e) = shared.release(pending).await {
+                self.fall_back(shared, &e);
+                return;
+            }
+            pending.clear();
+            let first = shared.version() < 0;
+            shared.set_up(true);
+            self.shared_metrics.set_budget(self.budget);
+            if first {
+                tracing::info!(
+                    "Shared budget: Redis answers; admission uses the shared budget ({} replicas alive)",
+                    beat.alive
+                );
+            } else {
+                self.shared_metrics.recoveries.inc();
+                tracing::info!(
+                    "Shared budget: Redis answers again; back to the shared budget ({} replicas alive)",
+                    beat.alive
+                );
+            }
+        }
+        // While shared, keep the local cap and bucket at this replica's share, ready for
+        // the next fallback (and for waiters still queued locally from the last one).
+        if let Some(b) = self.budget {
+            self.leases.set_cap(shared::policy::share(b, beat.alive));
+        }
+        self.adopt(shared, &beat);
+        if self
+            .unpublished
+            .swap(false, std::sync::atomic::Ordering::AcqRel)
+        {
+            self.publish();
+        }
+    }
+
+    /// Applies the fleet's rate and ceiling when another replica changed them.
+    fn adopt(&self, shared: &SharedBudget, beat: &Beat) {
+        if beat.version <= shared.version() {
+            return;
+        }
+        shared.set_version(beat.version);
+        if beat.origin == shared.replica() {
+            return;
+        }
+        let rate = {
+            let mut control = self.lock();
+            let before = (
+                control.controller.current_rate(),
+                control.controller.ceiling(),
+            );
+            control
+                .controller
+                .adopt(beat.ceiling, beat.rate, mono_now());
+            let after = (
+                control.controller.current_rate(),
+                control.controller.ceiling(),
+            );
+            if before == after {
+                return;
+            }
+            if after.1 < before.1 {
+                control.ceiling_updated_at = Some(Utc::now());
+            }
+            let rate = after.0;
+            self.bucket.set_rate(self.local_rate(rate), Fill::Empty);
+            tracing::info!(
+                "Rate limit: adopted the fleet's rate {rate:.2} req/s and ceiling {:.2} req/s (published by replica {})",
+                after.1,
+                if beat.origin.is_empty() { "-" } else { &beat.origin }
+            );
+            rate
+        };
+        self.metrics
+            .rate_limit_requests_per_second
+            .with_label_values(&[&self.variant])
+            .set(rate);
+    }
+
+    /// Publishes this replica's rate and ceiling to the fleet (in the background, bounded).
+    fn publish(&self) {
+        let Some(shared) = self.shared.clone() else {
+            return;
+        };
+        let (rate, ceiling) = {
+            let control = self.lock();
+            (
+                control.controller.current_rate(),
+                control.controller.ceiling(),
+            )
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.unpublished
+                .store(true, std::sync::atomic::Ordering::Release);
+            return;
+        };
+        let unpublished = Arc::clone(&self.unpublished);
+        runtime.spawn(async move {
+            if let Err(e) = shared.publish(rate, ceiling).await {
+                unpublished.store(true, std::sync::atomic::Ordering::Release);
+                tracing::warn!("Rate limit: could not publish the rate to the fleet ({e}); will retry");
+            }
+        });
     }
 
     /// Requests currently queued for admission.
@@ -235,6 +605,7 @@ impl Limiter {
     }
 
     fn record(&self, feedback: Feedback) {
+        let mut publish = false;
         let persist = {
             let mut control = self.lock();
             let Some(step) = control.controller.record(feedback, mono_now()) else {
@@ -245,6 +616,9 @@ impl Limiter {
             }
             // Swap under the lock so two adjustments can never apply out of order.
             self.apply(&step, &control.controller);
+            if step.rate_changed || matches!(step.decision, Decision::Decrease { .. }) {
+                publish = true;
+            }
             match step.decision {
                 Decision::Decrease {
                     new_ceiling, rate, ..
@@ -256,6 +630,9 @@ impl Limiter {
                 _ => None,
             }
         };
+        if publish {
+            self.publish();
+        }
         if let (Some(snapshot), Some(path)) = (persist, &self.settings.state_file) {
             // Best effort, outside the lock; at most once per window.
             match state::save(path, &snapshot) {
@@ -308,7 +685,7 @@ impl Limiter {
         }
         if step.rate_changed {
             let rate = controller.current_rate();
-            self.bucket.set_rate(rate, Fill::Empty);
+            self.bucket.set_rate(self.local_rate(rate), Fill::Empty);
             self.metrics
                 .rate_limit_requests_per_second
                 .with_label_values(&[&self.variant])
@@ -325,9 +702,10 @@ impl Limiter {
             control.ceiling_updated_at = None;
             control.restored_from_state = false;
             let rate = control.controller.current_rate();
-            self.bucket.set_rate(rate, Fill::Full);
+            self.bucket.set_rate(self.local_rate(rate), Fill::Full);
             (rate, control.controller.ceiling())
         };
+        self.publish();
         self.metrics
             .rate_limit_requests_per_second
             .with_label_values(&[&self.variant])

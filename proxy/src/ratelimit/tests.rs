@@ -37,6 +37,8 @@ fn settings(state_file: Option<PathBuf>) -> RateLimitSettings {
         probe_interval: 2,
         state_file,
         state_max_age: Duration::from_secs(6 * 3600),
+        window: WINDOW_FOR_TESTS,
+        ceiling_sample: controller::CeilingSample::Rate,
     }
 }
 

@@ -32,6 +32,7 @@ fn params(initial: f64, min: f64, max: f64) -> ControllerParams {
         hold_margin: 0.02,
         probe_interval: 10,
         window: WINDOW,
+        sample: CeilingSample::Rate,
     }
 }
 
@@ -354,4 +355,36 @@ fn burst_is_twice_the_rate_floored_and_at_least_one() {
     assert_eq!(burst_for(0.0), 0);
     assert_eq!(burst_for(-3.0), 0);
     assert_eq!(burst_for(f64::NAN), 0);
+}
+
+#[test]
+fn goodput_sample_converges_on_an_upstream_rate_limit() {
+    // Demand always fills the admission rate; the upstream admits 20 req/s (a token
+    // bucket): a window at rate r sees (r - 20)/r 429s when r > 20.
+    let limit = 20.0;
+    let run = |sample: CeilingSample| {
+        let mut clock = VirtualClock::new();
+        let mut p = params(10.0, 1.0, 50.0);
+        p.sample = sample;
+        let mut c = Controller::new(p, clock.now());
+        for _ in 0..30 {
+            let rate = c.current_rate();
+            let per_window = (rate * WINDOW.as_secs_f64()).round() as u64;
+            let ok = ((limit.min(rate)) * WINDOW.as_secs_f64()).round() as u64;
+            window(&mut c, &mut clock, ok.max(1), per_window.saturating_sub(ok));
+        }
+        c.ceiling()
+    };
+    let goodput = run(CeilingSample::Goodput);
+    assert!((goodput - limit).abs() / limit < 0.1, "goodput: {goodput}");
+    // The original sample stays far above the limit after the same 30 windows.
+    let original = run(CeilingSample::Rate);
+    assert!(original > 1.5 * limit, "rate: {original}");
+}
+
+#[test]
+fn goodput_sample_is_the_rate_that_got_through() {
+    assert!(close(CeilingSample::Goodput.of(40.0, 0.5), 20.0));
+    assert!(close(CeilingSample::Goodput.of(40.0, 1.5), 0.0));
+    assert!(close(CeilingSample::Rate.of(40.0, 0.5), 40.0));
 }

@@ -1,0 +1,132 @@
+//! Pure decisions of the shared budget: key names, this replica's share while Redis is
+//! unavailable, and reading the scripts' replies.
+
+use std::hash::Hasher as _;
+use std::time::Duration;
+
+use super::{Admit, Beat};
+use crate::config::ApiKey;
+use crate::error::ProxyError;
+
+/// The Redis keys of one API key's budget. They carry a fingerprint of the key (FNV-1a 64,
+/// so replicas with different keys never share a budget), never the key itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keys {
+    /// Sorted set of leases.
+    pub leases: String,
+    /// GCRA theoretical arrival time.
+    pub tat: String,
+    /// Hash of the shared limit.
+    pub limit: String,
+    /// Sorted set of replicas.
+    pub replicas: String,
+}
+
+impl Keys {
+    /// The keys of `api_key`'s budget.
+    pub fn for_key(api_key: &ApiKey) -> Self {
+        let mut hasher = fnv::FnvHasher::default();
+        hasher.write(api_key.expose().as_bytes());
+        let tag = format!("zai-proxy:{{{:016x}}}", hasher.finish());
+        Keys {
+            leases: format!("{tag}:leases"),
+            tat: format!("{tag}:tat"),
+            limit: format!("{tag}:limit"),
+            replicas: format!("{tag}:replicas"),
+        }
+    }
+}
+
+/// This replica's share of a fleet-wide amount while Redis is unavailable: the amount
+/// divided by the replicas last seen alive, rounded down so that the fleet stays under it,
+/// but at least one so that no replica stops.
+pub fn share(budget: u32, alive: u32) -> u32 {
+    (budget / alive.max(1)).max(1)
+}
+
+/// This replica's share of the fleet's admission rate while Redis is unavailable.
+pub fn rate_share(rate: f64, alive: u32) -> f64 {
+    rate / f64::from(alive.max(1))
+}
+
+/// Reads the admission script's `{granted, value}`.
+pub fn admit_reply(granted: i64, value: i64) -> Admit {
+    if granted == 1 {
+        Admit::Granted {
+            wait: Duration::from_micros(u64::try_from(value).unwrap_or(0)),
+        }
+    } else {
+        Admit::Full {
+            in_use: u32::try_from(value).unwrap_or(u32::MAX),
+        }
+    }
+}
+
+/// Reads the heartbeat script's `{alive, rate, ceiling, version, origin}`.
+pub fn beat_reply(reply: (i64, String, String, String, String)) -> Result<Beat, ProxyError> {
+    let (alive, rate, ceiling, version, origin) = reply;
+    let number = |what: &str, text: &str| -> Result<f64, ProxyError> {
+        text.parse::<f64>()
+            .ok()
+            .filter(|x| x.is_finite() && *x > 0.0)
+            .ok_or_else(|| ProxyError::Redis(format!("shared {what} is not a positive number")))
+    };
+    Ok(Beat {
+        alive: u32::try_from(alive.max(1)).unwrap_or(u32::MAX),
+        rate: number("rate", &rate)?,
+        ceiling: number("ceiling", &ceiling)?,
+        version: version
+            .parse()
+            .map_err(|_| ProxyError::Redis("shared version is not a number".into()))?,
+        origin,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn share_rounds_down_but_never_to_zero() {
+        assert_eq!(share(20, 3), 6);
+        assert_eq!(share(20, 1), 20);
+        assert_eq!(share(20, 0), 20);
+        assert_eq!(share(2, 3), 1);
+        // The fleet stays under the budget whenever the budget allows one each.
+        for budget in 1..64 {
+            for alive in 1..=budget {
+                assert!(share(budget, alive) * alive <= budget, "{budget}/{alive}");
+            }
+        }
+        assert!((rate_share(30.0, 3) - 10.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn keys_name_a_fingerprint_not_the_key() {
+        let secret = "zk-very-secret-key";
+        let keys = Keys::for_key(&ApiKey::new(secret));
+        for k in [&keys.leases, &keys.tat, &keys.limit, &keys.replicas] {
+            assert!(!k.contains(secret) && k.starts_with("zai-proxy:{"), "{k}");
+        }
+        assert_ne!(keys, Keys::for_key(&ApiKey::new("another-key")));
+        assert_eq!(keys, Keys::for_key(&ApiKey::new(secret)));
+    }
+
+    #[test]
+    fn replies_are_read_strictly() {
+        assert_eq!(
+            admit_reply(1, 1500),
+            Admit::Granted {
+                wait: Duration::from_micros(1500)
+            }
+        );
+        assert_eq!(admit_reply(0, 20), Admit::Full { in_use: 20 });
+        let beat = beat_reply((3, "12.5".into(), "20".into(), "4".into(), "r1".into()))
+            .expect("valid");
+        assert_eq!((beat.alive, beat.version), (3, 4));
+        assert!((beat.rate - 12.5).abs() < 1e-9);
+        assert!(beat_reply((3, "nan".into(), "20".into(), "4".into(), String::new())).is_err());
+        assert!(beat_reply((3, "1".into(), "-2".into(), "4".into(), String::new())).is_err());
+        assert!(beat_reply((3, "1".into(), "2".into(), "x".into(), String::new())).is_err());
+    }
+}

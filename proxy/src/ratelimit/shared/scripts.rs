@@ -1,0 +1,93 @@
+//! The Lua scripts that run the shared budget inside Redis. Every decision that reads and
+//! then writes shared state happens in one script, so it is atomic; time is Redis's own
+//! clock (`TIME`), so replicas' clocks never matter.
+//!
+//! Keys (one hash tag per API key, so all of a key's state lives in one slot):
+//! * `leases` — sorted set: lease member (`<replica>:<id>`) → deadline (µs);
+//! * `tat` — the GCRA "theoretical arrival time" of the admission bucket (µs);
+//! * `limit` — hash: `rate` (req/s, the fleet's admission rate), `ceiling` (the learned
+//!   ceiling), `version` (bumped on every change), `origin` (the replica that changed it);
+//! * `replicas` — sorted set: replica id → last heartbeat (ms).
+
+/// Takes one admission: a lease (when `limit > 0`) and a slot of the GCRA bucket.
+///
+/// KEYS: leases, tat, limit. ARGV: member, lease ttl (ms), concurrency limit (0 = none),
+/// rate to use when the `limit` hash has none (req/s).
+///
+/// Returns `{1, wait_us}` (granted; go after `wait_us`) or `{0, in_use}` (the concurrency
+/// budget is full; nothing was taken).
+///
+/// GCRA as a reservation: emission interval T = 1/rate, burst b = max(1, ⌊2·rate⌋) (the
+/// local bucket's burst), tolerance τ = (b − 1)·T. The slot reserved is max(tat, now); the
+/// caller waits until slot − τ; tat becomes slot + T.
+pub const ADMIT: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local limit = tonumber(ARGV[3])
+if limit > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+  local used = redis.call('ZCARD', KEYS[1])
+  if used >= limit then
+    return {0, used}
+  end
+end
+local rate = tonumber(redis.call('HGET', KEYS[3], 'rate') or ARGV[4])
+local wait = 0
+if rate and rate > 0 then
+  local interval = 1000000 / rate
+  local burst = math.max(1, math.floor(2 * rate))
+  local tolerance = (burst - 1) * interval
+  local tat = tonumber(redis.call('GET', KEYS[2]) or now)
+  if tat < now then tat = now end
+  local allowed = tat - tolerance
+  if allowed > now then wait = allowed - now end
+  local next_tat = tat + interval
+  redis.call('SET', KEYS[2], string.format('%.0f', next_tat), 'PX', math.ceil((next_tat - now) / 1000) + 1000)
+end
+if limit > 0 then
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]) * 1000, ARGV[1])
+  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 4)
+end
+return {1, math.floor(wait)}
+";
+
+/// One heartbeat of a replica: marks it alive, (re-)registers every lease it holds with a
+/// fresh deadline (after an outage Redis may have lost them; leases granted locally while
+/// Redis was down join the shared count here), seeds the shared limit if nobody has, and
+/// reads it back. Releases go through the same task after the heartbeat, so a lease given
+/// back meanwhile is removed again right after.
+///
+/// KEYS: replicas, leases, limit. ARGV: replica id, replica ttl (ms), lease ttl (ms),
+/// seed rate, seed ceiling, then the lease members held.
+///
+/// Returns `{alive replicas, rate, ceiling, version, origin}`.
+pub const HEARTBEAT: &str = r"
+local t = redis.call('TIME')
+local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now_ms = math.floor(now_us / 1000)
+local replica_ttl = tonumber(ARGV[2])
+redis.call('ZADD', KEYS[1], now_ms, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms - replica_ttl)
+redis.call('PEXPIRE', KEYS[1], replica_ttl * 4)
+local alive = redis.call('ZCARD', KEYS[1])
+local deadline = now_us + tonumber(ARGV[3]) * 1000
+for i = 6, #ARGV do
+  redis.call('ZADD', KEYS[2], deadline, ARGV[i])
+end
+if #ARGV >= 6 then
+  redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[3]) * 4)
+end
+redis.call('HSETNX', KEYS[3], 'rate', ARGV[4])
+redis.call('HSETNX', KEYS[3], 'ceiling', ARGV[5])
+redis.call('HSETNX', KEYS[3], 'version', '0')
+local st = redis.call('HMGET', KEYS[3], 'rate', 'ceiling', 'version', 'origin')
+return {alive, st[1], st[2], st[3], st[4] or ''}
+";
+
+/// Publishes a new admission rate and ceiling to every replica.
+///
+/// KEYS: limit. ARGV: rate, ceiling, origin replica. Returns the new version.
+pub const PUBLISH: &str = r"
+redis.call('HSET', KEYS[1], 'rate', ARGV[1], 'ceiling', ARGV[2], 'origin', ARGV[3])
+return redis.call('HINCRBY', KEYS[1], 'version', 1)
+";
