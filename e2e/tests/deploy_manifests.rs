@@ -194,6 +194,7 @@ const KUSTOMIZATIONS: &[&str] = &[
     "deploy/k8s/overlays/canary",
     "deploy/k8s/shared",
     "deploy/k8s",
+    "deploy/k8s/fleet",
     "deploy/kind/prometheus",
 ];
 
@@ -261,6 +262,66 @@ fn env_value<'a>(deployment: &'a Value, name: &str) -> Option<&'a str> {
         .iter()
         .find(|e| e["name"] == name)?["value"]
         .as_str()
+}
+
+/// deploy/k8s/fleet: the shared-budget component adds one Redis and points every replica
+/// of both variants at it (the Service's name and port), with the key's concurrency budget;
+/// the plain install stays without Redis; the Redis pod is hardened too.
+#[test]
+fn fleet_shares_the_budget_through_one_redis() -> Result<()> {
+    if !kubectl_available("fleet_shares_the_budget_through_one_redis") {
+        return Ok(());
+    }
+    let fleet = render("deploy/k8s/fleet")?;
+    let service = find(&fleet, "Service", "zai-proxy-redis")?;
+    let port = service["spec"]["ports"][0]["port"]
+        .as_i64()
+        .context("redis service port")?;
+    let url = format!("redis://zai-proxy-redis:{port}/0");
+    for name in ["zai-proxy", "zai-proxy-test"] {
+        let deployment = find(&fleet, "Deployment", name)?;
+        ensure!(
+            env_value(deployment, "RATE_LIMIT_REDIS_URL") == Some(url.as_str()),
+            "{name}: RATE_LIMIT_REDIS_URL is not {url}"
+        );
+        let budget: u32 = env_value(deployment, "MAX_UPSTREAM_CONCURRENCY")
+            .context("MAX_UPSTREAM_CONCURRENCY")?
+            .parse()?;
+        ensure!(budget > 0, "{name}: budget {budget}");
+        // The variant of every other setting is untouched by the component.
+        ensure!(env_value(deployment, "ZAI_TARGET_URL").is_some(), "{name}");
+    }
+    let redis: Deployment = round_trip(find(&fleet, "Deployment", "zai-proxy-redis")?)?;
+    let selector = redis.spec.as_ref().context("spec")?.selector.clone();
+    let labels = service["spec"]["selector"].clone();
+    ensure!(
+        serde_json::to_value(selector.match_labels)? == labels,
+        "the Service selects the Redis pods"
+    );
+    let pod = redis
+        .spec
+        .and_then(|s| s.template.spec)
+        .context("redis pod spec")?;
+    let c = &pod.containers[0];
+    let sc = c.security_context.as_ref().context("redis securityContext")?;
+    ensure!(sc.read_only_root_filesystem == Some(true), "redis: read-only root");
+    ensure!(sc.allow_privilege_escalation == Some(false), "redis: no escalation");
+    ensure!(
+        pod.security_context.and_then(|p| p.run_as_non_root) == Some(true),
+        "redis: non-root"
+    );
+    ensure!(c.readiness_probe.is_some(), "redis: readiness probe");
+    // Redis selectors never pick proxy pods, and the plain install has no Redis.
+    ensure!(labels["app"] != "zai-proxy", "{labels}");
+    let plain = render("deploy/k8s")?;
+    ensure!(
+        plain.iter().all(|d| name_of(d) != "zai-proxy-redis"),
+        "deploy/k8s stays without Redis"
+    );
+    for name in ["zai-proxy", "zai-proxy-test"] {
+        ensure!(env_value(find(&plain, "Deployment", name)?, "RATE_LIMIT_REDIS_URL").is_none());
+    }
+    Ok(())
 }
 
 #[test]

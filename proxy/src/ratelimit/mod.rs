@@ -137,6 +137,9 @@ pub struct Limiter {
     releases: Mutex<Option<mpsc::UnboundedReceiver<LeaseId>>>,
     /// A rate change that could not be published to Redis yet.
     unpublished: Arc<std::sync::atomic::AtomicBool>,
+    /// When heartbeats started succeeding again after an outage (see
+    /// [`shared::RECOVERY_GRACE`]).
+    recovering_since: Mutex<Option<tokio::time::Instant>>,
 }
 
 /// Controller plus the bookkeeping shown on `/health`.
@@ -271,6 +274,7 @@ impl Limiter {
             shared_metrics,
             releases: Mutex::new(None),
             unpublished: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            recovering_since: Mutex::new(None),
             metrics,
             variant: variant.to_owned(),
             control: Mutex::new(control),
@@ -358,6 +362,10 @@ impl Limiter {
 
     /// Redis failed: admit with this replica's share until a heartbeat succeeds again.
     fn fall_back(&self, shared: &SharedBudget, error: &ProxyError) {
+        *self
+            .recovering_since
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
         if !shared.set_up(false) {
             return;
         }
@@ -473,6 +481,11 @@ impl Limiter {
             }
             pending.clear();
             let first = shared.version() < 0;
+            if !first && !self.recovery_grace_over(beat.alive) {
+                // Admission stays local for the grace; the fleet's values are adopted now.
+                self.adopt(shared, &beat);
+                return;
+            }
             shared.set_up(true);
             self.shared_metrics.set_budget(self.budget);
             if first {
@@ -499,6 +512,30 @@ impl Limiter {
             .swap(false, std::sync::atomic::Ordering::AcqRel)
         {
             self.publish();
+        }
+    }
+
+    /// Whether the grace after an outage is over (starting it on the first call).
+    fn recovery_grace_over(&self, alive: u32) -> bool {
+        let mut since = self
+            .recovering_since
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let now = tokio::time::Instant::now();
+        match *since {
+            None => {
+                *since = Some(now);
+                tracing::info!(
+                    "Shared budget: Redis answers again; leases re-registered, back to the shared budget in {} ms ({alive} replicas alive)",
+                    shared::RECOVERY_GRACE.as_millis()
+                );
+                false
+            }
+            Some(start) if now.duration_since(start) < shared::RECOVERY_GRACE => false,
+            Some(_) => {
+                *since = None;
+                true
+            }
         }
     }
 

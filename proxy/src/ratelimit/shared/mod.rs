@@ -32,6 +32,10 @@ pub const HEARTBEAT: Duration = Duration::from_millis(500);
 pub const REPLICA_TTL: Duration = Duration::from_secs(3);
 /// A lease not renewed for this long expires (a crashed replica's leases go away).
 pub const LEASE_TTL: Duration = Duration::from_secs(5);
+/// After an outage, how long a replica keeps admitting with its share while its heartbeats
+/// already succeed: every replica's next heartbeat re-registers the leases it took locally,
+/// so none can fill the shared budget while another's local leases are not counted yet.
+pub const RECOVERY_GRACE: Duration = Duration::from_millis(1500);
 /// How often the head of a queue asks again when the concurrency budget is full and no
 /// lease of its own replica came back meanwhile.
 pub const FULL_POLL: Duration = Duration::from_millis(4);

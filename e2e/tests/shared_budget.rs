@@ -1,0 +1,424 @@
+//! Proxy replicas sharing one Z.AI key's budget through a real Redis (issue 19).
+//!
+//! Three `zai-proxy` processes stand in front of one fake-zai whose key allows 20
+//! concurrent requests (`max_concurrency`, 429 code 1302 beyond) and are loaded by
+//! zai-workers well beyond that:
+//! * with `RATE_LIMIT_REDIS_URL` the fleet never sends more than 20 at once (the fake
+//!   rejects none), clients see (almost) no 429, and the upstream is kept busy; the same
+//!   fleet without Redis (20 per process) trips the key's limit — both in the same run;
+//! * Redis killed and restarted mid-run: nothing lost, still no 1302, the fallback and
+//!   the recovery show in every replica's metrics;
+//! * against a request-rate limit (`max_rps`) the shared adaptive limiter learns a ceiling
+//!   near the real limit.
+//!
+//! `redis-server` (Debian package `redis-server`) is started by the tests on a loopback
+//! port; without it these tests skip with a one-line reason, and fail when `CI` is set.
+//! Numbers printed as `shared-budget:` JSON lines are the ones docs/SHARED_BUDGET.md quotes.
+#![allow(clippy::unwrap_used, reason = "test code fails the test on purpose")]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use zai_e2e::fake::limits::LimitStats;
+use zai_e2e::fake::{FakeConfig, FakeZai, Faults};
+use zai_e2e::platform::ports::free_port;
+use zai_e2e::redis::{self, RedisServer};
+use zai_e2e::rehearsal::suite::dependency_gate;
+use zai_e2e::workers::{self, DEFAULT_OPENAI_PATH, LoadMode, Report, Target, WorkersConfig};
+
+const KEY: &str = "shared-budget-key";
+const BUDGET: u32 = 20;
+const SEED: u64 = 19;
+
+/// One suite at a time: they measure a loaded machine.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn gate(test: &str) -> bool {
+    dependency_gate(test, redis::available())
+}
+
+/// A zai-proxy child process; killed on drop. Logs go to a file under target/.
+struct Proxy {
+    child: Child,
+    url: String,
+    log: PathBuf,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn log_dir() -> PathBuf {
+    let dir = zai_e2e::rehearsal::suite::test_report_dir("shared-budget");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn spawn_proxy(name: &str, fake: &FakeZai, env: &[(&str, String)]) -> Proxy {
+    let port = free_port().unwrap();
+    let log = log_dir().join(format!("{name}.log"));
+    let file = std::fs::File::create(&log).unwrap();
+    let mut command = Command::new(zai_e2e::proxy_bin().unwrap());
+    command
+        .env_clear()
+        .env("ZAI_API_KEY", KEY)
+        .env("ZAI_TARGET_URL", fake.url())
+        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env("DEPLOYMENT_VARIANT", "production")
+        .env("MAX_WORKERS", "400")
+        .env("TOKEN_COUNTING_ENABLED", "false")
+        .env("RATE_LIMIT_STATE_FILE", "")
+        .env("RETRY_BASE_DELAY", "50ms")
+        .env("SHUTDOWN_READINESS_DELAY", "0s")
+        .env("SHUTDOWN_GRACE_PERIOD", "1s")
+        .env("RUST_LOG", "info");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let child = command
+        .stdout(Stdio::null())
+        .stderr(file)
+        .spawn()
+        .unwrap();
+    let proxy = Proxy {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+        log,
+    };
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    for _ in 0..600 {
+        if let Ok(r) = client.get(format!("{}/readyz", proxy.url)).send().await
+            && r.status().is_success()
+        {
+            return proxy;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "{name} never became ready; log:\n{}",
+        std::fs::read_to_string(&proxy.log).unwrap_or_default()
+    );
+}
+
+/// Three replicas with the same key; with `redis`, sharing it.
+async fn fleet(fake: &FakeZai, redis: Option<&str>, extra: &[(&str, String)]) -> Vec<Proxy> {
+    let mut env: Vec<(&str, String)> = vec![("MAX_UPSTREAM_CONCURRENCY", BUDGET.to_string())];
+    // The request rate is not what these runs limit (except where `extra` says so).
+    env.extend([
+        ("RATE_LIMIT_INITIAL", "1000".to_owned()),
+        ("RATE_LIMIT_MIN", "1000".to_owned()),
+        ("RATE_LIMIT_MAX", "1000".to_owned()),
+    ]);
+    if let Some(url) = redis {
+        env.push(("RATE_LIMIT_REDIS_URL", url.to_owned()));
+    }
+    for (k, v) in extra {
+        env.retain(|(key, _)| key != k);
+        env.push((k, v.clone()));
+    }
+    let tag = if redis.is_some() { "redis" } else { "alone" };
+    let mut proxies = Vec::new();
+    for i in 0..3 {
+        proxies.push(spawn_proxy(&format!("{tag}-{i}"), fake, &env).await);
+    }
+    proxies
+}
+
+fn workers_config(proxies: &[Proxy], concurrency: usize, duration: Duration) -> WorkersConfig {
+    WorkersConfig {
+        targets: proxies
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                Target::from_base(
+                    format!("p{i}"),
+                    &format!("{}/api/anthropic", p.url),
+                    DEFAULT_OPENAI_PATH,
+                )
+                .unwrap()
+            })
+            .collect(),
+        api_key: KEY.to_owned(),
+        mode: LoadMode::Closed { concurrency },
+        duration: Some(duration),
+        requests: None,
+        stream_fraction: 0.5,
+        openai_fraction: 0.3,
+        request_timeout: Duration::from_secs(60),
+        seed: SEED,
+    }
+}
+
+async fn fake_with(faults: Faults) -> FakeZai {
+    FakeZai::start(FakeConfig {
+        faults,
+        seed: SEED,
+        ..FakeConfig::with_key(KEY)
+    })
+    .await
+    .unwrap()
+}
+
+/// Busy share of the budget between two snapshots of the fake's counters.
+fn utilisation(from: &LimitStats, to: &LimitStats) -> f64 {
+    let busy = to.busy_request_ms.saturating_sub(from.busy_request_ms) as f64;
+    let elapsed = to.elapsed_ms.saturating_sub(from.elapsed_ms) as f64;
+    busy / (elapsed * f64::from(BUDGET))
+}
+
+fn status(report: &Report, code: &str) -> u64 {
+    report.outcomes.get(code).copied().unwrap_or(0)
+}
+
+/// What one overloaded run gave.
+#[derive(Debug)]
+struct Run {
+    report: Report,
+    limits: LimitStats,
+    utilisation: f64,
+}
+
+impl Run {
+    fn client_429_share(&self) -> f64 {
+        status(&self.report, "http_429") as f64 / self.report.sent.max(1) as f64
+    }
+
+    fn json(&self, fleet: &str) -> Value {
+        json!({
+            "fleet": fleet,
+            "sent": self.report.sent,
+            "ok": self.report.ok,
+            "lost": self.report.lost,
+            "client_429": status(&self.report, "http_429"),
+            "client_429_share": self.client_429_share(),
+            "outcomes": self.report.outcomes,
+            "upstream_peak_concurrency": self.limits.peak_concurrency,
+            "upstream_rejected_1302": self.limits.rejected_concurrency,
+            "upstream_utilisation": self.utilisation,
+            "latency_ms_p50": self.report.latency_ms.p50,
+            "latency_ms_p99": self.report.latency_ms.p99,
+        })
+    }
+}
+
+/// Loads `proxies` with `concurrency` closed-loop clients for `duration`; utilisation is
+/// measured between 1.5 s in and 1 s before the end (steady overload); `during` runs
+/// alongside (e.g. killing Redis).
+async fn overload<F: Future<Output = ()>>(
+    fake: &FakeZai,
+    proxies: &[Proxy],
+    concurrency: usize,
+    duration: Duration,
+    during: F,
+) -> Run {
+    fake.reset_stats();
+    let handle = workers::spawn(
+        workers_config(proxies, concurrency, duration),
+        CancellationToken::new(),
+    )
+    .unwrap();
+    let measure = async {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let from = fake.stats().limits;
+        tokio::time::sleep(duration - Duration::from_millis(2500)).await;
+        let to = fake.stats().limits;
+        utilisation(&from, &to)
+    };
+    let (utilisation, ()) = tokio::join!(measure, during);
+    let report = handle.join().await;
+    Run {
+        report,
+        limits: fake.stats().limits,
+        utilisation,
+    }
+}
+
+async fn metrics(proxy: &Proxy) -> BTreeMap<String, f64> {
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let text = client
+        .get(format!("{}/metrics", proxy.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("zai_proxy_shared_budget") || l.starts_with("zai_proxy_upstream_"))
+        .filter_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            Some((name.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+fn metric(m: &BTreeMap<String, f64>, family: &str) -> f64 {
+    m.iter()
+        .find(|(name, _)| name.starts_with(&format!("{family}{{")) && name.contains("production"))
+        .map_or(f64::NAN, |(_, v)| *v)
+}
+
+fn overload_faults() -> Faults {
+    Faults {
+        max_concurrency: Some(BUDGET),
+        latency_ms: 100,
+        chunk_delay_ms: 10,
+        ..Faults::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fleet_keeps_the_key_limit_with_redis_and_trips_it_without() {
+    if !gate("the_fleet_keeps_the_key_limit_with_redis_and_trips_it_without") {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let server = RedisServer::start().unwrap();
+    let fake = fake_with(overload_faults()).await;
+    let duration = Duration::from_secs(8);
+
+    let shared = fleet(&fake, Some(&server.url()), &[]).await;
+    let with = overload(&fake, &shared, 75, duration, async {}).await;
+    for p in &shared {
+        let m = metrics(p).await;
+        assert_eq!(metric(&m, "zai_proxy_shared_budget_up"), 1.0, "{m:?}");
+        assert_eq!(metric(&m, "zai_proxy_shared_budget_replicas"), 3.0, "{m:?}");
+    }
+    drop(shared);
+    let alone = fleet(&fake, None, &[]).await;
+    let without = overload(&fake, &alone, 75, duration, async {}).await;
+    drop(alone);
+    println!("shared-budget: {}", with.json("3 replicas + Redis"));
+    println!("shared-budget: {}", without.json("3 replicas, no Redis"));
+
+    // With Redis: never above the key's limit, nothing the fleet could have queued turned
+    // into a client 429, the upstream kept busy.
+    assert_eq!(with.report.lost, 0, "{:?}", with.report);
+    assert_eq!(with.limits.rejected_concurrency, 0, "{:?}", with.limits);
+    assert!(with.limits.peak_concurrency <= BUDGET, "{:?}", with.limits);
+    assert!(with.client_429_share() < 0.005, "{:?}", with.report.outcomes);
+    assert!(with.utilisation >= 0.9, "utilisation {}", with.utilisation);
+    // Without Redis the same fleet admits 3 × 20 and trips the key's limit.
+    assert!(
+        without.limits.rejected_concurrency > 0,
+        "the comparison must show the problem: {:?}",
+        without.limits
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_and_restarted_mid_run_loses_nothing_and_keeps_the_limit() {
+    if !gate("redis_killed_and_restarted_mid_run_loses_nothing_and_keeps_the_limit") {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let mut server = RedisServer::start().unwrap();
+    let fake = fake_with(overload_faults()).await;
+    let proxies = fleet(&fake, Some(&server.url()), &[]).await;
+    let outage = async {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        server.kill();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        server.restart().unwrap();
+    };
+    let run = overload(&fake, &proxies, 75, Duration::from_secs(10), outage).await;
+    // Let every replica's heartbeat see the restarted Redis.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut replicas = Vec::new();
+    for p in &proxies {
+        replicas.push(metrics(p).await);
+    }
+    println!(
+        "shared-budget: {}",
+        json!({"redis_outage": run.json("3 replicas + Redis killed at 3 s, back at 6 s"),
+               "replica_metrics": replicas})
+    );
+    assert_eq!(run.report.lost, 0, "{:?}", run.report);
+    assert_eq!(
+        run.report.ok, run.report.sent,
+        "every request answered 200: {:?}",
+        run.report.outcomes
+    );
+    assert_eq!(run.limits.rejected_concurrency, 0, "{:?}", run.limits);
+    assert!(run.limits.peak_concurrency <= BUDGET, "{:?}", run.limits);
+    for m in &replicas {
+        assert!(metric(m, "zai_proxy_shared_budget_fallbacks_total") >= 1.0, "{m:?}");
+        assert!(metric(m, "zai_proxy_shared_budget_recoveries_total") >= 1.0, "{m:?}");
+        assert_eq!(metric(m, "zai_proxy_shared_budget_up"), 1.0, "{m:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shared_adaptive_limiter_learns_the_keys_request_rate() {
+    if !gate("the_shared_adaptive_limiter_learns_the_keys_request_rate") {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let server = RedisServer::start().unwrap();
+    let limit = 20.0;
+    let fake = fake_with(Faults {
+        max_rps: Some(limit),
+        latency_ms: 20,
+        ..Faults::default()
+    })
+    .await;
+    let settings = [
+        ("RATE_LIMIT_INITIAL", "10".to_owned()),
+        ("RATE_LIMIT_MIN", "1".to_owned()),
+        ("RATE_LIMIT_MAX", "60".to_owned()),
+        ("RATE_LIMIT_WINDOW", "1s".to_owned()),
+        ("RATE_LIMIT_CEILING_SAMPLE", "goodput".to_owned()),
+        ("MAX_UPSTREAM_CONCURRENCY", "200".to_owned()),
+        ("MAX_RETRIES", "1".to_owned()),
+    ];
+    let proxies = fleet(&fake, Some(&server.url()), &settings).await;
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let mut trace = Vec::new();
+    let sample = async {
+        for second in 0..24 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let health: Value = client
+                .get(format!("{}/health", proxies[0].url))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            trace.push(json!({"s": second + 1, "rate": health["rate_limit"]["current_rate"], "ceiling": health["rate_limit"]["ceiling"]}));
+        }
+    };
+    let run = overload(&fake, &proxies, 30, Duration::from_secs(25), sample).await;
+    let mut ceilings = Vec::new();
+    for p in &proxies {
+        let health: Value = client
+            .get(format!("{}/health", p.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        ceilings.push(health["rate_limit"]["ceiling"].as_f64().unwrap());
+    }
+    println!(
+        "shared-budget: {}",
+        json!({"adaptive": {"max_rps": limit, "ceilings": ceilings, "trace_replica_0": trace,
+               "sent": run.report.sent, "outcomes": run.report.outcomes,
+               "upstream_rejected_rps": run.limits.rejected_rps, "upstream_admitted": run.limits.admitted}})
+    );
+    assert_eq!(run.report.lost, 0);
+    for c in &ceilings {
+        assert!(
+            (c - limit).abs() / limit <= 0.2,
+            "learned ceiling {c} not within 20 % of the real limit {limit}: {ceilings:?}"
+        );
+    }
+}
