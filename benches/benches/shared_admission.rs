@@ -21,9 +21,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use hdrhistogram::Histogram;
 use serde_json::json;
+use zai_proxy::Metrics;
 use zai_proxy::config::{ApiKey, BudgetSettings, BuildInfo, RateLimitSettings};
 use zai_proxy::ratelimit::{Limiter, SourceBucket};
-use zai_proxy::Metrics;
 
 const RATE: u64 = 1_000;
 const HOLD: Duration = Duration::from_millis(20);
@@ -40,7 +40,14 @@ impl Drop for Redis {
 fn start_redis() -> anyhow::Result<(Redis, u16)> {
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ])
         .args(["--appendonly", "no"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -57,7 +64,13 @@ fn start_redis() -> anyhow::Result<(Redis, u16)> {
 }
 
 fn limiter(redis: Option<u16>) -> anyhow::Result<Arc<Limiter>> {
-    let metrics = Arc::new(Metrics::new("bench", &BuildInfo::default(), 10_000, &[], "glm-4")?);
+    let metrics = Arc::new(Metrics::new(
+        "bench",
+        &BuildInfo::default(),
+        10_000,
+        &[],
+        "glm-4",
+    )?);
     let settings = RateLimitSettings {
         initial: 50_000.0,
         min: 50_000.0,
@@ -129,9 +142,8 @@ fn bench(quick: bool) -> anyhow::Result<()> {
     let (_redis, port) = start_redis()?;
     let local = runtime.block_on(run(limiter(None)?, seconds))?;
     let shared = runtime.block_on(run(limiter(Some(port))?, seconds))?;
-    let added_p99 = (shared.value_at_quantile(0.99) as f64
-        - local.value_at_quantile(0.99) as f64)
-        / 1000.0;
+    let added_p99 =
+        (shared.value_at_quantile(0.99) as f64 - local.value_at_quantile(0.99) as f64) / 1000.0;
     let report = json!({
         "bench": "shared_admission",
         "rate_per_s": RATE,

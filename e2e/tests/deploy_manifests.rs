@@ -303,9 +303,18 @@ fn fleet_shares_the_budget_through_one_redis() -> Result<()> {
         .and_then(|s| s.template.spec)
         .context("redis pod spec")?;
     let c = &pod.containers[0];
-    let sc = c.security_context.as_ref().context("redis securityContext")?;
-    ensure!(sc.read_only_root_filesystem == Some(true), "redis: read-only root");
-    ensure!(sc.allow_privilege_escalation == Some(false), "redis: no escalation");
+    let sc = c
+        .security_context
+        .as_ref()
+        .context("redis securityContext")?;
+    ensure!(
+        sc.read_only_root_filesystem == Some(true),
+        "redis: read-only root"
+    );
+    ensure!(
+        sc.allow_privilege_escalation == Some(false),
+        "redis: no escalation"
+    );
     ensure!(
         pod.security_context.and_then(|p| p.run_as_non_root) == Some(true),
         "redis: non-root"

@@ -199,9 +199,11 @@ impl Front {
             match self.shared.enter() {
                 Verdict::Enter => Some(Ticket(Arc::clone(&self.shared))),
                 Verdict::Reject(code) => {
-                    self.shared
-                        .stats()
-                        .record(route.label(), &format!("rate_429_{code}"), streaming);
+                    self.shared.stats().record(
+                        route.label(),
+                        &format!("rate_429_{code}"),
+                        streaming,
+                    );
                     return rejection(route, code);
                 }
             }

@@ -108,7 +108,10 @@ impl KeyLimits {
     /// Decides one request arriving at `now`.
     pub fn try_enter(&mut self, settings: &LimitSettings, now: Instant) -> Verdict {
         self.refill(settings, now);
-        if settings.max_concurrency.is_some_and(|max| self.in_flight >= max) {
+        if settings
+            .max_concurrency
+            .is_some_and(|max| self.in_flight >= max)
+        {
             self.stats.rejected_concurrency += 1;
             return Verdict::Reject(CONCURRENCY_CODE);
         }
@@ -239,7 +242,10 @@ mod tests {
         k.try_enter(&s, t0);
         k.reset_stats(t0);
         let stats = k.stats(t0);
-        assert_eq!((stats.in_flight, stats.peak_concurrency, stats.admitted), (2, 2, 0));
+        assert_eq!(
+            (stats.in_flight, stats.peak_concurrency, stats.admitted),
+            (2, 2, 0)
+        );
         k.leave(t0);
         k.leave(t0);
         k.leave(t0);

@@ -395,43 +395,42 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Res
     }
 
     // Hook 2 (POLICIES): the upstream call with retries and 429 classes (forward/retry.rs).
-    let (response, lease) = match retry::send_with_retries(&state, &parts, body, admission.lease)
-        .await
-    {
-        Ok(answer) => answer,
-        Err(retry::RetryFailure::Upstream(e)) => {
-            tracing::warn!("Upstream error: {e}");
-            let (fault, message) = match e {
-                UpstreamError::Timeout(limit) => (
-                    Fault::UpstreamTimeout,
-                    format!(
-                        "Upstream did not respond within {}",
-                        humantime::format_duration(limit)
+    let (response, lease) =
+        match retry::send_with_retries(&state, &parts, body, admission.lease).await {
+            Ok(answer) => answer,
+            Err(retry::RetryFailure::Upstream(e)) => {
+                tracing::warn!("Upstream error: {e}");
+                let (fault, message) = match e {
+                    UpstreamError::Timeout(limit) => (
+                        Fault::UpstreamTimeout,
+                        format!(
+                            "Upstream did not respond within {}",
+                            humantime::format_duration(limit)
+                        ),
                     ),
-                ),
-                UpstreamError::Unreachable(_) => (
+                    UpstreamError::Unreachable(_) => (
+                        Fault::UpstreamUnreachable,
+                        "Upstream unreachable".to_owned(),
+                    ),
+                    UpstreamError::Request(_) => (
+                        Fault::UpstreamUnreachable,
+                        "Could not build the upstream request".to_owned(),
+                    ),
+                };
+                return fail(&state, method, route, started, fault, &message);
+            }
+            Err(e) => {
+                let message = e.to_string();
+                return fail(
+                    &state,
+                    method,
+                    route,
+                    started,
                     Fault::UpstreamUnreachable,
-                    "Upstream unreachable".to_owned(),
-                ),
-                UpstreamError::Request(_) => (
-                    Fault::UpstreamUnreachable,
-                    "Could not build the upstream request".to_owned(),
-                ),
-            };
-            return fail(&state, method, route, started, fault, &message);
-        }
-        Err(e) => {
-            let message = e.to_string();
-            return fail(
-                &state,
-                method,
-                route,
-                started,
-                Fault::UpstreamUnreachable,
-                &message,
-            );
-        }
-    };
+                    &message,
+                );
+            }
+        };
     if response.status().is_success() {
         state.limiter.record_success();
     }

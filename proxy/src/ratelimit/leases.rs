@@ -167,7 +167,9 @@ impl LeaseBook {
         let cap = self.cap();
         let taken = self
             .in_flight
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < cap).then_some(n + 1));
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < cap).then_some(n + 1)
+            });
         if taken.is_err() {
             return None;
         }
@@ -188,6 +190,23 @@ impl LeaseBook {
             released.as_mut().enable();
             if let Some(lease) = self.try_take() {
                 return lease;
+            }
+            released.await;
+        }
+    }
+
+    /// Waits for a lease under the local cap while `keep_waiting()` holds (checked again
+    /// on every release and cap change); `None` once it no longer does. Cancel-safe.
+    pub async fn take_while(self: &Arc<Self>, keep_waiting: impl Fn() -> bool) -> Option<Lease> {
+        loop {
+            let released = self.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            if !keep_waiting() {
+                return None;
+            }
+            if let Some(lease) = self.try_take() {
+                return Some(lease);
             }
             released.await;
         }
@@ -298,7 +317,10 @@ mod tests {
         while let Ok(id) = rx.try_recv() {
             released.push(id);
         }
-        assert!(released.contains(&abandoned_id), "an abandoned ask is released");
+        assert!(
+            released.contains(&abandoned_id),
+            "an abandoned ask is released"
+        );
         assert!(!released.contains(&refused_id));
         assert_eq!(book.held(), vec![granted.id()]);
         assert_eq!(book.in_flight(), 1);

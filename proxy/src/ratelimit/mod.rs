@@ -177,12 +177,8 @@ impl Limiter {
         limiter.lease_wanted = limiter.budget.is_some();
         let gauge = limiter.shared_metrics.leases.clone();
         if let Some(url) = &budget.redis_url {
-            let shared = SharedBudget::new(
-                url,
-                api_key,
-                limiter.budget,
-                limiter.shared_metrics.clone(),
-            )?;
+            let shared =
+                SharedBudget::new(url, api_key, limiter.budget, limiter.shared_metrics.clone())?;
             let (tx, rx) = mpsc::unbounded_channel();
             // Until Redis answered once, assume this replica is alone.
             limiter.leases = Arc::new(LeaseBook::new(
@@ -307,6 +303,15 @@ impl Limiter {
     /// while it answers; else locally (this replica's share of the rate and the budget).
     /// Cancel-safe.
     async fn take_turn(&self) -> Option<leases::Lease> {
+        loop {
+            if let Some(lease) = self.take_turn_once().await {
+                return lease;
+            }
+        }
+    }
+
+    /// One try: `None` when Redis came back while waiting locally (ask it instead).
+    async fn take_turn_once(&self) -> Option<Option<leases::Lease>> {
         if let Some(shared) = &self.shared {
             while shared.is_up() {
                 let pending = self.lease_wanted.then(|| self.leases.ask());
@@ -317,7 +322,7 @@ impl Limiter {
                         if !wait.is_zero() {
                             tokio::time::sleep(wait).await;
                         }
-                        return lease;
+                        return Some(lease);
                     }
                     Ok(Admit::Full { .. }) => {
                         if let Some(pending) = pending {
@@ -334,10 +339,13 @@ impl Limiter {
             }
         }
         self.bucket.acquire().await;
-        if self.lease_wanted {
-            Some(self.leases.take().await)
-        } else {
-            None
+        if !self.lease_wanted {
+            return Some(None);
+        }
+        match &self.shared {
+            // A lease granted locally once Redis is back would not be counted there.
+            Some(shared) => self.leases.take_while(|| !shared.is_up()).await.map(Some),
+            None => Some(Some(self.leases.take().await)),
         }
     }
 
@@ -374,8 +382,7 @@ impl Limiter {
             .budget
             .map_or(UNCAPPED, |b| shared::policy::share(b, alive));
         self.leases.set_cap(cap);
-        self.shared_metrics
-            .set_budget(self.budget.map(|_| cap));
+        self.shared_metrics.set_budget(self.budget.map(|_| cap));
         self.shared_metrics.fallbacks.inc();
         let rate = self.lock().controller.current_rate();
         let local = self.local_rate(rate);
@@ -487,6 +494,13 @@ impl Limiter {
                 return;
             }
             shared.set_up(true);
+            // Local waiters now ask Redis; leases granted locally up to this point are
+            // registered by one more heartbeat before anything else.
+            self.leases.set_cap(self.leases.cap());
+            if let Err(e) = shared.heartbeat(&self.leases.held(), rate, ceiling).await {
+                self.fall_back(shared, &e);
+                return;
+            }
             self.shared_metrics.set_budget(self.budget);
             if first {
                 tracing::info!(
@@ -572,7 +586,11 @@ impl Limiter {
             tracing::info!(
                 "Rate limit: adopted the fleet's rate {rate:.2} req/s and ceiling {:.2} req/s (published by replica {})",
                 after.1,
-                if beat.origin.is_empty() { "-" } else { &beat.origin }
+                if beat.origin.is_empty() {
+                    "-"
+                } else {
+                    &beat.origin
+                }
             );
             rate
         };
@@ -603,7 +621,9 @@ impl Limiter {
         runtime.spawn(async move {
             if let Err(e) = shared.publish(rate, ceiling).await {
                 unpublished.store(true, std::sync::atomic::Ordering::Release);
-                tracing::warn!("Rate limit: could not publish the rate to the fleet ({e}); will retry");
+                tracing::warn!(
+                    "Rate limit: could not publish the rate to the fleet ({e}); will retry"
+                );
             }
         });
     }

@@ -113,11 +113,7 @@ impl SharedBudget {
     ) -> Result<Self, ProxyError> {
         let client = Client::open(url.expose())
             .map_err(|_| ProxyError::Redis("RATE_LIMIT_REDIS_URL is not usable".into()))?;
-        let replica = format!(
-            "{}-{:08x}",
-            std::process::id(),
-            rand::random::<u32>()
-        );
+        let replica = format!("{}-{:08x}", std::process::id(), rand::random::<u32>());
         metrics.set_budget(budget);
         Ok(SharedBudget {
             client,

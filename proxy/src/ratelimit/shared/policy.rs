@@ -121,8 +121,8 @@ mod tests {
             }
         );
         assert_eq!(admit_reply(0, 20), Admit::Full { in_use: 20 });
-        let beat = beat_reply((3, "12.5".into(), "20".into(), "4".into(), "r1".into()))
-            .expect("valid");
+        let beat =
+            beat_reply((3, "12.5".into(), "20".into(), "4".into(), "r1".into())).expect("valid");
         assert_eq!((beat.alive, beat.version), (3, 4));
         assert!((beat.rate - 12.5).abs() < 1e-9);
         assert!(beat_reply((3, "nan".into(), "20".into(), "4".into(), String::new())).is_err());
