@@ -361,7 +361,7 @@ fn burst_is_twice_the_rate_floored_and_at_least_one() {
 fn goodput_sample_converges_on_an_upstream_rate_limit() {
     // Demand always fills the admission rate; the upstream admits 20 req/s (a token
     // bucket): a window at rate r sees (r - 20)/r 429s when r > 20.
-    let limit = 20.0;
+    let limit: f64 = 20.0;
     let run = |sample: CeilingSample| {
         let mut clock = VirtualClock::new();
         let mut p = params(10.0, 1.0, 50.0);
