@@ -639,6 +639,7 @@ fn check_promoter_rbac(docs: &[Value]) -> Result<()> {
         "apps/replicasets:list",
         "/pods:list",
         "/pods/log:get",
+        "/pods/proxy:get",
     ]
     .map(String::from)
     .into();

@@ -34,10 +34,10 @@ struct Cli {
     /// Prometheus base URL (overrides [prometheus] url; implies --signals prometheus with auto).
     #[arg(long, global = true, env = "PROMETHEUS_URL")]
     prometheus_url: Option<String>,
-    /// Reach pods' /health and /metrics through the API server's pod proxy (needs `get
-    /// pods/proxy`); without it /health is judged from readiness and scraping is unavailable.
-    #[arg(long, global = true, env = "ZAI_PROMOTER_POD_PROXY")]
-    pod_proxy: bool,
+    /// Do not use the API server's pod proxy (RBAC `get pods/proxy`) for pods' /health and
+    /// /metrics: pre.health_ok is then "not evaluated" and scraping is unavailable.
+    #[arg(long, global = true, env = "ZAI_PROMOTER_NO_POD_PROXY")]
+    no_pod_proxy: bool,
     /// Write report.json, report.md and junit.xml here.
     #[arg(long, global = true, env = "ZAI_PROMOTER_REPORT_DIR")]
     report_dir: Option<PathBuf>,
@@ -144,16 +144,16 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         KubePlatform::connect(config.kube.clone())
             .await
             .context("cannot reach Kubernetes")?
-            .with_pod_proxy(cli.pod_proxy),
+            .with_pod_proxy(!cli.no_pod_proxy),
     );
     let kind = match cli.signals {
         SignalsKind::Auto if cli.prometheus_url.is_some() => SignalsKind::Prometheus,
         SignalsKind::Auto => SignalsKind::Scrape,
         other => other,
     };
-    if kind == SignalsKind::Scrape && !cli.pod_proxy {
+    if kind == SignalsKind::Scrape && cli.no_pod_proxy {
         anyhow::bail!(
-            "scraping Kubernetes pods needs --pod-proxy; or give --prometheus-url to use Prometheus"
+            "scraping Kubernetes pods needs the pod proxy (drop --no-pod-proxy); or give --prometheus-url to use Prometheus"
         );
     }
     let signals: Box<dyn SignalSource> = match kind {

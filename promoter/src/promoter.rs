@@ -963,11 +963,17 @@ impl Promoter {
             );
             if let Some(Ok(pods)) = snap.pods.get(&Variant::Test) {
                 for p in pods.clone() {
-                    let r = self
+                    let r = match self
                         .platform
                         .pod_get(&p, "/health", self.config.http_timeout)
                         .await
-                        .map_err(|e| e.to_string());
+                    {
+                        Err(e @ crate::Error::PodUnreachable { .. }) => {
+                            snap.health_unreachable = Some(e.to_string());
+                            break;
+                        }
+                        r => r.map_err(|e| e.to_string()),
+                    };
                     snap.health.insert(p.name.clone(), r);
                 }
             }

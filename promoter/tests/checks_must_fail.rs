@@ -335,3 +335,15 @@ fn a_locally_evaluated_alert_counts_while_its_condition_holds() {
     }]));
     assert_eq!(status("pre.no_canary_alerts", &s, &ctx()).0, Status::Pass);
 }
+
+#[test]
+fn health_of_unreachable_pods_is_not_evaluated_never_guessed() {
+    let mut s = good();
+    s.health.clear();
+    s.health_unreachable =
+        Some("pod c-0 cannot be reached: the pod proxy is turned off (--no-pod-proxy)".into());
+    let (st, why) = status("pre.health_ok", &s, &ctx());
+    assert_eq!(st, Status::Skipped, "{why}");
+    assert!(why.contains("not evaluated"), "{why}");
+    assert!(why.contains("pod proxy is turned off"), "{why}");
+}

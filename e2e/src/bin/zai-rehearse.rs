@@ -12,7 +12,7 @@ use zai_e2e::rehearsal::suite::{PlatformKind, runtime_choice};
 use zai_e2e::rehearsal::summary::{Summary, table};
 use zai_e2e::rehearsal::{
     DEFAULT_TIME_SCALE, RunOptions, Scenario, SignalsChoice, TimeScale, builtin,
-    parse_scenario_file, run_scenario,
+    parse_scenario_file, run_scenario_then,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -56,6 +56,10 @@ struct Args {
     /// Print rehearsal.json to stdout instead of the table.
     #[arg(long)]
     json: bool,
+    /// Keep the last scenario's simulated cluster (API server and pods) up after its verdict
+    /// until Ctrl-C, to look at it with `kubectl --kubeconfig <report-dir>/<scenario>/kubeconfig`.
+    #[arg(long)]
+    hold: bool,
 }
 
 fn select(args: &Args) -> anyhow::Result<Vec<Scenario>> {
@@ -86,6 +90,17 @@ fn select(args: &Args) -> anyhow::Result<Vec<Scenario>> {
     Ok(chosen)
 }
 
+/// `--hold`: the cluster stays up until Ctrl-C.
+async fn hold_until_interrupted(kubeconfig: &std::path::Path) {
+    eprintln!(
+        "   holding the cluster; try: kubectl --kubeconfig {} get deployments,replicasets,pods\n   Ctrl-C to tear it down",
+        kubeconfig.display()
+    );
+    if let Err(e) = tokio::signal::ctrl_c().await {
+        eprintln!("   cannot wait for Ctrl-C ({e}); tearing down");
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -114,17 +129,23 @@ async fn main() -> anyhow::Result<()> {
     let binary = proxy_binary(true)?;
     let started = Instant::now();
     let mut results = Vec::new();
-    for scenario in &scenarios {
+    for (i, scenario) in scenarios.iter().enumerate() {
+        let hold = args.hold && i + 1 == scenarios.len();
         eprintln!(
             "== {}: {} (expect {})",
             scenario.name,
             scenario.description,
             scenario.expect.outcome.label()
         );
-        let result = run_scenario(
+        let result = run_scenario_then(
             scenario,
             runtime_choice(platform, &binary, time).await?,
             &options,
+            |kubeconfig| async move {
+                if hold {
+                    hold_until_interrupted(&kubeconfig).await;
+                }
+            },
         )
         .await
         .with_context(|| format!("scenario {}", scenario.name))?;

@@ -1,6 +1,7 @@
 //! Runs one scenario end to end: environment up, workers on, the real promoter engine run
-//! against the platform, fake-upstream faults switched when production's image changes,
-//! then the verdict checked against the scenario's expectation.
+//! through its `KubePlatform` against the simulated cluster's API server, fake-upstream
+//! faults switched when production's image changes, then the verdict checked against the
+//! scenario's expectation.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use zai_promoter::{
 
 use super::prometheus::{NAMESPACE, PrometheusServer};
 use super::scenario::{ExpectedOutcome, NEW_VERSION, OLD_VERSION, Scenario};
-use super::stack::{RuntimeChoice, Stack, git, image};
+use super::stack::{RuntimeChoice, Stack, git, image, kube_settings};
 use super::timing::TimeScale;
 use crate::Error;
 use crate::platform::PlatformEvent;
@@ -76,6 +77,10 @@ pub struct ScenarioResult {
     pub outcomes: std::collections::BTreeMap<String, u64>,
     /// The promoter's report.json (report.md and junit.xml beside it).
     pub report: PathBuf,
+    /// The kubeconfig of the scenario's simulated cluster (its API server is gone after the
+    /// run unless `zai-rehearse --hold` kept it).
+    #[serde(default)]
+    pub kubeconfig: PathBuf,
     /// Checks that failed and triggers that fired.
     pub decided_by: Vec<String>,
     /// The promoter's verdict sentence.
@@ -110,9 +115,26 @@ pub async fn run_scenario(
     choice: RuntimeChoice,
     options: &RunOptions,
 ) -> Result<ScenarioResult, Error> {
+    run_scenario_then(scenario, choice, options, |_| std::future::ready(())).await
+}
+
+/// Runs one scenario and awaits `before_shutdown` (given the kubeconfig path) before its
+/// cluster is torn down: `zai-rehearse --hold` waits for Ctrl-C there.
+pub async fn run_scenario_then<F, Fut>(
+    scenario: &Scenario,
+    choice: RuntimeChoice,
+    options: &RunOptions,
+    before_shutdown: F,
+) -> Result<ScenarioResult, Error>
+where
+    F: FnOnce(PathBuf) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let wall = Instant::now();
-    let stack = Stack::start(scenario, choice, options.time).await?;
+    let kubeconfig = options.report_dir.join(&scenario.name).join("kubeconfig");
+    let stack = Stack::start(scenario, choice, options.time, &kubeconfig).await?;
     let result = drive(scenario, &stack, options).await;
+    before_shutdown(kubeconfig).await;
     stack.shutdown().await;
     let mut result = result?;
     result.wall_seconds = wall.elapsed().as_secs_f64();
@@ -125,9 +147,10 @@ async fn drive(
     options: &RunOptions,
 ) -> Result<ScenarioResult, Error> {
     let time = options.time;
-    let config = time
+    let mut config = time
         .promoter_config(&stack.repo_path(), &scenario.disable)
         .map_err(Error::Setup)?;
+    config.kube = kube_settings();
 
     // Workers: open loop over the three services.
     let cancel = CancellationToken::new();
@@ -187,7 +210,7 @@ async fn drive(
     let signals: Box<dyn SignalSource> = match options.signals {
         SignalsChoice::Scrape => {
             let mut source = ScrapeSource::new(
-                Arc::clone(&stack.cluster) as Arc<dyn Platform>,
+                Arc::clone(&stack.platform) as Arc<dyn Platform>,
                 Duration::from_secs(120),
                 Duration::from_secs(2),
             )
@@ -196,7 +219,7 @@ async fn drive(
             while Instant::now() < until {
                 let mut pods = Vec::new();
                 for variant in Variant::ALL {
-                    pods.extend(stack.cluster.list_pods(variant).await.unwrap_or_default());
+                    pods.extend(stack.platform.list_pods(variant).await.unwrap_or_default());
                 }
                 if let Err(e) = source.refresh(&pods, chrono::Utc::now()).await {
                     tracing::debug!(error = %e, "warm-up scrape failed");
@@ -221,7 +244,7 @@ async fn drive(
     let name = scenario.name.clone();
     let mut promoter = Promoter::new(
         config,
-        Arc::clone(&stack.cluster) as Arc<dyn Platform>,
+        Arc::clone(&stack.platform) as Arc<dyn Platform>,
         signals,
         Arc::new(SystemClock),
     )
@@ -303,7 +326,7 @@ async fn drive(
         .map_err(|e| Error::Setup(format!("writing the promoter report: {e}")))?;
 
     let decided_by = decided_by(&report);
-    let production_image = stack.cluster.image(Variant::Production).await.ok();
+    let production_image = stack.platform.image(Variant::Production).await.ok();
     let mut problems = judge(
         scenario,
         &report,
@@ -327,6 +350,7 @@ async fn drive(
         workers: totals,
         outcomes: workers_report.outcomes.clone(),
         report: dir.join("report.json"),
+        kubeconfig: stack.kubeconfig.clone(),
         decided_by,
         verdict: report.verdict.clone(),
         reason: report.reason.clone(),

@@ -1,9 +1,11 @@
-//! Promotion rehearsals: the real promoter engine drives a canary → production promotion of
-//! the real proxy binary on a platform (local processes or Docker), with simulated workers
-//! and fake Z.AI upstreams, for built-in scenarios (one defect each, or none) and custom ones
-//! from a TOML file. `zai-rehearse` is the command; docs/REHEARSALS.md the guide.
+//! Promotion rehearsals: the real promoter engine, through its own Kubernetes platform, drives
+//! a canary → production promotion of the real proxy binary on a simulated cluster (pods are
+//! local processes or Docker containers) served by a Kubernetes API server on loopback, with
+//! simulated workers and fake Z.AI upstreams, for built-in scenarios (one defect each, or
+//! none) and custom ones from a TOML file. `zai-rehearse` is the command; docs/REHEARSALS.md the guide.
 
 pub mod driver;
+pub mod manifests;
 pub mod prometheus;
 pub mod scenario;
 pub mod stack;
@@ -11,7 +13,9 @@ pub mod suite;
 pub mod summary;
 pub mod timing;
 
-pub use driver::{RunOptions, ScenarioResult, SignalsChoice, WorkerTotals, run_scenario};
+pub use driver::{
+    RunOptions, ScenarioResult, SignalsChoice, WorkerTotals, run_scenario, run_scenario_then,
+};
 pub use scenario::{Scenario, builtin, inversion_disables, parse_scenario_file};
 pub use stack::RuntimeChoice;
 pub use timing::{DEFAULT_TIME_SCALE, TimeScale};

@@ -258,7 +258,10 @@ pub fn evaluate_check(
             );
             if let Some(pods) = pods(snap, Variant::Test, &mut s) {
                 s.source = "GET /health on each canary pod".into();
-                if pods.is_empty() {
+                if let Some(why) = &snap.health_unreachable {
+                    s.status = Status::Skipped;
+                    s.evidence.push(format!("not evaluated: {why}"));
+                } else if pods.is_empty() {
                     s.status = Status::Fail;
                     s.evidence.push("no canary pod".into());
                 } else {

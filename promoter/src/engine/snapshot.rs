@@ -31,6 +31,8 @@ pub struct Snapshot {
     pub logs: BTreeMap<Variant, Result<Vec<LogLine>, String>>,
     /// `/health` answers by pod name.
     pub health: BTreeMap<String, Result<HttpReply, String>>,
+    /// Why `/health` could not be asked at all (pods unreachable), if so.
+    pub health_unreachable: Option<String>,
     /// Worker counters, when a feed is attached.
     pub workers: Option<BTreeMap<Variant, WorkerStats>>,
 }
