@@ -86,7 +86,9 @@ async fn env() -> Env {
         Endpoints::new(),
         timing,
     ));
-    let api = ApiServer::start(Arc::clone(&cluster)).await.expect("api server");
+    let api = ApiServer::start(Arc::clone(&cluster))
+        .await
+        .expect("api server");
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("kubeconfig");
     kubeconfig::write(&path, &api.url(), NS).expect("kubeconfig");
@@ -192,7 +194,11 @@ async fn kube_platform_calls_have_api_server_semantics() {
     let prod_pods = platform.list_pods(Variant::Production).await.expect("pods");
     assert_eq!(prod_pods.len(), 2);
     assert!(prod_pods.iter().all(|p| p.ready && p.restarts == 0));
-    assert!(prod_pods.iter().all(|p| p.version.as_deref() == Some("1.0.0")));
+    assert!(
+        prod_pods
+            .iter()
+            .all(|p| p.version.as_deref() == Some("1.0.0"))
+    );
     let listed = pods
         .list(&ListParams::default().labels("app=zai-proxy,variant=test"))
         .await
@@ -260,7 +266,11 @@ async fn kube_platform_calls_have_api_server_semantics() {
     assert_eq!(image_of(&d, "proxy").as_deref(), Some("zai-proxy:1.1.0"));
     assert_eq!(image_of(&d, "sidecar").as_deref(), Some("busybox:1.36"));
     assert_eq!(
-        d.metadata.labels.as_ref().and_then(|l| l.get("version")).map(String::as_str),
+        d.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("version"))
+            .map(String::as_str),
         Some("1.1.0")
     );
     wait_for("rollout of 1.1.0", || async {
@@ -307,10 +317,11 @@ async fn kube_platform_calls_have_api_server_semantics() {
         ]
     );
     assert!(sets.items.iter().all(|r| {
-        r.metadata
-            .owner_references
-            .as_ref()
-            .is_some_and(|o| o.iter().any(|o| o.kind == "Deployment" && o.uid == d.metadata.uid.clone().unwrap_or_default()))
+        r.metadata.owner_references.as_ref().is_some_and(|o| {
+            o.iter().any(|o| {
+                o.kind == "Deployment" && o.uid == d.metadata.uid.clone().unwrap_or_default()
+            })
+        })
     }));
 
     // Undo: back to revision 1's template, which becomes revision 3 (its ReplicaSet reused).
@@ -336,14 +347,20 @@ async fn kube_platform_calls_have_api_server_semantics() {
         "3"
     );
     assert_eq!(image_of(&d, "sidecar").as_deref(), Some("busybox:1.36"));
-    let sets = rs.list(&ListParams::default().labels("variant=production")).await.expect("rs");
+    let sets = rs
+        .list(&ListParams::default().labels("variant=production"))
+        .await
+        .expect("rs");
     assert_eq!(sets.items.len(), 2, "the old ReplicaSet was reused");
 
     // Scale subresource.
     platform.scale(Variant::Test, 0).await.expect("scale");
     assert_eq!(platform.replicas(Variant::Test).await.expect("replicas"), 0);
     wait_for("canary scaled to 0", || async {
-        platform.list_pods(Variant::Test).await.is_ok_and(|p| p.is_empty())
+        platform
+            .list_pods(Variant::Test)
+            .await
+            .is_ok_and(|p| p.is_empty())
     })
     .await;
     let scale = env
@@ -375,7 +392,14 @@ async fn failures_are_status_objects_with_the_api_servers_codes() {
         .expect("create");
 
     // 404 with a Status body.
-    let (code, body) = status_of(env.http.get(format!("{base}/nope")).send().await.expect("get")).await;
+    let (code, body) = status_of(
+        env.http
+            .get(format!("{base}/nope"))
+            .send()
+            .await
+            .expect("get"),
+    )
+    .await;
     assert_eq!(code, 404);
     assert_eq!(body["kind"], "Status");
     assert_eq!(body["reason"], "NotFound");
@@ -413,7 +437,10 @@ async fn failures_are_status_objects_with_the_api_servers_codes() {
         )
         .await
         .expect_err("immutable selector");
-    assert!(matches!(err, kube::Error::Api(ref s) if s.code == 422 && s.reason == "Invalid"), "{err}");
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 422 && s.reason == "Invalid"),
+        "{err}"
+    );
     let err = deployments
         .patch_scale(
             "zai-proxy",
@@ -422,11 +449,18 @@ async fn failures_are_status_objects_with_the_api_servers_codes() {
         )
         .await
         .expect_err("negative replicas");
-    assert!(matches!(err, kube::Error::Api(ref s) if s.code == 422), "{err}");
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 422),
+        "{err}"
+    );
 
     // A stale resourceVersion: 409 Conflict, for an update and for a patch that sends one.
     let d = deployments.get("zai-proxy").await.expect("get");
-    let stale = d.metadata.resource_version.clone().expect("resource version");
+    let stale = d
+        .metadata
+        .resource_version
+        .clone()
+        .expect("resource version");
     deployments
         .patch(
             "zai-proxy",
@@ -436,15 +470,25 @@ async fn failures_are_status_objects_with_the_api_servers_codes() {
         .await
         .expect("label patch");
     let fresh = deployments.get("zai-proxy").await.expect("get");
-    assert_ne!(fresh.metadata.resource_version.as_deref(), Some(stale.as_str()));
-    assert_eq!(fresh.metadata.generation, Some(1), "labels do not raise the generation");
+    assert_ne!(
+        fresh.metadata.resource_version.as_deref(),
+        Some(stale.as_str())
+    );
+    assert_eq!(
+        fresh.metadata.generation,
+        Some(1),
+        "labels do not raise the generation"
+    );
     let mut old = d.clone();
     old.status = None;
     let err = deployments
         .replace("zai-proxy", &PostParams::default(), &old)
         .await
         .expect_err("stale update");
-    assert!(matches!(err, kube::Error::Api(ref s) if s.code == 409 && s.reason == "Conflict"), "{err}");
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 409 && s.reason == "Conflict"),
+        "{err}"
+    );
     let err = deployments
         .patch(
             "zai-proxy",
@@ -453,7 +497,10 @@ async fn failures_are_status_objects_with_the_api_servers_codes() {
         )
         .await
         .expect_err("stale patch");
-    assert!(matches!(err, kube::Error::Api(ref s) if s.code == 409), "{err}");
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 409),
+        "{err}"
+    );
 
     // A container that crashes at start: restartCount grows, CrashLoopBackOff is reported.
     let platform = KubePlatform::from_kubeconfig(&env.kubeconfig, kube_settings())
@@ -476,7 +523,10 @@ async fn failures_are_status_objects_with_the_api_servers_codes() {
         })
     })
     .await;
-    let status = platform.rollout_status(Variant::Test).await.expect("status");
+    let status = platform
+        .rollout_status(Variant::Test)
+        .await
+        .expect("status");
     assert!(!status.complete, "{status:?}");
 
     env.cluster.shutdown(Duration::from_secs(2)).await;
@@ -565,7 +615,13 @@ async fn kubectl_works_against_the_simulated_api_server() {
     let out = run(&["describe", "pods"]).await;
     assert!(out.contains("Ready"), "{out}");
 
-    let out = run(&["set", "image", "deployment/zai-proxy", "proxy=zai-proxy:1.1.0"]).await;
+    let out = run(&[
+        "set",
+        "image",
+        "deployment/zai-proxy",
+        "proxy=zai-proxy:1.1.0",
+    ])
+    .await;
     assert!(out.contains("image updated"), "{out}");
     let out = run(&["rollout", "status", "deployment/zai-proxy", "--timeout=60s"]).await;
     assert!(out.contains("successfully rolled out"), "{out}");
@@ -588,7 +644,11 @@ async fn kubectl_works_against_the_simulated_api_server() {
     assert!(out.contains("successfully rolled out"), "{out}");
 
     let pods = run(&["get", "pods", "-o", "name"]).await;
-    let pod = pods.lines().next().expect("a pod").trim_start_matches("pod/");
+    let pod = pods
+        .lines()
+        .next()
+        .expect("a pod")
+        .trim_start_matches("pod/");
     let out = run(&["logs", pod]).await;
     assert!(!out.trim().is_empty(), "kubectl logs printed nothing");
 

@@ -454,7 +454,10 @@ async fn health_comes_through_the_pod_proxy_never_from_readiness() {
     let server = proxy_answers(h, 503, br#"{"status":"draining"}"#);
     let r = p.pod_get(&pod_info, "/health", t).await.unwrap();
     server.await.unwrap();
-    assert_eq!((r.status, r.body.as_str()), (503, r#"{"status":"draining"}"#));
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (503, r#"{"status":"draining"}"#)
+    );
 
     // Forbidden by RBAC: unreachable with the reason, not a made-up answer.
     let (p, h) = platform();
@@ -474,6 +477,9 @@ async fn health_comes_through_the_pod_proxy_never_from_readiness() {
     let (p, _h) = platform();
     let p = p.with_pod_proxy(false);
     let e = p.pod_get(&pod_info, "/health", t).await.unwrap_err();
-    assert!(matches!(e, zai_promoter::Error::PodUnreachable { .. }), "{e}");
+    assert!(
+        matches!(e, zai_promoter::Error::PodUnreachable { .. }),
+        "{e}"
+    );
     assert!(p.pod_get(&pod_info, "/metrics", t).await.is_err());
 }

@@ -292,7 +292,11 @@ impl Cluster {
     /// Replaces a Deployment's metadata and spec (`PUT`, and every patch after it was
     /// applied): validated, `resourceVersion` checked, generation raised when the spec
     /// changed, the controller told.
-    pub fn replace_deployment(&self, name: &str, mut new: Deployment) -> Result<Deployment, ApiError> {
+    pub fn replace_deployment(
+        &self,
+        name: &str,
+        mut new: Deployment,
+    ) -> Result<Deployment, ApiError> {
         let mut events = Vec::new();
         let view = {
             let mut objects = self.objects();
@@ -325,8 +329,8 @@ impl Cluster {
             }
             let new_spec = new.spec.clone().unwrap_or_default();
             let spec_changed = objects::spec_json(&old_spec) != objects::spec_json(&new_spec);
-            let generation = entry.object.metadata.generation.unwrap_or(1)
-                + i64::from(spec_changed);
+            let generation =
+                entry.object.metadata.generation.unwrap_or(1) + i64::from(spec_changed);
             // Server-owned metadata stays the server's.
             let old_meta = &entry.object.metadata;
             new.metadata.namespace = old_meta.namespace.clone();
@@ -428,10 +432,12 @@ impl Cluster {
         name: &str,
         since: DateTime<Utc>,
     ) -> Result<Vec<LogLine>, ApiError> {
-        let found = self
-            .controllers()
-            .into_iter()
-            .find_map(|(_, _, c)| c.pods().into_iter().find(|p| p.name == name).map(|p| (c, p)));
+        let found = self.controllers().into_iter().find_map(|(_, _, c)| {
+            c.pods()
+                .into_iter()
+                .find(|p| p.name == name)
+                .map(|p| (c, p))
+        });
         let Some((controller, pod)) = found else {
             return Err(ApiError::not_found("pods", "", name));
         };
@@ -514,7 +520,11 @@ impl Cluster {
             })
             .map(|(_, p, _)| (p.name.clone(), p.port))
             .collect();
-        Ok(objects::endpoints(&service, &ready, self.resource_version()))
+        Ok(objects::endpoints(
+            &service,
+            &ready,
+            self.resource_version(),
+        ))
     }
 }
 

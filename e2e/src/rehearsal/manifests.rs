@@ -113,7 +113,11 @@ mod tests {
         let selector = spec.selector.match_labels.expect("selector");
         assert_eq!(selector["variant"], "test");
         assert!(!selector.contains_key("version"));
-        let labels = spec.template.metadata.and_then(|m| m.labels).expect("labels");
+        let labels = spec
+            .template
+            .metadata
+            .and_then(|m| m.labels)
+            .expect("labels");
         assert_eq!(labels["version"], "1.2.1-canary");
         let pod = spec.template.spec.expect("pod spec");
         assert_eq!(pod.containers[0].name, "proxy");

@@ -210,7 +210,11 @@ async fn create_objects(path: &Path, scenario: &Scenario) -> Result<(), Error> {
     let services: Api<Service> = Api::namespaced(client, NAMESPACE);
     let pp = PostParams::default();
     for (variant, tag, replicas) in [
-        (Variant::Production, OLD_VERSION, scenario.production_replicas),
+        (
+            Variant::Production,
+            OLD_VERSION,
+            scenario.production_replicas,
+        ),
         (Variant::Test, CANARY_VERSION, scenario.canary_replicas),
     ] {
         let d = manifests::deployment(variant, &image(tag), replicas)?;

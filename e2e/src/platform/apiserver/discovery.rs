@@ -77,7 +77,13 @@ pub fn core_v1() -> Value {
 
 /// `/apis/apps/v1`.
 pub fn apps_v1() -> Value {
-    let mut scale = resource("deployments/scale", "Scale", &[], &["get", "patch", "update"], true);
+    let mut scale = resource(
+        "deployments/scale",
+        "Scale",
+        &[],
+        &["get", "patch", "update"],
+        true,
+    );
     scale["group"] = json!("autoscaling");
     scale["version"] = json!("v1");
     json!({

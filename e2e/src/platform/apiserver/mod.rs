@@ -119,7 +119,10 @@ fn router(ctx: Ctx) -> Router {
         .route("/api", get(api_versions))
         .route("/apis", get(|| async { Json(discovery::groups()) }))
         .route("/api/v1", get(|| async { Json(discovery::core_v1()) }))
-        .route("/apis/apps/v1", get(|| async { Json(discovery::apps_v1()) }))
+        .route(
+            "/apis/apps/v1",
+            get(|| async { Json(discovery::apps_v1()) }),
+        )
         .route("/api/v1/namespaces", get(list_namespaces))
         .route(core, get(get_namespace))
         .route(
@@ -137,12 +140,18 @@ fn router(ctx: Ctx) -> Router {
             get(get_scale).patch(patch_scale).put(put_scale),
         )
         .route(&format!("{apps}/replicasets"), get(list_replica_sets))
-        .route(&format!("{apps}/replicasets/{{name}}"), get(get_replica_set))
+        .route(
+            &format!("{apps}/replicasets/{{name}}"),
+            get(get_replica_set),
+        )
         .route(&format!("{core}/pods"), get(list_pods))
         .route(&format!("{core}/pods/{{name}}"), get(get_pod))
         .route(&format!("{core}/pods/{{name}}/log"), get(pod_log))
         .route(&format!("{core}/pods/{{name}}/proxy"), get(pod_proxy_root))
-        .route(&format!("{core}/pods/{{name}}/proxy/{{*path}}"), get(pod_proxy))
+        .route(
+            &format!("{core}/pods/{{name}}/proxy/{{*path}}"),
+            get(pod_proxy),
+        )
         .route(
             &format!("{core}/services"),
             get(list_services).post(create_service),
@@ -167,8 +176,10 @@ async fn api_versions(State(ctx): State<Ctx>) -> Json<Value> {
 }
 
 fn ok(value: impl serde::Serialize) -> ApiResult {
-    Ok(Json(serde_json::to_value(value).map_err(|e| ApiError::bad_request(&e.to_string()))?)
-        .into_response())
+    Ok(
+        Json(serde_json::to_value(value).map_err(|e| ApiError::bad_request(&e.to_string()))?)
+            .into_response(),
+    )
 }
 
 fn check_ns(ctx: &Ctx, ns: &str) -> Result<(), ApiError> {
@@ -216,7 +227,10 @@ struct ListQuery {
 
 impl ListQuery {
     fn selector(&self) -> Result<Selector, ApiError> {
-        Selector::parse(self.label_selector.as_deref(), self.field_selector.as_deref())
+        Selector::parse(
+            self.label_selector.as_deref(),
+            self.field_selector.as_deref(),
+        )
     }
 
     fn watching(&self) -> bool {
@@ -373,7 +387,9 @@ async fn list_deployments(
 
 fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| {
-        ApiError::bad_request(&format!("the body of the request could not be decoded: {e}"))
+        ApiError::bad_request(&format!(
+            "the body of the request could not be decoded: {e}"
+        ))
     })
 }
 
@@ -385,15 +401,18 @@ async fn create_deployment(
     check_ns(&ctx, &ns)?;
     let d: Deployment = parse_body(&body)?;
     let created = ctx.cluster.create_deployment(d)?;
-    Ok((StatusCode::CREATED, Json(serde_json::to_value(created).unwrap_or_default())).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::to_value(created).unwrap_or_default()),
+    )
+        .into_response())
 }
 
 async fn get_deployment(
     State(ctx): State<Ctx>,
     Path((ns, name)): Path<(String, String)>,
 ) -> ApiResult {
-    check_ns(&ctx, &ns)
-        .map_err(|_| ApiError::not_found("deployments", "apps", &name))?;
+    check_ns(&ctx, &ns).map_err(|_| ApiError::not_found("deployments", "apps", &name))?;
     ok(ctx.cluster.deployment(&name)?)
 }
 
@@ -407,7 +426,13 @@ fn patch_type(headers: &HeaderMap) -> Result<PatchType, ApiError> {
 
 /// Applies a patch to an object's JSON. The object's own `resourceVersion` is a
 /// precondition only when the patch sets one (as a real API server treats it).
-fn patched(kind: &str, name: &str, current: &Value, pt: PatchType, body: &[u8]) -> Result<Value, ApiError> {
+fn patched(
+    kind: &str,
+    name: &str,
+    current: &Value,
+    pt: PatchType,
+    body: &[u8],
+) -> Result<Value, ApiError> {
     let patch: Value = parse_body(body)?;
     let mut out = patch::apply(pt, current, &patch)
         .map_err(|why| ApiError::invalid(kind, name, "patch", &why))?;
@@ -475,10 +500,7 @@ fn scale_of(d: &Deployment) -> Value {
     })
 }
 
-async fn get_scale(
-    State(ctx): State<Ctx>,
-    Path((ns, name)): Path<(String, String)>,
-) -> ApiResult {
+async fn get_scale(State(ctx): State<Ctx>, Path((ns, name)): Path<(String, String)>) -> ApiResult {
     check_ns(&ctx, &ns).map_err(|_| ApiError::not_found("deployments", "apps", &name))?;
     ok(scale_of(&ctx.cluster.deployment(&name)?))
 }
@@ -556,7 +578,10 @@ async fn get_replica_set(
         .replica_sets(&Selector::default())
         .into_iter()
         .find(|rs| rs.metadata.name.as_deref() == Some(name.as_str()))
-        .map_or_else(|| Err(ApiError::not_found("replicasets", "apps", &name)), ok)
+        .map_or_else(
+            || Err(ApiError::not_found("replicasets", "apps", &name)),
+            ok,
+        )
 }
 
 async fn list_pods(
@@ -567,13 +592,12 @@ async fn list_pods(
     if check_ns(&ctx, &ns).is_err() {
         return ok(list_body("PodList", "v1", 0, Vec::new()));
     }
-    list_or_watch(&q, "PodList", "v1", &ctx.cluster, |c, s| to_values(c.pods(s)))
+    list_or_watch(&q, "PodList", "v1", &ctx.cluster, |c, s| {
+        to_values(c.pods(s))
+    })
 }
 
-async fn get_pod(
-    State(ctx): State<Ctx>,
-    Path((ns, name)): Path<(String, String)>,
-) -> ApiResult {
+async fn get_pod(State(ctx): State<Ctx>, Path((ns, name)): Path<(String, String)>) -> ApiResult {
     check_ns(&ctx, &ns).map_err(|_| ApiError::not_found("pods", "", &name))?;
     ok(ctx.cluster.pod(&name)?)
 }
@@ -705,9 +729,10 @@ async fn forward(
         .get(header::CONTENT_TYPE)
         .cloned()
         .unwrap_or_else(|| header::HeaderValue::from_static("text/plain"));
-    let body = answer.bytes().await.map_err(|e| {
-        ApiError::unavailable(&format!("error reading from the pod: {e}"))
-    })?;
+    let body = answer
+        .bytes()
+        .await
+        .map_err(|e| ApiError::unavailable(&format!("error reading from the pod: {e}")))?;
     Ok((status, [(header::CONTENT_TYPE, content_type)], body).into_response())
 }
 
@@ -724,15 +749,15 @@ async fn list_services(
     })
 }
 
-async fn create_service(
-    State(ctx): State<Ctx>,
-    Path(ns): Path<String>,
-    body: Bytes,
-) -> ApiResult {
+async fn create_service(State(ctx): State<Ctx>, Path(ns): Path<String>, body: Bytes) -> ApiResult {
     check_ns(&ctx, &ns)?;
     let s: Service = parse_body(&body)?;
     let created = ctx.cluster.create_service(s)?;
-    Ok((StatusCode::CREATED, Json(serde_json::to_value(created).unwrap_or_default())).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::to_value(created).unwrap_or_default()),
+    )
+        .into_response())
 }
 
 async fn get_service(

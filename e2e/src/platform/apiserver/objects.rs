@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{
-    Deployment, DeploymentCondition, DeploymentSpec, DeploymentStatus, ReplicaSet,
-    ReplicaSetSpec, ReplicaSetStatus,
+    Deployment, DeploymentCondition, DeploymentSpec, DeploymentStatus, ReplicaSet, ReplicaSetSpec,
+    ReplicaSetStatus,
 };
 use k8s_openapi::api::core::v1::{
     ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
@@ -53,7 +53,10 @@ pub fn validate_deployment(
     if name.is_empty() {
         return Err(invalid("metadata.name", "Required value"));
     }
-    let spec = d.spec.as_ref().ok_or_else(|| invalid("spec", "Required value"))?;
+    let spec = d
+        .spec
+        .as_ref()
+        .ok_or_else(|| invalid("spec", "Required value"))?;
     let selector = spec.selector.match_labels.clone().unwrap_or_default();
     if selector.is_empty() {
         return Err(invalid(
@@ -64,7 +67,10 @@ pub fn validate_deployment(
     if let Some(old) = old {
         let old_selector = old.spec.as_ref().map(|s| s.selector.clone());
         if old_selector.as_ref() != Some(&spec.selector) {
-            return Err(invalid("spec.selector", "Invalid value: field is immutable"));
+            return Err(invalid(
+                "spec.selector",
+                "Invalid value: field is immutable",
+            ));
         }
     }
     let labels = spec
@@ -147,7 +153,11 @@ fn int_or_percent(v: Option<&IntOrString>, replicas: u32, round_up: bool, defaul
         Some(IntOrString::String(s)) => {
             let pct: f64 = s.trim_end_matches('%').parse().unwrap_or(0.0);
             let exact = f64::from(replicas) * pct / 100.0;
-            (if round_up { exact.ceil() } else { exact.floor() }) as u32
+            (if round_up {
+                exact.ceil()
+            } else {
+                exact.floor()
+            }) as u32
         }
     }
 }
@@ -211,12 +221,7 @@ pub fn deployment_with_status(
         .annotations
         .get_or_insert_with(BTreeMap::new)
         .insert(REVISION.to_owned(), revision.to_string());
-    let desired = d
-        .spec
-        .as_ref()
-        .and_then(|s| s.replicas)
-        .unwrap_or(1)
-        .max(0) as u32;
+    let desired = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1).max(0) as u32;
     let max_unavailable = d
         .spec
         .as_ref()

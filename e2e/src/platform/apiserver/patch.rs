@@ -67,8 +67,13 @@ pub fn merge(target: &Value, patch: &Value) -> Value {
 /// The merge key of a list field, as in the Kubernetes API's `patchMergeKey`.
 fn merge_key(field: &str) -> Option<&'static str> {
     match field {
-        "containers" | "initContainers" | "ephemeralContainers" | "env" | "volumes"
-        | "imagePullSecrets" | "hostAliases" => Some(match field {
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "env"
+        | "volumes"
+        | "imagePullSecrets"
+        | "hostAliases" => Some(match field {
             "hostAliases" => "ip",
             _ => "name",
         }),
@@ -180,7 +185,9 @@ fn add_at(doc: &mut Value, path: &str, value: Value, replace: bool) -> Result<()
     match target {
         Value::Object(o) => {
             if replace && !o.contains_key(&last) {
-                return Err(format!("replace operation does not apply: doc is missing key: {path}"));
+                return Err(format!(
+                    "replace operation does not apply: doc is missing key: {path}"
+                ));
             }
             o.insert(last, value);
         }
@@ -303,7 +310,10 @@ mod tests {
         let out = strategic(&two_containers(), &patch).expect("applies");
         let containers = &out["spec"]["template"]["spec"]["containers"];
         assert_eq!(containers[0]["image"], "zai-proxy:1.2.1");
-        assert_eq!(containers[0]["env"][0]["name"], "A", "fields not in the patch stay");
+        assert_eq!(
+            containers[0]["env"][0]["name"], "A",
+            "fields not in the patch stay"
+        );
         assert_eq!(containers[1]["image"], "envoy:1");
         assert_eq!(containers.as_array().map(Vec::len), Some(2));
     }
@@ -353,7 +363,10 @@ mod tests {
             {"op": "remove", "path": "/spec/template/spec/containers/1"}
         ]);
         let out = json_patch(&two_containers(), &patch).expect("applies");
-        assert_eq!(out["spec"]["template"]["spec"]["containers"][0]["image"], "b");
+        assert_eq!(
+            out["spec"]["template"]["spec"]["containers"][0]["image"],
+            "b"
+        );
         assert_eq!(out["metadata"]["annotations"]["a~b/c"], "1");
         assert_eq!(
             out["spec"]["template"]["spec"]["containers"]
@@ -377,7 +390,10 @@ mod tests {
             PatchType::from_content_type("application/merge-patch+json"),
             Some(PatchType::Merge)
         );
-        assert_eq!(PatchType::from_content_type("application/apply-patch+yaml"), None);
+        assert_eq!(
+            PatchType::from_content_type("application/apply-patch+yaml"),
+            None
+        );
         assert_eq!(PatchType::from_content_type("application/json"), None);
     }
 }
