@@ -119,6 +119,22 @@ pub const CHECKS: &[CheckDef] = &[
         meaning: "maximum number of firing ZaiProxyCanary* alerts",
     },
     CheckDef {
+        id: "pre.canary_error_rate",
+        phase: Phase::Pre,
+        title: "Canary error rate is not higher than production's",
+        threshold: 0.0,
+        window: secs(0),
+        meaning: "judge: canary 5xx share vs production's since the run began (plus [judge] lookback), anytime-valid at [judge] alpha, tolerance [judge.errors]",
+    },
+    CheckDef {
+        id: "pre.canary_latency",
+        phase: Phase::Pre,
+        title: "Canary latency has not degraded against production",
+        threshold: 0.0,
+        window: secs(0),
+        meaning: "judge: share of canary requests slower than production's tail bucket vs production's own share, anytime-valid at [judge] alpha, tolerance [judge.latency]",
+    },
+    CheckDef {
         id: "pre.canary_receiving_traffic",
         phase: Phase::Pre,
         title: "Canary is receiving traffic",

@@ -163,7 +163,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             config.prometheus.timeout,
         )?),
         _ => {
-            let retention = config.longest_window() + config.interval * 2;
+            let retention = config.scrape_retention();
             Box::new(
                 ScrapeSource::new(platform.clone(), retention, config.http_timeout)
                     .with_alert_timing(AlertTiming {

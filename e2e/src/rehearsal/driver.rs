@@ -188,7 +188,7 @@ async fn drive(
         SignalsChoice::Scrape => {
             let mut source = ScrapeSource::new(
                 Arc::clone(&stack.cluster) as Arc<dyn Platform>,
-                Duration::from_secs(120),
+                config.scrape_retention(),
                 Duration::from_secs(2),
             )
             .with_alert_timing(time.alert_timing());

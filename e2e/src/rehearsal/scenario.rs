@@ -113,10 +113,10 @@ pub struct Load {
 impl Default for Load {
     fn default() -> Self {
         Load {
-            rate: 40.0,
-            max_in_flight: 64,
+            rate: 200.0,
+            max_in_flight: 128,
             split: 2.0,
-            production: 2.0,
+            production: 1.0,
             test: 1.0,
             stream_fraction: 0.5,
         }
@@ -332,6 +332,75 @@ pub fn builtin() -> Vec<Scenario> {
         ..base.clone()
     });
 
+    // Both versions' upstreams fail the same 1 % with 500s, with wide latency jitter: a
+    // healthy canary in a noisy environment. Its verdict needs more requests than a clean one
+    // (about 8 000 canary requests at 1 %), hence the higher rate.
+    let noisy = Faults {
+        error_rate: 0.01,
+        error_status: Some(500),
+        ..latency(80, 60)
+    };
+    let noisy_plan = FaultPlan {
+        old: PhaseFaults {
+            canary: noisy.clone(),
+            rollout: noisy.clone(),
+        },
+        new: PhaseFaults {
+            canary: noisy.clone(),
+            rollout: noisy.clone(),
+        },
+    };
+    let busy = Load {
+        rate: 300.0,
+        ..Load::default()
+    };
+    out.push(Scenario {
+        name: "healthy-noisy".into(),
+        description: "no defect; both upstreams fail 1 % with 500s, latency 80 ms ± 60 ms".into(),
+        expect: expect(ExpectedOutcome::Promoted, &[]),
+        faults: noisy_plan.clone(),
+        load: busy.clone(),
+        ..base.clone()
+    });
+
+    let mut subtle = Scenario {
+        name: "subtle-regression".into(),
+        description: "the new version's upstream fails 4 % where the old one fails 1 %".into(),
+        expect: expect(ExpectedOutcome::Aborted, &["pre.canary_error_rate"]),
+        faults: noisy_plan,
+        load: busy,
+        ..base.clone()
+    };
+    let worse = Faults {
+        error_rate: 0.04,
+        ..noisy
+    };
+    subtle.faults.new = PhaseFaults {
+        canary: worse.clone(),
+        rollout: worse,
+    };
+    out.push(subtle);
+
+    out.push(Scenario {
+        name: "low-traffic".into(),
+        description: "the canary sees ~8 requests per second: too few to vouch for it".into(),
+        expect: Expectation {
+            not_by_deadline: false,
+            ..expect(
+                ExpectedOutcome::Aborted,
+                &["pre.canary_error_rate", "pre.canary_latency"],
+            )
+        },
+        load: Load {
+            rate: 24.0,
+            split: 0.0,
+            production: 2.0,
+            test: 1.0,
+            ..Load::default()
+        },
+        ..base.clone()
+    });
+
     out.push(Scenario {
         name: "load-only-defect".into(),
         description:
@@ -359,6 +428,7 @@ pub fn inversion_disables(name: &str) -> Option<Vec<&'static str>> {
     let ids: &[&str] = match name {
         "canary-errors" => &[
             "pre.no_canary_alerts",
+            "pre.canary_error_rate",
             "rollout.error_rate",
             "post.success_rate",
             "post.no_error_logs",
@@ -400,7 +470,7 @@ mod tests {
         let mut names: Vec<_> = all.iter().map(|s| s.name.clone()).collect();
         names.sort();
         names.dedup();
-        assert_eq!(names.len(), 7);
+        assert_eq!(names.len(), 10);
         for s in &all {
             for f in [
                 &s.faults.old.canary,

@@ -46,7 +46,7 @@ pub fn render_junit(r: &Report) -> String {
         );
         match c.status {
             Status::Pass => {}
-            Status::Fail | Status::NoData => {
+            Status::Fail | Status::NoData | Status::Inconclusive => {
                 failures += 1;
                 let _ = write!(
                     cases,

@@ -78,6 +78,10 @@ pub struct CheckReport {
     pub first_at: Option<DateTime<Utc>>,
     /// Last sample.
     pub last_at: Option<DateTime<Utc>>,
+    /// The judge's evidence (judged checks only): counts per side, estimates with their
+    /// anytime-valid intervals, tolerance, confidence reached, requests still needed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comparison: Option<crate::engine::judge::Comparison>,
 }
 
 impl CheckReport {
@@ -96,6 +100,7 @@ impl CheckReport {
             samples: 0,
             first_at: None,
             last_at: None,
+            comparison: None,
         }
     }
 
@@ -120,6 +125,7 @@ impl CheckReport {
             samples,
             first_at: first_at.or(Some(last.at)),
             last_at: Some(last.at),
+            comparison: last.comparison.clone(),
         }
     }
 }

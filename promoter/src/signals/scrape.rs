@@ -292,6 +292,11 @@ impl ScrapeStore {
             Signal::TokenCountQuantile { permille } => quantile(&w.data.token_count, permille),
             Signal::TokensIncrease => Reading::Value(w.data.tokens),
             Signal::TokenSeries => Reading::NoData("unreachable".into()),
+            Signal::ErrorCount => Reading::Value(by_class('5')),
+            Signal::LatencyBuckets if w.data.latency.is_empty() => {
+                Reading::NoData("no request-duration histogram in the window".into())
+            }
+            Signal::LatencyBuckets => Reading::Buckets(w.data.latency.clone()),
         }
     }
 
@@ -326,6 +331,12 @@ impl ScrapeStore {
             Signal::TokenSeries => {
                 format!("scrape: count zai_proxy_tokens_total{{variant=\"{v}\"}} series")
             }
+            Signal::ErrorCount => format!(
+                "scrape: Σ increase zai_proxy_requests_total{{variant=\"{v}\",status_code=~\"5..\"}} over {w}"
+            ),
+            Signal::LatencyBuckets => format!(
+                "scrape: Σ increase zai_proxy_request_duration_seconds_bucket{{variant=\"{v}\"}} by le over {w}"
+            ),
         }
     }
 }
