@@ -80,3 +80,16 @@ async fn load_only_defect_rolls_back_by_error_rate() {
     let r = rehearse("load-only-defect").await;
     assert!(r.decided_by.iter().any(|id| id == "trigger.error_rate"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subtle_regression_is_caught_by_the_judge() {
+    let r = rehearse("subtle-regression").await;
+    assert_eq!(r.outcome, "aborted");
+    assert!(r.decided_by.iter().any(|id| id == "pre.canary_error_rate"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn low_traffic_does_not_promote_blind() {
+    let r = rehearse("low-traffic").await;
+    assert_eq!(r.outcome, "aborted");
+}

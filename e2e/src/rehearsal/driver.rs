@@ -125,9 +125,12 @@ async fn drive(
     options: &RunOptions,
 ) -> Result<ScenarioResult, Error> {
     let time = options.time;
-    let config = time
+    let mut config = time
         .promoter_config(&stack.repo_path(), &scenario.disable)
         .map_err(Error::Setup)?;
+    if let Some(secs) = scenario.judge_deadline_secs {
+        config.judge.deadline = Duration::from_secs(secs);
+    }
 
     // Workers: open loop over the three services.
     let cancel = CancellationToken::new();

@@ -152,6 +152,10 @@ pub struct Scenario {
     pub load: Load,
     /// Promoter checks/triggers disabled (inversion runs).
     pub disable: Vec<String>,
+    /// The promoter's `[judge] deadline` in seconds (default: the rehearsal's, 90 s). A
+    /// verdict needs requests, not minutes: scenarios whose canary needs more requests to be
+    /// vouched for (shared noise) get longer.
+    pub judge_deadline_secs: Option<u64>,
 }
 
 impl Default for Scenario {
@@ -173,6 +177,7 @@ impl Default for Scenario {
             faults: FaultPlan::default(),
             load: Load::default(),
             disable: Vec::new(),
+            judge_deadline_secs: None,
         }
     }
 }
@@ -360,6 +365,8 @@ pub fn builtin() -> Vec<Scenario> {
         expect: expect(ExpectedOutcome::Promoted, &[]),
         faults: noisy_plan.clone(),
         load: busy.clone(),
+        // About 18 000 canary requests at 1 % on both sides: ~140 s at this rate.
+        judge_deadline_secs: Some(240),
         ..base.clone()
     });
 
