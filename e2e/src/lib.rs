@@ -4,6 +4,7 @@ pub mod error;
 pub mod fake;
 pub mod platform;
 pub mod rehearsal;
+pub mod seed;
 pub mod service;
 pub mod workers;
 pub use binaries::proxy_bin;

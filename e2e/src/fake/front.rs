@@ -336,11 +336,7 @@ impl Front {
                 json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
             }
             (&Method::GET, "/__fake/stats") => json(StatusCode::OK, &*self.shared.stats()),
-            (&Method::DELETE, "/__fake/stats") => {
-                let mut stats = self.shared.stats();
-                *stats = Default::default();
-                json(StatusCode::OK, &*stats)
-            }
+            (&Method::DELETE, "/__fake/stats") => json(StatusCode::OK, &self.shared.reset_stats()),
             (&Method::GET, "/__fake/faults") => json(StatusCode::OK, &self.shared.faults()),
             (&Method::POST | &Method::PUT, "/__fake/faults") => {
                 let faults: Faults = if body.iter().all(u8::is_ascii_whitespace) {

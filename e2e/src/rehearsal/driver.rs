@@ -18,6 +18,7 @@ use zai_promoter::{
 
 use super::prometheus::{NAMESPACE, PrometheusServer};
 use super::scenario::{ExpectedOutcome, NEW_VERSION, OLD_VERSION, Scenario};
+use super::seeds::ScenarioSeeds;
 use super::stack::{RuntimeChoice, Stack, git, image};
 use super::timing::TimeScale;
 use crate::Error;
@@ -42,6 +43,8 @@ pub struct RunOptions {
     pub signals: SignalsChoice,
     /// Where each scenario's promoter report goes (`<dir>/<scenario>/report.json`).
     pub report_dir: PathBuf,
+    /// The run's seed; each scenario's process seeds derive from it and the scenario's name.
+    pub seed: u64,
 }
 
 /// Worker counts of one scenario.
@@ -86,6 +89,32 @@ pub struct ScenarioResult {
     pub problems: Vec<String>,
     /// Wall time of the whole scenario, set-up and tear-down included.
     pub wall_seconds: f64,
+    /// The seeds of this run (`--seed {seeds.run}` replays it).
+    #[serde(default)]
+    pub seeds: ScenarioSeeds,
+}
+
+impl ScenarioResult {
+    /// A run that could not be carried out (set-up failed): a failed run with the error as
+    /// its problem, so `--repeat` counts it instead of stopping.
+    pub fn not_run(scenario: &Scenario, seeds: ScenarioSeeds, error: &str) -> ScenarioResult {
+        ScenarioResult {
+            name: scenario.name.clone(),
+            expected: scenario.expect.outcome.label().to_owned(),
+            outcome: "not_run".to_owned(),
+            passed: false,
+            decision_seconds: 0.0,
+            workers: WorkerTotals::default(),
+            outcomes: std::collections::BTreeMap::new(),
+            report: PathBuf::new(),
+            decided_by: Vec::new(),
+            verdict: format!("could not run: {error}"),
+            reason: Some(error.to_owned()),
+            problems: vec![format!("could not run: {error}")],
+            wall_seconds: 0.0,
+            seeds,
+        }
+    }
 }
 
 /// Worker outcomes per variant for the promoter (`production`/`test` targets).
@@ -111,8 +140,9 @@ pub async fn run_scenario(
     options: &RunOptions,
 ) -> Result<ScenarioResult, Error> {
     let wall = Instant::now();
-    let stack = Stack::start(scenario, choice, options.time).await?;
-    let result = drive(scenario, &stack, options).await;
+    let seeds = ScenarioSeeds::derive(options.seed, &scenario.name);
+    let stack = Stack::start(scenario, choice, options.time, &seeds).await?;
+    let result = drive(scenario, &stack, options, &seeds).await;
     stack.shutdown().await;
     let mut result = result?;
     result.wall_seconds = wall.elapsed().as_secs_f64();
@@ -123,6 +153,7 @@ async fn drive(
     scenario: &Scenario,
     stack: &Stack,
     options: &RunOptions,
+    seeds: &ScenarioSeeds,
 ) -> Result<ScenarioResult, Error> {
     let time = options.time;
     let mut config = time
@@ -165,7 +196,7 @@ async fn drive(
         stream_fraction: load.stream_fraction,
         openai_fraction: 0.3,
         request_timeout: Duration::from_secs(30),
-        seed: 11,
+        seed: seeds.workers,
     };
     let handle =
         workers::spawn(workers_config, cancel.clone()).map_err(|e| Error::Setup(e.to_string()))?;
@@ -335,6 +366,7 @@ async fn drive(
         reason: report.reason.clone(),
         problems,
         wall_seconds: 0.0,
+        seeds: *seeds,
     })
 }
 
