@@ -372,9 +372,17 @@ async fn drive(
 
 /// Failed checks and fired triggers, in report order.
 pub fn decided_by(report: &Report) -> Vec<String> {
+    // A run that ended for insufficient evidence was decided by the judged checks that stayed
+    // inconclusive.
+    let insufficient = report
+        .reason
+        .as_deref()
+        .is_some_and(|r| r.starts_with("insufficient evidence"));
     let mut ids: Vec<String> = report
         .all_checks()
-        .filter(|(_, c)| c.status == Status::Fail)
+        .filter(|(_, c)| {
+            c.status == Status::Fail || (insufficient && c.status == Status::Inconclusive)
+        })
         .map(|(_, c)| c.id.clone())
         .collect();
     ids.extend(
