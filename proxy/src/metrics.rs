@@ -93,8 +93,8 @@ pub const ZAI_ERROR_CLASSES: &[(&str, &str)] = &[
 /// low buckets resolve a fast upstream (and the fake one in tests), the high ones a
 /// reasoning model thinking for minutes.
 pub const TIME_TO_FIRST_TOKEN_BUCKETS: &[f64] = &[
-    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0,
-    30.0, 60.0, 120.0,
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0,
+    60.0, 120.0,
 ];
 /// Buckets of `zai_proxy_output_tokens_per_second`: GLM models decode at ~20-200 tokens/s
 /// per stream (turbo and flash variants faster); finer steps where rates usually are.

@@ -128,11 +128,7 @@ impl AppState {
         // TOKENIZER_MODEL is configuration (bounded), so it keeps its own label even when
         // it is not in KNOWN_MODELS.
         let default_model = Arc::from(config.tokenizer_model.as_str());
-        let streams = StreamHot::new(
-            &metrics,
-            &variant,
-            config.known_models.len() + 2,
-        );
+        let streams = StreamHot::new(&metrics, &variant, config.known_models.len() + 2);
         Ok(Arc::new(Self {
             streams,
             auth_warning: Throttle::new(AUTH_WARNING_INTERVAL),

@@ -14,8 +14,7 @@ pub const BODY_LIMIT: usize = 32 * 1024;
 
 /// Business codes this proxy knows by name; anything else is `other` in metric labels.
 pub const KNOWN_CODES: [&str; 12] = [
-    "1302", "1303", "1304", "1305", "1308", "1309", "1310", "1312", "1313", "1113", "1311",
-    "1214",
+    "1302", "1303", "1304", "1305", "1308", "1309", "1310", "1312", "1313", "1113", "1311", "1214",
 ];
 
 /// Codes that are never retried and never fed to the limiter: 1113 (account in arrears /
@@ -428,7 +427,10 @@ mod tests {
             // 2026-12-07 00:00 in UTC+8 is 2026-12-06 16:00 UTC: four hours from `now`.
             assert_eq!(e.derived_retry_after(now), Some(4 * 3600), "{code}");
             // Without a time in the body nothing is made up.
-            let bare = classify(format!(r#"{{"error":{{"code":"{code}"}}}}"#).as_bytes(), false);
+            let bare = classify(
+                format!(r#"{{"error":{{"code":"{code}"}}}}"#).as_bytes(),
+                false,
+            );
             assert_eq!(bare.derived_retry_after(now), None, "{code}");
         }
         let e = classify(br#"{"error":{"code":"1304","retry_after":90}}"#, false);

@@ -44,6 +44,9 @@ pub enum Signal {
     TokensIncrease,
     /// Number of `zai_proxy_tokens_total` series exported by the variant (window ignored).
     TokenSeries,
+    /// Upstream 401/403 answers in the window (the proxy's key refused):
+    /// `sum(increase(zai_proxy_upstream_errors_total{error_type="auth"}[w]))`.
+    UpstreamAuthFailures,
 }
 
 impl fmt::Display for Signal {
@@ -59,6 +62,7 @@ impl fmt::Display for Signal {
             }
             Signal::TokensIncrease => f.write_str("tokens counted"),
             Signal::TokenSeries => f.write_str("token series"),
+            Signal::UpstreamAuthFailures => f.write_str("upstream auth failures"),
         }
     }
 }

@@ -50,6 +50,10 @@ pub fn promql(q: &SignalQuery, selector: &str) -> String {
             format!("sum(increase(zai_proxy_tokens_total{{{v}}}[{w}])) or vector(0)")
         }
         Signal::TokenSeries => format!("count(zai_proxy_tokens_total{{{v}}}) or vector(0)"),
+        // The proxy pre-creates the `auth` series at zero: no series means no proxy scraped.
+        Signal::UpstreamAuthFailures => format!(
+            "sum(increase(zai_proxy_upstream_errors_total{{{v},error_type=\"auth\"}}[{w}]))"
+        ),
     }
 }
 

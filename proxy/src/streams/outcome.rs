@@ -79,7 +79,11 @@ mod tests {
             (ClientGone, false, true, O::UpstreamErrorEvent),
         ];
         for (end, terminal, error, want) in cases {
-            assert_eq!(O::decide(end, terminal, error), want, "{end:?} {terminal} {error}");
+            assert_eq!(
+                O::decide(end, terminal, error),
+                want,
+                "{end:?} {terminal} {error}"
+            );
         }
         for (i, o) in O::ALL.iter().enumerate() {
             assert_eq!(o.index(), i);

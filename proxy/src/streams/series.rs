@@ -31,10 +31,7 @@ pub struct StreamHot {
 impl StreamHot {
     /// Resolves the outcome counters; `model_slots` is the number of model label values.
     pub fn new(m: &Metrics, variant: &str, model_slots: usize) -> Self {
-        let outcome = |o: StreamOutcome| {
-            m.streams_total
-                .with_label_values(&[variant, o.as_str()])
-        };
+        let outcome = |o: StreamOutcome| m.streams_total.with_label_values(&[variant, o.as_str()]);
         Self {
             outcomes: StreamOutcome::ALL.map(outcome),
             per_model: (0..model_slots)

@@ -85,10 +85,14 @@ impl ResponseTap for StreamTap {
         let s = &self.state;
         s.streams.outcome(outcome).inc();
         if outcome == StreamOutcome::Complete
-            && let Some(rate) = output_rate(self.watch.output_tokens, self.first_token, Instant::now())
-            && let Some(series) =
-                s.streams
-                    .series(&s.metrics, self.model.slot(), self.model.as_str(), self.format)
+            && let Some(rate) =
+                output_rate(self.watch.output_tokens, self.first_token, Instant::now())
+            && let Some(series) = s.streams.series(
+                &s.metrics,
+                self.model.slot(),
+                self.model.as_str(),
+                self.format,
+            )
         {
             series.output_tokens_per_second.observe(rate);
         }

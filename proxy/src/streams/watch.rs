@@ -18,8 +18,8 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, Deserializer, IgnoredAny, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, Visitor};
 use serde_json::Number;
 
 use crate::tokens::sse::SseParser;
@@ -312,7 +312,10 @@ mod tests {
     #[test]
     fn a_cut_after_the_first_chunk_has_no_terminal_event() {
         for text in [ANTHROPIC, OPENAI] {
-            let cut = text.find("[DONE]").or_else(|| text.find("event: message_delta")).unwrap();
+            let cut = text
+                .find("[DONE]")
+                .or_else(|| text.find("event: message_delta"))
+                .unwrap();
             let (w, _) = watch_all(&text[..cut / 2], 0);
             assert!(!w.terminal, "{}", &text[..cut / 2]);
         }
@@ -357,7 +360,9 @@ mod tests {
         ] {
             assert_eq!(event_facts(data), EventFacts::default(), "{data:?}");
         }
-        assert!(event_facts(b"{\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0}]}}]}").content);
+        assert!(
+            event_facts(b"{\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0}]}}]}").content
+        );
         assert!(event_facts(b" [DONE] ").terminal);
     }
 }

@@ -166,14 +166,15 @@ fn run_rules(encoding: Encoding, fast: &tiktoken::CoreBpe) -> &'static RunRules 
 /// failed its own check: counting is then exact but slower on Chinese).
 fn han_cuts(encoding: Encoding, fast: &tiktoken::CoreBpe) -> Option<&'static HanCuts> {
     static CUTS: [OnceLock<Option<HanCuts>>; 4] = [const { OnceLock::new() }; 4];
-    CUTS[encoding.index()].get_or_init(|| match HanCuts::derive(fast) {
-        Ok(cuts) => Some(cuts),
-        Err(problem) => {
-            tracing::warn!(%encoding, %problem, "Han runs are counted whole");
-            None
-        }
-    })
-    .as_ref()
+    CUTS[encoding.index()]
+        .get_or_init(|| match HanCuts::derive(fast) {
+            Ok(cuts) => Some(cuts),
+            Err(problem) => {
+                tracing::warn!(%encoding, %problem, "Han runs are counted whole");
+                None
+            }
+        })
+        .as_ref()
 }
 
 impl fmt::Debug for Engine {

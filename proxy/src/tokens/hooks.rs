@@ -384,9 +384,8 @@ pub async fn load_counter(state: &AppState) {
     let (max_bytes, cache_bytes) = (settings.max_bytes, settings.cache_bytes);
     let default_model = state.config.tokenizer_model.clone();
     let started = Instant::now();
-    let load = move || {
-        super::select::Tokenizers::load(selection, max_bytes, cache_bytes, &default_model)
-    };
+    let load =
+        move || super::select::Tokenizers::load(selection, max_bytes, cache_bytes, &default_model);
     match tokio::task::spawn_blocking(load).await {
         Ok(Ok(tokenizers)) => {
             let names: Vec<&str> = tokenizers
@@ -403,10 +402,7 @@ pub async fn load_counter(state: &AppState) {
                 tokenizers.any().engine().name(),
                 state.config.tokenizer_model
             );
-            tracing::info!(
-                "Tokenizer loaded in {} ms",
-                started.elapsed().as_millis()
-            );
+            tracing::info!("Tokenizer loaded in {} ms", started.elapsed().as_millis());
             let _ = state.tokens.set(tokenizers);
         }
         Ok(Err(problem)) => {

@@ -80,7 +80,11 @@ impl Tokenizers {
         let share = cache_bytes / encodings.len().max(1);
         let counters = encodings
             .into_iter()
-            .map(|e| Ok(Arc::new(TokenCounter::load(e, max_bytes)?.with_cache_bytes(share))))
+            .map(|e| {
+                Ok(Arc::new(
+                    TokenCounter::load(e, max_bytes)?.with_cache_bytes(share),
+                ))
+            })
             .collect::<Result<Vec<_>, LoadProblem>>()?;
         Ok(Self {
             selection,
@@ -158,6 +162,9 @@ mod tests {
             assert_eq!(encoding_for_model(model), want, "{model:?}");
         }
         assert_eq!(Selection::ByModel.encodings(), AUTO_ENCODINGS.to_vec());
-        assert_eq!(Selection::Fixed(Encoding::Glm5).encodings(), vec![Encoding::Glm5]);
+        assert_eq!(
+            Selection::Fixed(Encoding::Glm5).encodings(),
+            vec![Encoding::Glm5]
+        );
     }
 }
