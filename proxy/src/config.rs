@@ -971,6 +971,16 @@ fn parse_model_list(raw: &str) -> Result<Vec<String>, String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn tokenizer_encodings_parse() {
+        assert_eq!(parse_encoding("glm5"), Ok(TokenizerEncoding::Glm5));
+        assert_eq!(parse_encoding("GLM-5"), Ok(TokenizerEncoding::Glm5));
+        assert_eq!(parse_encoding("auto"), Ok(TokenizerEncoding::Auto));
+        assert_eq!(parse_encoding("glm4"), Ok(TokenizerEncoding::Glm4));
+        let err = parse_encoding("p50k_base").expect_err("unknown");
+        assert!(err.contains("glm5") && err.contains("auto"), "{err}");
+    }
+
     use super::*;
 
     fn args(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
