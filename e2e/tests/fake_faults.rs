@@ -175,7 +175,7 @@ async fn latency_delays_headers_and_chunk_delay_spaces_events() {
 }
 
 #[tokio::test]
-async fn truncated_streams_stop_mid_event_without_terminal_event() {
+async fn truncated_streams_stop_after_their_first_chunk_without_terminal_event() {
     let fake = fake(Faults {
         truncate_rate: 1.0,
         ..Faults::default()
@@ -187,9 +187,25 @@ async fn truncated_streams_stop_mid_event_without_terminal_event() {
         !anthropic_body.ends_with("\n\n"),
         "cut inside an event: {anthropic_body:?}"
     );
+    // message_start, content_block_start, ping and ONE content_block_delta are whole; the
+    // second delta is cut in half.
+    assert_eq!(
+        anthropic_body.matches("\n\n").count(),
+        4,
+        "{anthropic_body:?}"
+    );
+    assert_eq!(
+        anthropic_body.matches("event: content_block_delta").count(),
+        2,
+        "{anthropic_body:?}"
+    );
     let openai_body = openai(&fake, true).await.unwrap().text().await.unwrap();
     assert!(!openai_body.contains("[DONE]"));
+    assert!(!openai_body.contains("finish_reason"));
     assert!(!openai_body.ends_with("\n\n"));
+    // One whole chunk (with content), then half of the second.
+    assert_eq!(openai_body.matches("\n\n").count(), 1, "{openai_body:?}");
+    assert_eq!(openai_body.matches("data: ").count(), 2, "{openai_body:?}");
     // A JSON answer is cut half-way: it no longer parses.
     let json_body = openai(&fake, false).await.unwrap().bytes().await.unwrap();
     assert!(!json_body.is_empty());

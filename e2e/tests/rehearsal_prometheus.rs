@@ -72,7 +72,12 @@ async fn scrape_and_prometheus_both_promote_a_healthy_canary_in_shared_noise() {
     // scrape aborted it in phase 1 and Prometheus promoted it. Each run must reach the
     // scenario's expectation on its own — two runs that fail alike are not parity.
     let scrape = rehearse("healthy-noisy", SignalsChoice::Scrape, "parity-scrape").await;
-    let prom = rehearse("healthy-noisy", SignalsChoice::Prometheus, "parity-prometheus").await;
+    let prom = rehearse(
+        "healthy-noisy",
+        SignalsChoice::Prometheus,
+        "parity-prometheus",
+    )
+    .await;
     assert!(scrape.passed, "scrape: {:?}\n{scrape:#?}", scrape.problems);
     assert!(prom.passed, "prometheus: {:?}\n{prom:#?}", prom.problems);
     assert_eq!(scrape.outcome, "promoted");

@@ -183,6 +183,14 @@ pub const CHECKS: &[CheckDef] = &[
         meaning: "minimum tokens counted by the canary in the window",
     },
     CheckDef {
+        id: "pre.no_upstream_auth_failures",
+        phase: Phase::Pre,
+        title: "Canary's upstream credential is accepted",
+        threshold: 0.0,
+        window: secs(600),
+        meaning: "maximum upstream 401/403 answers to the canary in the window (zai_proxy_upstream_errors_total{error_type=\"auth\"})",
+    },
+    CheckDef {
         id: "pre.version_confirmed",
         phase: Phase::Pre,
         title: "Canary version is confirmed",

@@ -117,6 +117,13 @@ fn good() -> Snapshot {
             );
             measure(&mut s, Signal::TokensIncrease, v, w, Reading::Value(1234.0));
             measure(&mut s, Signal::TokenSeries, v, w, Reading::Value(2.0));
+            measure(
+                &mut s,
+                Signal::UpstreamAuthFailures,
+                v,
+                w,
+                Reading::Value(0.0),
+            );
         }
     }
     // The judge's counts since the run began minus the look-back (10m at t = 0).
@@ -214,6 +221,9 @@ fn each_check_passes_on_good_data_and_fails_on_bad_data() {
         }),
         ("pre.worker_token_counting", |s, _| {
             set(s, Signal::TokensIncrease, T, Reading::Value(0.0))
+        }),
+        ("pre.no_upstream_auth_failures", |s, _| {
+            set(s, Signal::UpstreamAuthFailures, T, Reading::Value(1.0))
         }),
         ("pre.version_confirmed", |s, _| {
             s.images.insert(T, Ok("ronaldraygun/zai-proxy".into()));

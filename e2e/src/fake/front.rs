@@ -109,12 +109,20 @@ pub fn check_auth(headers: &HeaderMap, api_key: &str) -> Auth {
     }
 }
 
-/// Cuts `events` in the middle of an event: the first half of the events, then the first
-/// half (on a character boundary) of the next one. No terminal event.
+/// Cuts a stream right after its first content-bearing event (the first Anthropic
+/// `content_block_delta`; the first OpenAI chunk, which carries text): everything up to and
+/// including that event, then the first half (on a character boundary) of the next one. No
+/// terminal event (`message_stop`, `finish_reason`, `[DONE]`) is ever sent. A stream
+/// without content keeps its first event only.
 pub fn cut_events(mut events: Vec<Bytes>) -> Vec<Bytes> {
-    let keep = (events.len() / 2)
-        .max(1)
-        .min(events.len().saturating_sub(1));
+    let first_content = events
+        .iter()
+        .position(|e| {
+            contains(e, b"content_block_delta")
+                || (e.starts_with(b"data: {") && contains(e, b"\"delta\""))
+        })
+        .unwrap_or(0);
+    let keep = (first_content + 1).min(events.len().saturating_sub(1));
     let Some(next) = events.get(keep).cloned() else {
         return events;
     };
@@ -129,6 +137,10 @@ pub fn cut_events(mut events: Vec<Bytes>) -> Vec<Bytes> {
         events.push(next.slice(..half));
     }
     events
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 fn skip_forward_header(name: &HeaderName) -> bool {

@@ -409,6 +409,18 @@ pub fn builtin() -> Vec<Scenario> {
     });
 
     out.push(Scenario {
+        name: "wrong-key".into(),
+        description: "the new version is deployed with a wrong ZAI_API_KEY: upstream answers 401"
+            .into(),
+        expect: Expectation {
+            not_by_deadline: true,
+            ..expect(ExpectedOutcome::Aborted, &["pre.no_upstream_auth_failures"])
+        },
+        new_env: env(&[("ZAI_API_KEY", "zk-rotated-away-0000-WRONG")]),
+        ..base.clone()
+    });
+
+    out.push(Scenario {
         name: "load-only-defect".into(),
         description:
             "MAX_WORKERS=10 on the new version: fine at canary traffic, 503s at production traffic"
@@ -444,6 +456,9 @@ pub fn inversion_disables(name: &str) -> Option<Vec<&'static str>> {
         ],
         "latency-regression" => &["trigger.p95_latency", "rollout.p95_latency"],
         "crash-loop" => return None,
+        // No inversion: with the auth check off the other phase-1 gates (no successful
+        // worker request, no tokens) still stop it, and production would roll back too.
+        "wrong-key" => return None,
         "not-ready" => &["trigger.pods_not_ready", "rollout.pods_ready"],
         "token-counting-off" => &[
             "pre.token_usage_logged",
@@ -477,7 +492,7 @@ mod tests {
         let mut names: Vec<_> = all.iter().map(|s| s.name.clone()).collect();
         names.sort();
         names.dedup();
-        assert_eq!(names.len(), 10);
+        assert_eq!(names.len(), 11);
         for s in &all {
             for f in [
                 &s.faults.old.canary,

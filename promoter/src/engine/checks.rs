@@ -51,6 +51,9 @@ pub fn queries_for_check(
             vec![q(RequestCount, T, w), q(SuccessRatio, T, w)]
         }
         "pre.worker_token_counting" => vec![q(TokensIncrease, T, w), q(RequestCount, T, w)],
+        "pre.no_upstream_auth_failures" => {
+            vec![q(UpstreamAuthFailures, T, w), q(RequestCount, T, w)]
+        }
         "rollout.error_rate" => vec![q(ErrorRatio, P, w), q(RequestCount, P, w)],
         "rollout.p95_latency" => {
             vec![
@@ -344,6 +347,10 @@ pub fn evaluate_check(
         "pre.worker_token_counting" => {
             s.threshold = format!(">= {t:.0} tokens counted by the canary");
             tokens_check(&mut s, snap, Variant::Test, spec, t, min);
+        }
+        "pre.no_upstream_auth_failures" => {
+            s.threshold = format!("<= {t:.0} upstream 401/403 answers to the canary");
+            auth_failures_check(&mut s, snap, Variant::Test, spec, t, min);
         }
         "pre.version_confirmed" => {
             s.threshold = "tagged image, every canary pod on it".into();
@@ -789,6 +796,38 @@ fn tokens_check(
                     s.evidence
                         .push(format!("{n:.0} tokens counted over {c:.0} requests"));
                 }
+                Traffic::Low(low) => *s = low,
+            }
+        }
+    }
+}
+
+/// Upstream refused the proxy's credential more than `t` times: fail at once, whatever the
+/// traffic (one refusal is proof of a wrong key); none over too little traffic is no data.
+fn auth_failures_check(
+    s: &mut Sample,
+    snap: &Snapshot,
+    variant: Variant,
+    spec: &CheckSpec,
+    t: f64,
+    min: u64,
+) {
+    if let Some(n) = read(
+        snap,
+        q(Signal::UpstreamAuthFailures, variant, spec.window),
+        s,
+    ) {
+        s.value = Some(n);
+        s.observed = format!("{n:.0} upstream auth failures");
+        if n > t {
+            s.status = Status::Fail;
+            s.evidence.push(format!(
+                "upstream answered 401/403 {n:.0} times: the {variant}'s ZAI_API_KEY is refused"
+            ));
+        } else {
+            let base = s.clone();
+            match traffic(snap, variant, spec.window, min, &base) {
+                Traffic::Enough(_) => s.status = Status::Pass,
                 Traffic::Low(low) => *s = low,
             }
         }

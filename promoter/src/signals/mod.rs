@@ -50,6 +50,9 @@ pub enum Signal {
     /// (`sum by (le) (increase(zai_proxy_request_duration_seconds_bucket[w]))`), as
     /// [`Reading::Buckets`].
     LatencyBuckets,
+    /// Upstream 401/403 answers in the window (the proxy's key refused):
+    /// `sum(increase(zai_proxy_upstream_errors_total{error_type="auth"}[w]))`.
+    UpstreamAuthFailures,
 }
 
 impl fmt::Display for Signal {
@@ -67,6 +70,7 @@ impl fmt::Display for Signal {
             Signal::TokenSeries => f.write_str("token series"),
             Signal::ErrorCount => f.write_str("5xx count"),
             Signal::LatencyBuckets => f.write_str("request latency buckets"),
+            Signal::UpstreamAuthFailures => f.write_str("upstream auth failures"),
         }
     }
 }

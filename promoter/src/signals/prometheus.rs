@@ -56,6 +56,10 @@ pub fn promql(q: &SignalQuery, selector: &str) -> String {
         Signal::LatencyBuckets => {
             format!("sum by (le) (increase(zai_proxy_request_duration_seconds_bucket{{{v}}}[{w}]))")
         }
+        // The proxy pre-creates the `auth` series at zero: no series means no proxy scraped.
+        Signal::UpstreamAuthFailures => format!(
+            "sum(increase(zai_proxy_upstream_errors_total{{{v},error_type=\"auth\"}}[{w}]))"
+        ),
     }
 }
 

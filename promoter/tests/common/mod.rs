@@ -104,6 +104,7 @@ impl Script {
         );
         self.set(Signal::TokensIncrease, variant, Reading::Value(50_000.0));
         self.set(Signal::TokenSeries, variant, Reading::Value(4.0));
+        self.set(Signal::UpstreamAuthFailures, variant, Reading::Value(0.0));
     }
 }
 
