@@ -7,6 +7,7 @@
 mod checks;
 mod decide;
 mod history;
+pub mod judge;
 mod sample;
 mod snapshot;
 mod triggers;
