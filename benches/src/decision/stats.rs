@@ -95,7 +95,7 @@ mod tests {
     fn wilson_matches_known_values() {
         // 0 of 100: (0, 3.7 %); 10 of 100: (5.5 %, 17.4 %).
         let (lo, hi) = wilson(0, 100, Z_95);
-        assert!(lo == 0.0 && (hi - 0.0370).abs() < 5e-4, "{hi}");
+        assert!(lo.abs() < 1e-12 && (hi - 0.0370).abs() < 5e-4, "{lo} {hi}");
         let (lo, hi) = wilson(10, 100, Z_95);
         assert!(
             (lo - 0.0552).abs() < 5e-4 && (hi - 0.1744).abs() < 5e-4,
