@@ -7,8 +7,8 @@
 //!   slower production requests is nearest 10 %). Fail when either check fails; pass when both
 //!   pass at the same look; otherwise wait.
 //! * [`Threshold`]: today's alert conditions over a 5-minute sliding window — canary 5xx ratio
-//!   > 5 %, > 2 × (production + 1 pt), canary p95 > 1.5 × production p95 (Prometheus's
-//!   `histogram_quantile` on the window's buckets). Either counted at once once the canary has
+//!   above 5 %, or above 2 × (production + 1 pt), or canary p95 above 1.5 × production p95
+//!   (Prometheus's `histogram_quantile` on the window's buckets). Either counted at once once the canary has
 //!   `min_requests` in the window (the `scrape` mode before this change), or as Prometheus
 //!   alerts with `for: 5m`.
 //! * [`Kayenta`]: every interval, a Mann-Whitney U test at 98 % on the interval's raw

@@ -10,7 +10,7 @@ use zai_promoter::engine::judge::{self, Proportion, Verdict};
 
 use super::judges::{MIN_REQUESTS, Outcome};
 use super::model::{Defect, Scenario};
-use super::run::{JUDGES, RunResult, Settings};
+use super::run::{JUDGES, JudgeRuns, RunResult, Settings};
 use super::stats::{Z_95, quantile_sorted, wilson};
 
 /// A rate with its 95 % Wilson interval.
@@ -161,10 +161,7 @@ pub struct Report {
 }
 
 /// Summaries of every scenario.
-pub fn summarise_all(
-    scenarios: &[Scenario],
-    results: &[[Vec<RunResult>; 4]],
-) -> Vec<ScenarioSummary> {
+pub fn summarise_all(scenarios: &[Scenario], results: &[JudgeRuns]) -> Vec<ScenarioSummary> {
     scenarios
         .iter()
         .zip(results)

@@ -21,6 +21,9 @@ use super::model::{INTERVAL_S, Interval, Scenario, World};
 /// The judges, in table order.
 pub const JUDGES: [&str; 4] = ["new", "threshold", "threshold_for_5m", "kayenta"];
 
+/// One scenario's run results, per judge in [`JUDGES`] order.
+pub type JudgeRuns = [Vec<RunResult>; 4];
+
 /// How a benchmark run is set up.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Settings {
@@ -125,18 +128,14 @@ pub fn simulate_run(scenario: Scenario, settings: &Settings, rng: &mut StdRng) -
 }
 
 /// All runs of one scenario: per judge, the list of run results.
-pub fn simulate_scenario(
-    scenario: Scenario,
-    index: u64,
-    settings: &Settings,
-) -> [Vec<RunResult>; 4] {
+pub fn simulate_scenario(scenario: Scenario, index: u64, settings: &Settings) -> JudgeRuns {
     let mut rng = StdRng::seed_from_u64(derive_seed(settings.seed, index));
     let runs = if scenario.defect.is_healthy() {
         settings.runs_healthy
     } else {
         settings.runs_defect
     };
-    let mut out: [Vec<RunResult>; 4] = Default::default();
+    let mut out: JudgeRuns = Default::default();
     for _ in 0..runs {
         for (o, r) in out
             .iter_mut()
@@ -154,9 +153,9 @@ pub fn simulate_all(
     settings: &Settings,
     threads: usize,
     progress: &(dyn Fn(usize, usize) + Sync),
-) -> Vec<[Vec<RunResult>; 4]> {
+) -> Vec<JudgeRuns> {
     let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<[Vec<RunResult>; 4]>>> = Mutex::new(vec![None; scenarios.len()]);
+    let results: Mutex<Vec<Option<JudgeRuns>>> = Mutex::new(vec![None; scenarios.len()]);
     let finished = AtomicUsize::new(0);
     std::thread::scope(|s| {
         for _ in 0..threads.max(1) {
