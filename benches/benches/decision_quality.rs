@@ -49,7 +49,7 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
     let quick = args.iter().any(|a| a == "--quick")
         || std::env::var("ZAI_DQ_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
     let lookback_s: u32 = env_num("ZAI_DQ_LOOKBACK_S", 0)?;
-    if lookback_s % 30 != 0 {
+    if !lookback_s.is_multiple_of(30) {
         anyhow::bail!("ZAI_DQ_LOOKBACK_S={lookback_s} must be a multiple of the 30 s interval");
     }
     let settings = Settings {

@@ -42,7 +42,10 @@ struct Stream {
 
 /// A judge as the harness sees it: cumulative canary and baseline counts in, verdict out.
 /// The window holds the per-look counts (for judges that use a sliding window).
-type Judge<'a> = &'a dyn Fn(Proportion, Proportion, &[(u64, u64, u64, u64)]) -> Verdict;
+type Judge<'a> = &'a dyn Fn(Proportion, Proportion, &[Look]) -> Verdict;
+
+/// One look's new counts: canary events, canary trials, baseline events, baseline trials.
+type Look = (u64, u64, u64, u64);
 
 /// Per run: every verdict at every look (continuous monitoring: looks go on after a pass).
 fn runs(stream: Stream, judge: Judge<'_>, seed: u64) -> Vec<Vec<Verdict>> {
@@ -93,10 +96,7 @@ fn bound(alpha: f64) -> usize {
     (alpha * n + 3.0 * (n * alpha * (1.0 - alpha)).sqrt() + 1.0).floor() as usize
 }
 
-fn real(
-    tolerance: Tolerance,
-    alpha: f64,
-) -> impl Fn(Proportion, Proportion, &[(u64, u64, u64, u64)]) -> Verdict {
+fn real(tolerance: Tolerance, alpha: f64) -> impl Fn(Proportion, Proportion, &[Look]) -> Verdict {
     move |c, b, _| judge::verdict(c, b, tolerance, alpha)
 }
 
@@ -105,7 +105,7 @@ fn real(
 fn fixed_n(
     tolerance: Tolerance,
     alpha: f64,
-) -> impl Fn(Proportion, Proportion, &[(u64, u64, u64, u64)]) -> Verdict {
+) -> impl Fn(Proportion, Proportion, &[Look]) -> Verdict {
     move |c, b, _| {
         let scale = |p: Proportion| Proportion::new(p.estimate() * 1000.0, 1000.0);
         judge::verdict(scale(c), scale(b), tolerance, alpha)
@@ -114,9 +114,9 @@ fn fixed_n(
 
 /// The old scrape-mode rule: over the last 10 looks (5 min), with at least 50 canary
 /// requests, fail at once when canary > 2 × (production + 1 pt); pass otherwise.
-fn old_rule(_: Proportion, _: Proportion, window: &[(u64, u64, u64, u64)]) -> Verdict {
+fn old_rule(_: Proportion, _: Proportion, window: &[Look]) -> Verdict {
     let w = &window[window.len().saturating_sub(10)..];
-    let sum = |f: fn(&(u64, u64, u64, u64)) -> u64| w.iter().map(f).sum::<u64>() as f64;
+    let sum = |f: fn(&Look) -> u64| w.iter().map(f).sum::<u64>() as f64;
     let (ec, nc, eb, nb) = (sum(|x| x.0), sum(|x| x.1), sum(|x| x.2), sum(|x| x.3));
     if nc < 50.0 {
         Verdict::Inconclusive
