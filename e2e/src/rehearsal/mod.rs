@@ -4,9 +4,11 @@
 //! from a TOML file. `zai-rehearse` is the command; docs/REHEARSALS.md the guide.
 
 pub mod driver;
+pub mod junit;
 pub mod prometheus;
 pub mod scenario;
 pub mod stack;
+pub mod step_summary;
 pub mod suite;
 pub mod summary;
 pub mod timing;

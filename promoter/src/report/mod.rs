@@ -3,6 +3,7 @@
 
 mod junit;
 mod markdown;
+pub mod step_summary;
 
 use std::path::Path;
 use std::time::Duration;
@@ -16,6 +17,9 @@ use crate::error::{Error, Result};
 
 pub use junit::render_junit;
 pub use markdown::render_markdown;
+pub use step_summary::render_step_summary;
+/// XML escaping as junit.xml uses it (for other JUnit writers, e.g. the rehearsal's).
+pub use junit::esc as xml_escape;
 
 /// How the run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
