@@ -29,10 +29,13 @@ pub struct Table {
 }
 
 impl Table {
-    /// A table with these column headers.
+    /// A table with these column headers (an empty header stays blank).
     pub fn new(headers: &[&str]) -> Self {
         Table {
-            headers: headers.iter().map(|h| cell(h)).collect(),
+            headers: headers
+                .iter()
+                .map(|h| if h.trim().is_empty() { String::new() } else { cell(h) })
+                .collect(),
             rows: Vec::new(),
         }
     }
@@ -77,7 +80,7 @@ impl Table {
     pub fn render(&self) -> String {
         let width = self.headers.len();
         let mut out = String::new();
-        let _ = writeln!(out, "| {} |", self.headers.join(" | "));
+        let _ = writeln!(out, "| {} |", self.headers.join(" | ").trim_end());
         let _ = writeln!(out, "|{}", "---|".repeat(width));
         for row in &self.rows {
             let mut cells: Vec<&str> = row.iter().map(String::as_str).take(width).collect();

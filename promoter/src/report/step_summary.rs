@@ -222,12 +222,18 @@ fn check_evidence(c: &CheckReport) -> Vec<String> {
 
 /// A fired trigger's evidence: how long its condition held and when it fired.
 fn trigger_evidence(t: &TriggerReport) -> Vec<String> {
-    let mut lines = vec![format!(
-        "held in {} samples (needs {} over a {} window)",
+    let mut held = format!(
+        "condition held in {} sample{}",
         t.held_samples,
-        humantime::format_duration(t.hold_for),
-        humantime::format_duration(t.window)
-    )];
+        if t.held_samples == 1 { "" } else { "s" }
+    );
+    if !t.hold_for.is_zero() {
+        let _ = write!(held, ", required for {}", humantime::format_duration(t.hold_for));
+    }
+    if !t.window.is_zero() {
+        let _ = write!(held, ", {} window", humantime::format_duration(t.window));
+    }
+    let mut lines = vec![held];
     if let (Some(first), Some(fired)) = (t.first_seen, t.fired_at) {
         lines.push(format!(
             "first seen {}, fired {}",
