@@ -11,8 +11,8 @@ use std::process::Command;
 
 use zai_e2e::ci_image::{CI_IMAGE, build_ci_image, ci_binaries};
 use zai_e2e::platform::docker::docker_available;
-use zai_e2e::rehearsal::summary::Summary;
 use zai_e2e::rehearsal::suite::{dependency_gate, slot};
+use zai_e2e::rehearsal::summary::Summary;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ci_image_rehearses_a_scenario_into_a_mounted_directory() {
@@ -33,9 +33,23 @@ async fn the_ci_image_rehearses_a_scenario_into_a_mounted_directory() {
         let user = format!("{}:{}", meta.uid(), meta.gid());
         move || {
             Command::new("docker")
-                .args(["run", "--rm", "--network", "host", "--user", &user, "-v", &mount])
+                .args([
+                    "run",
+                    "--rm",
+                    "--network",
+                    "host",
+                    "--user",
+                    &user,
+                    "-v",
+                    &mount,
+                ])
                 .args([CI_IMAGE, "--scenario", "canary-errors", "--json"])
-                .args(["--report-dir", "/reports", "--summary", "/reports/summary.md"])
+                .args([
+                    "--report-dir",
+                    "/reports",
+                    "--summary",
+                    "/reports/summary.md",
+                ])
                 .output()
         }
     })
@@ -43,7 +57,11 @@ async fn the_ci_image_rehearses_a_scenario_into_a_mounted_directory() {
     .unwrap_or_else(|e| panic!("{e}"))
     .unwrap_or_else(|e| panic!("docker run: {e}"));
     let stderr = String::from_utf8_lossy(&run.stderr);
-    assert_eq!(run.status.code(), Some(0), "zai-rehearse in the CI image:\n{stderr}");
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "zai-rehearse in the CI image:\n{stderr}"
+    );
 
     let read = |name: &str| {
         std::fs::read_to_string(out.path().join(name))
@@ -69,7 +87,10 @@ async fn the_ci_image_rehearses_a_scenario_into_a_mounted_directory() {
         md.starts_with("### ✅ zai-rehearse: 1/1 scenarios met their expectation"),
         "{md}"
     );
-    assert!(md.contains("| ✓ | canary-errors | aborted | aborted |"), "{md}");
+    assert!(
+        md.contains("| ✓ | canary-errors | aborted | aborted |"),
+        "{md}"
+    );
     let junit = read("junit.xml");
     assert!(
         junit.contains("name=\"canary-errors\"") && !junit.contains("<failure"),

@@ -188,7 +188,11 @@ fn gitlab_pipeline_matches_the_gitlab_schema_and_a_broken_one_does_not() {
     };
     let out = validate(&tool, "vendor.gitlab-ci", &gitlab_files());
     assert!(out.status.success(), "{}", describe(&out));
-    let (_dir, broken) = broken_copy(&gitlab_files()[0], "interruptible: true", "interruptible: sometimes");
+    let (_dir, broken) = broken_copy(
+        &gitlab_files()[0],
+        "interruptible: true",
+        "interruptible: sometimes",
+    );
     let out = validate(&tool, "vendor.gitlab-ci", &[broken]);
     assert!(
         !out.status.success(),
@@ -263,8 +267,11 @@ fn pipeline_scripts_pass_shellcheck() {
                 file.display()
             );
             let path = dir.path().join(format!("{checked}.sh"));
-            std::fs::write(&path, format!("#!/usr/bin/env bash\nset -eo pipefail\n{body}\n"))
-                .unwrap_or_else(|e| panic!("{e}"));
+            std::fs::write(
+                &path,
+                format!("#!/usr/bin/env bash\nset -eo pipefail\n{body}\n"),
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
             let out = Command::new("shellcheck")
                 .arg(&path)
                 .output()

@@ -80,7 +80,10 @@ fn a_missed_expectation_heads_the_summary_and_fails_its_testcase() {
         )),
         "{md}"
     );
-    assert!(md.contains(&format!("- **{}** expected", missed[0])), "{md}");
+    assert!(
+        md.contains(&format!("- **{}** expected", missed[0])),
+        "{md}"
+    );
     let xml = render_junit(&summary);
     assert_eq!(xml.matches("<testcase ").count(), total);
     assert_eq!(xml.matches("<failure ").count(), 1);

@@ -14,10 +14,10 @@ use zai_promoter::ci::{
     ReportLinks, STEP_SUMMARY_ENV, SummaryTarget, summary_targets, write_summary,
 };
 use zai_promoter::config::Config;
-use zai_promoter::report::render_step_summary;
-use zai_promoter::report::step_summary::render_error_summary;
 use zai_promoter::platform::kube::KubePlatform;
 use zai_promoter::progress::Progress;
+use zai_promoter::report::render_step_summary;
+use zai_promoter::report::step_summary::render_error_summary;
 use zai_promoter::signals::SignalSource;
 use zai_promoter::signals::prometheus::PrometheusSource;
 use zai_promoter::signals::scrape::{AlertTiming, ScrapeSource};

@@ -79,7 +79,10 @@ fn the_summary_names_what_decided_with_its_evidence() {
         ]
     );
     let md = render_step_summary(&report, None, &ReportLinks::default());
-    assert!(md.starts_with("### ❌ zai-promoter promote: rolled back"), "{md}");
+    assert!(
+        md.starts_with("### ❌ zai-promoter promote: rolled back"),
+        "{md}"
+    );
     assert!(
         md.contains("  - production-1.2.1-0 is in CrashLoopBackOff"),
         "{md}"
@@ -89,7 +92,10 @@ fn the_summary_names_what_decided_with_its_evidence() {
     let promoted = recorded("promoted");
     assert!(deciders(&promoted).is_empty());
     let md = render_step_summary(&promoted, None, &ReportLinks::default());
-    assert!(md.starts_with("### ✅ zai-promoter promote: promoted"), "{md}");
+    assert!(
+        md.starts_with("### ✅ zai-promoter promote: promoted"),
+        "{md}"
+    );
     assert!(!md.contains("**Decided by:**"), "{md}");
 
     // A run that ended on missing data names the checks without data.
@@ -129,7 +135,10 @@ fn a_run_that_cannot_start_still_writes_its_summary_and_appends_to_the_step_summ
 }
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn pipeline_files() -> Vec<PathBuf> {

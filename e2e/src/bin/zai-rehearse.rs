@@ -7,9 +7,6 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
-use zai_promoter::ci::{
-    ReportLinks, STEP_SUMMARY_ENV, SummaryTarget, could_not_run, summary_targets, write_summary,
-};
 use zai_e2e::platform::local::binary::proxy_binary;
 use zai_e2e::rehearsal::junit::render_junit;
 use zai_e2e::rehearsal::step_summary::render_step_summary;
@@ -18,6 +15,9 @@ use zai_e2e::rehearsal::summary::{Summary, table};
 use zai_e2e::rehearsal::{
     DEFAULT_TIME_SCALE, RunOptions, Scenario, SignalsChoice, TimeScale, builtin,
     parse_scenario_file, run_scenario,
+};
+use zai_promoter::ci::{
+    ReportLinks, STEP_SUMMARY_ENV, SummaryTarget, could_not_run, summary_targets, write_summary,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -114,7 +114,8 @@ async fn main() {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             eprintln!("Error: {e:#}");
-            if let Err(e) = write_summary(&could_not_run("zai-rehearse", &format!("{e:#}")), &targets)
+            if let Err(e) =
+                write_summary(&could_not_run("zai-rehearse", &format!("{e:#}")), &targets)
             {
                 eprintln!("zai-rehearse: {e}");
             }

@@ -72,7 +72,11 @@ impl ReportLinks {
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_else(|| shown.clone());
-                format!("[{}]({base}{})", name.replace(['[', ']'], ""), url_path(&shown))
+                format!(
+                    "[{}]({base}{})",
+                    name.replace(['[', ']'], ""),
+                    url_path(&shown)
+                )
             }
             _ => super::markdown::code(&shown),
         }

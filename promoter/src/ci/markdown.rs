@@ -34,7 +34,13 @@ impl Table {
         Table {
             headers: headers
                 .iter()
-                .map(|h| if h.trim().is_empty() { String::new() } else { cell(h) })
+                .map(|h| {
+                    if h.trim().is_empty() {
+                        String::new()
+                    } else {
+                        cell(h)
+                    }
+                })
                 .collect(),
             rows: Vec::new(),
         }

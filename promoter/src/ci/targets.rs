@@ -128,6 +128,9 @@ mod tests {
             .err()
             .unwrap_or_else(|| panic!("expected an error"));
         assert!(err.to_string().contains("file/summary.md"), "{err}");
-        assert_eq!(std::fs::read_to_string(&step).ok().as_deref(), Some("\nx\n"));
+        assert_eq!(
+            std::fs::read_to_string(&step).ok().as_deref(),
+            Some("\nx\n")
+        );
     }
 }

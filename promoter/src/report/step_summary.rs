@@ -36,7 +36,13 @@ pub fn render_step_summary(r: &Report, report_dir: Option<&Path>, links: &Report
     if !deciders.is_empty() {
         let _ = writeln!(out, "**Decided by:**\n");
         for d in &deciders {
-            let _ = write!(out, "- {} {} — {}", code(d.id), d.title, d.observed_or_nothing());
+            let _ = write!(
+                out,
+                "- {} {} — {}",
+                code(d.id),
+                d.title,
+                d.observed_or_nothing()
+            );
             if !d.threshold.is_empty() {
                 let _ = write!(out, " (expected {})", d.threshold);
             }
@@ -64,7 +70,10 @@ pub fn render_step_summary(r: &Report, report_dir: Option<&Path>, links: &Report
         r.signals,
         if r.dry_run { " · dry run" } else { "" }
     );
-    out.push_str(&details("All checks and triggers", &check_table(r).render()));
+    out.push_str(&details(
+        "All checks and triggers",
+        &check_table(r).render(),
+    ));
     out.push('\n');
     match report_dir {
         Some(dir) => {
@@ -93,7 +102,10 @@ fn phase_table(r: &Report) -> Table {
     let mut table = Table::new(&["", "Phase", "Checks passed", "Not passing"]);
     for p in &r.phases {
         let checks = &p.checks;
-        let reached = checks.iter().filter(|c| c.status != Status::Pending).count();
+        let reached = checks
+            .iter()
+            .filter(|c| c.status != Status::Pending)
+            .count();
         let passed = checks.iter().filter(|c| c.status == Status::Pass).count();
         let not_passing: Vec<String> = checks
             .iter()
@@ -228,7 +240,11 @@ fn trigger_evidence(t: &TriggerReport) -> Vec<String> {
         if t.held_samples == 1 { "" } else { "s" }
     );
     if !t.hold_for.is_zero() {
-        let _ = write!(held, ", required for {}", humantime::format_duration(t.hold_for));
+        let _ = write!(
+            held,
+            ", required for {}",
+            humantime::format_duration(t.hold_for)
+        );
     }
     if !t.window.is_zero() {
         let _ = write!(held, ", {} window", humantime::format_duration(t.window));

@@ -89,7 +89,15 @@ fn build(cargo: &Path, profile_dir: &Path, package: &str, name: &str) -> Result<
     let cargo_profile = if profile == "debug" { "dev" } else { profile };
     tracing::info!(profile = cargo_profile, "building {name}");
     let status = Command::new(cargo)
-        .args(["build", "--quiet", "-p", package, "--bin", name, "--profile"])
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            package,
+            "--bin",
+            name,
+            "--profile",
+        ])
         .arg(cargo_profile)
         .arg("--target-dir")
         .arg(target_dir)
