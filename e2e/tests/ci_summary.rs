@@ -87,7 +87,7 @@ fn a_missed_expectation_heads_the_summary_and_fails_its_testcase() {
     let xml = render_junit(&summary);
     assert_eq!(xml.matches("<testcase ").count(), total);
     assert_eq!(xml.matches("<failure ").count(), 1);
-    assert!(xml.contains(&format!("failures=\"1\"")), "{xml}");
+    assert!(xml.contains("failures=\"1\""), "{xml}");
 }
 
 #[test]

@@ -85,7 +85,7 @@ fn scenario_table(s: &Summary, links: &ReportLinks) -> Table {
             cell(&r.outcome),
             deciders(r)
                 .iter()
-                .map(|id| code(id))
+                .map(|id| code(id.as_str()))
                 .collect::<Vec<_>>()
                 .join(", "),
             format!("{:.1} s", decision_seconds(r)),
