@@ -33,9 +33,9 @@ pub fn render_junit(s: &Summary) -> String {
                 esc(&r.problems.join("\n"))
             );
         }
-        let _ = write!(
+        let _ = writeln!(
             cases,
-            "<system-out>{}</system-out></testcase>\n",
+            "<system-out>{}</system-out></testcase>",
             esc(&format!(
                 "expected {}, outcome {} after {:.1}s; decided by [{}]; {}{}",
                 r.expected,
