@@ -1,5 +1,6 @@
 //! zai-e2e: the test harness.
 pub mod binaries;
+pub mod ci_image;
 pub mod error;
 pub mod fake;
 pub mod platform;

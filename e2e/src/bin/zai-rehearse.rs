@@ -13,11 +13,16 @@ use clap::{Parser, ValueEnum};
 use zai_e2e::platform::local::binary::proxy_binary;
 use zai_e2e::rehearsal::repeat::{parse_repeat, pass_table, replay_command, summarise};
 use zai_e2e::rehearsal::seeds::{parse_seed, run_seeds};
+use zai_e2e::rehearsal::junit::render_junit;
+use zai_e2e::rehearsal::step_summary::render_step_summary;
 use zai_e2e::rehearsal::suite::{PlatformKind, runtime_choice};
 use zai_e2e::rehearsal::summary::{Summary, table};
 use zai_e2e::rehearsal::{
     DEFAULT_SEED, DEFAULT_TIME_SCALE, RunOptions, Scenario, ScenarioResult, ScenarioSeeds,
     SignalsChoice, TimeScale, builtin, parse_scenario_file, run_scenario,
+};
+use zai_promoter::ci::{
+    ReportLinks, STEP_SUMMARY_ENV, SummaryTarget, could_not_run, summary_targets, write_summary,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -55,7 +60,8 @@ struct Args {
     /// Seconds one minute of the checklist lasts.
     #[arg(long, default_value_t = DEFAULT_TIME_SCALE)]
     time_scale: f64,
-    /// Where rehearsal.json and the per-scenario promoter reports go.
+    /// Where rehearsal.json, junit.xml (one testcase per scenario) and the per-scenario
+    /// promoter reports go.
     #[arg(long, default_value = "target/rehearsal")]
     report_dir: PathBuf,
     /// Print rehearsal.json to stdout instead of the table.
@@ -70,6 +76,10 @@ struct Args {
     /// the others derived from it), and report each scenario's pass rate.
     #[arg(long, default_value_t = 1, value_parser = parse_repeat)]
     repeat: u32,
+    /// Also write a compact Markdown verdict here (replaced); with `$GITHUB_STEP_SUMMARY` set
+    /// it is appended there too (docs/CI.md).
+    #[arg(long, value_name = "FILE", env = "ZAI_REHEARSE_SUMMARY")]
+    summary: Option<PathBuf>,
 }
 
 impl Args {
@@ -144,7 +154,7 @@ fn select(args: &Args) -> anyhow::Result<Selection> {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -153,6 +163,26 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    let targets = summary_targets(
+        args.summary.as_deref(),
+        std::env::var(STEP_SUMMARY_ENV).ok().as_deref(),
+    );
+    match run(args, &targets).await {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            if let Err(e) =
+                write_summary(&could_not_run("zai-rehearse", &format!("{e:#}")), &targets)
+            {
+                eprintln!("zai-rehearse: {e}");
+            }
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Runs the scenarios; the exit code is 0 when every one met its expectation, else 1.
+async fn run(args: Args, targets: &[SummaryTarget]) -> anyhow::Result<i32> {
     let time = TimeScale::new(args.time_scale).map_err(anyhow::Error::msg)?;
     let selection = select(&args)?;
     let signals = match args.signals {
@@ -259,6 +289,16 @@ async fn main() -> anyhow::Result<()> {
         replay,
     };
     let path = summary.write(&args.report_dir)?;
+    let junit = args.report_dir.join("junit.xml");
+    std::fs::write(&junit, render_junit(&summary))
+        .with_context(|| format!("writing {}", junit.display()))?;
+    if !targets.is_empty() {
+        let links = ReportLinks::from_env(|name| std::env::var(name).ok());
+        // The rehearsal's result stands even when its summary cannot be written.
+        if let Err(e) = write_summary(&render_step_summary(&summary, &path, &links), targets) {
+            eprintln!("zai-rehearse: {e}");
+        }
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
@@ -293,8 +333,5 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     }
-    if !summary.passed {
-        std::process::exit(1);
-    }
-    Ok(())
+    Ok(if summary.passed { 0 } else { 1 })
 }

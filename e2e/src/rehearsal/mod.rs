@@ -6,11 +6,13 @@
 //! the command; docs/REHEARSALS.md the guide.
 
 pub mod driver;
+pub mod junit;
 pub mod prometheus;
 pub mod repeat;
 pub mod scenario;
 pub mod seeds;
 pub mod stack;
+pub mod step_summary;
 pub mod suite;
 pub mod summary;
 pub mod timing;

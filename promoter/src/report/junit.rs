@@ -5,7 +5,8 @@ use std::fmt::Write;
 use super::Report;
 use crate::engine::Status;
 
-fn esc(s: &str) -> String {
+/// XML text and attribute escaping (control characters other than tab and newline become spaces).
+pub fn esc(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

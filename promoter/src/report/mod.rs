@@ -3,6 +3,7 @@
 
 mod junit;
 mod markdown;
+pub mod step_summary;
 
 use std::path::Path;
 use std::time::Duration;
@@ -14,8 +15,11 @@ use crate::catalog::Phase;
 use crate::engine::{Baseline, Sample, Status};
 use crate::error::{Error, Result};
 
+/// XML escaping as junit.xml uses it (for other JUnit writers, e.g. the rehearsal's).
+pub use junit::esc as xml_escape;
 pub use junit::render_junit;
 pub use markdown::render_markdown;
+pub use step_summary::render_step_summary;
 
 /// How the run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
