@@ -186,7 +186,7 @@ fn apply(s: &mut Sample, c: judge::Comparison) {
     );
     s.threshold = c.tolerance.describe();
     s.evidence.insert(0, c.summary());
-    s.comparison = Some(c);
+    s.comparison = Some(Box::new(c));
 }
 
 /// Evaluates a judged check (pure).

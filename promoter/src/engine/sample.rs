@@ -78,7 +78,7 @@ pub struct Sample {
     pub at: DateTime<Utc>,
     /// The judge's evidence, for judged checks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub comparison: Option<super::judge::Comparison>,
+    pub comparison: Option<Box<super::judge::Comparison>>,
 }
 
 impl Sample {

@@ -129,7 +129,7 @@ impl CheckReport {
             samples,
             first_at: first_at.or(Some(last.at)),
             last_at: Some(last.at),
-            comparison: last.comparison.clone(),
+            comparison: last.comparison.as_deref().cloned(),
         }
     }
 }
