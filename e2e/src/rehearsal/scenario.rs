@@ -430,12 +430,15 @@ pub fn builtin() -> Vec<Scenario> {
         production_replicas: 1,
         faults: steady(250, 50),
         load: Load {
-            rate: 70.0,
+            rate: 76.0,
             split: 6.0,
             production: 60.0,
-            test: 4.0,
+            test: 10.0,
             ..Load::default()
         },
+        // ~13 canary req/s (well within MAX_WORKERS=10 at 250 ms): the judge needs ~1 700
+        // error-free canary requests to vouch for it.
+        judge_deadline_secs: Some(180),
         ..base
     });
     out
