@@ -490,13 +490,24 @@ mod tests {
     }
 
     #[test]
-    fn cut_events_stops_mid_event() {
-        let events: Vec<Bytes> = (0..6)
+    fn cut_events_stops_mid_event_after_the_first_content() {
+        // Events 0 and 1 carry no content, event 2 is the first content delta: the cut keeps
+        // 0..=2 and half of event 3, with no terminal event.
+        let mut events: Vec<Bytes> = (0..6)
             .map(|i| Bytes::from(format!("data: {i}{i}{i}{i}\n\n")))
             .collect();
+        events[2] = Bytes::from_static(b"data: {\"delta\":{\"content\":\"hi\"}}\n\n");
         let cut = cut_events(events.clone());
         assert_eq!(cut.len(), 4);
         assert_eq!(cut[..3], events[..3]);
         assert!(events[3].starts_with(&cut[3]) && cut[3].len() < events[3].len());
+        // Without a content event the cut comes after the first event.
+        let plain: Vec<Bytes> = (0..6)
+            .map(|i| Bytes::from(format!("data: {i}{i}{i}{i}\n\n")))
+            .collect();
+        let cut = cut_events(plain.clone());
+        assert_eq!(cut.len(), 2);
+        assert_eq!(cut[0], plain[0]);
+        assert!(plain[1].starts_with(&cut[1]) && cut[1].len() < plain[1].len());
     }
 }
