@@ -158,16 +158,20 @@ pub fn choose_latency_bound(production: &Counts) -> Option<usize> {
     if production.requests < MIN_REQUESTS {
         return None;
     }
-    let n = production.requests as f64;
-    (0..REQUEST_DURATION_BUCKETS.len())
-        .map(|i| {
-            (
-                i,
-                (production.slower_than(i) as f64 / n - LATENCY_TAIL_TARGET).abs(),
-            )
-        })
-        .min_by(|a, b| a.1.total_cmp(&b.1))
-        .map(|(i, _)| i)
+    // The promoter's own choice, on the same cumulative buckets it reads from a histogram.
+    let mut cumulative = Vec::with_capacity(N_BUCKETS);
+    let mut sum = 0u64;
+    for (i, c) in production.buckets.iter().enumerate() {
+        sum += c;
+        let le = REQUEST_DURATION_BUCKETS
+            .get(i)
+            .copied()
+            .unwrap_or(f64::INFINITY);
+        cumulative.push((le, sum as f64));
+    }
+    let bound =
+        zai_promoter::engine::compare::choose_latency_boundary(&cumulative, LATENCY_TAIL_TARGET)?;
+    REQUEST_DURATION_BUCKETS.iter().position(|b| *b == bound)
 }
 
 /// The new judge on both checks.
