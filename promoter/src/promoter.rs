@@ -507,8 +507,15 @@ impl Promoter {
         self.state.phase_times.insert(phase, (started, None));
         self.emit(Event::Phase { phase, at: started });
         let queries = queries_for_phase(&self.config, phase, self.workers.is_some());
+        let judged = phase == Phase::Pre && self.config.judged_checks().next().is_some();
         loop {
-            let snap = self.collect(Some(phase), &queries).await;
+            let judge_window = judged.then(|| engine::judge_window(&self.config, self.elapsed()));
+            let mut tick_queries = queries.clone();
+            if let Some(w) = judge_window {
+                tick_queries.extend(engine::judge_queries(&self.config, w));
+            }
+            let mut snap = self.collect(Some(phase), &tick_queries).await;
+            snap.judge_window = judge_window;
             let decision = engine::tick(
                 &self.config,
                 &self.state.ctx,

@@ -19,6 +19,7 @@ use zai_promoter::{
 
 use super::prometheus::{NAMESPACE, PrometheusServer};
 use super::scenario::{ExpectedOutcome, NEW_VERSION, OLD_VERSION, Scenario};
+use super::seeds::ScenarioSeeds;
 use super::stack::{RuntimeChoice, Stack, git, image, kube_settings};
 use super::timing::TimeScale;
 use crate::Error;
@@ -43,6 +44,8 @@ pub struct RunOptions {
     pub signals: SignalsChoice,
     /// Where each scenario's promoter report goes (`<dir>/<scenario>/report.json`).
     pub report_dir: PathBuf,
+    /// The run's seed; each scenario's process seeds derive from it and the scenario's name.
+    pub seed: u64,
 }
 
 /// Worker counts of one scenario.
@@ -91,6 +94,33 @@ pub struct ScenarioResult {
     pub problems: Vec<String>,
     /// Wall time of the whole scenario, set-up and tear-down included.
     pub wall_seconds: f64,
+    /// The seeds of this run (`--seed {seeds.run}` replays it).
+    #[serde(default)]
+    pub seeds: ScenarioSeeds,
+}
+
+impl ScenarioResult {
+    /// A run that could not be carried out (set-up failed): a failed run with the error as
+    /// its problem, so `--repeat` counts it instead of stopping.
+    pub fn not_run(scenario: &Scenario, seeds: ScenarioSeeds, error: &str) -> ScenarioResult {
+        ScenarioResult {
+            name: scenario.name.clone(),
+            expected: scenario.expect.outcome.label().to_owned(),
+            outcome: "not_run".to_owned(),
+            passed: false,
+            decision_seconds: 0.0,
+            workers: WorkerTotals::default(),
+            outcomes: std::collections::BTreeMap::new(),
+            report: PathBuf::new(),
+            kubeconfig: PathBuf::new(),
+            decided_by: Vec::new(),
+            verdict: format!("could not run: {error}"),
+            reason: Some(error.to_owned()),
+            problems: vec![format!("could not run: {error}")],
+            wall_seconds: 0.0,
+            seeds,
+        }
+    }
 }
 
 /// Worker outcomes per variant for the promoter (`production`/`test` targets).
@@ -131,9 +161,10 @@ where
     Fut: std::future::Future<Output = ()>,
 {
     let wall = Instant::now();
+    let seeds = ScenarioSeeds::derive(options.seed, &scenario.name);
     let kubeconfig = options.report_dir.join(&scenario.name).join("kubeconfig");
-    let stack = Stack::start(scenario, choice, options.time, &kubeconfig).await?;
-    let result = drive(scenario, &stack, options).await;
+    let stack = Stack::start(scenario, choice, options.time, &kubeconfig, &seeds).await?;
+    let result = drive(scenario, &stack, options, &seeds).await;
     before_shutdown(kubeconfig).await;
     stack.shutdown().await;
     let mut result = result?;
@@ -145,12 +176,16 @@ async fn drive(
     scenario: &Scenario,
     stack: &Stack,
     options: &RunOptions,
+    seeds: &ScenarioSeeds,
 ) -> Result<ScenarioResult, Error> {
     let time = options.time;
     let mut config = time
         .promoter_config(&stack.repo_path(), &scenario.disable)
         .map_err(Error::Setup)?;
     config.kube = kube_settings();
+    if let Some(secs) = scenario.judge_deadline_secs {
+        config.judge.deadline = Duration::from_secs(secs);
+    }
 
     // Workers: open loop over the three services.
     let cancel = CancellationToken::new();
@@ -185,7 +220,7 @@ async fn drive(
         stream_fraction: load.stream_fraction,
         openai_fraction: 0.3,
         request_timeout: Duration::from_secs(30),
-        seed: 11,
+        seed: seeds.workers,
     };
     let handle =
         workers::spawn(workers_config, cancel.clone()).map_err(|e| Error::Setup(e.to_string()))?;
@@ -211,7 +246,7 @@ async fn drive(
         SignalsChoice::Scrape => {
             let mut source = ScrapeSource::new(
                 Arc::clone(&stack.platform) as Arc<dyn Platform>,
-                Duration::from_secs(120),
+                config.scrape_retention(),
                 Duration::from_secs(2),
             )
             .with_alert_timing(time.alert_timing());
@@ -356,14 +391,23 @@ async fn drive(
         reason: report.reason.clone(),
         problems,
         wall_seconds: 0.0,
+        seeds: *seeds,
     })
 }
 
 /// Failed checks and fired triggers, in report order.
 pub fn decided_by(report: &Report) -> Vec<String> {
+    // A run that ended for insufficient evidence was decided by the judged checks that stayed
+    // inconclusive.
+    let insufficient = report
+        .reason
+        .as_deref()
+        .is_some_and(|r| r.starts_with("insufficient evidence"));
     let mut ids: Vec<String> = report
         .all_checks()
-        .filter(|(_, c)| c.status == Status::Fail)
+        .filter(|(_, c)| {
+            c.status == Status::Fail || (insufficient && c.status == Status::Inconclusive)
+        })
         .map(|(_, c)| c.id.clone())
         .collect();
     ids.extend(

@@ -21,6 +21,7 @@ use zai_promoter::{Platform, Variant};
 use super::manifests;
 use super::prometheus::NAMESPACE;
 use super::scenario::{CANARY_VERSION, NEW_VERSION, OLD_VERSION, Scenario};
+use super::seeds::ScenarioSeeds;
 use super::timing::TimeScale;
 use crate::Error;
 use crate::fake::{FakeConfig, FakeZai};
@@ -68,22 +69,24 @@ pub fn image(tag: &str) -> String {
 
 impl Stack {
     /// Starts everything, writes the kubeconfig to `kubeconfig_path` and waits until both
-    /// deployments are ready.
+    /// deployments are ready; the fakes are seeded from `seeds`.
     pub async fn start(
         scenario: &Scenario,
         choice: RuntimeChoice,
         time: TimeScale,
         kubeconfig_path: &Path,
+        seeds: &ScenarioSeeds,
     ) -> Result<Stack, Error> {
         let fake_old = FakeZai::start(FakeConfig {
             faults: scenario.faults.old.canary.clone(),
+            seed: seeds.fake_old,
             ..FakeConfig::with_key(UPSTREAM_KEY)
         })
         .await
         .map_err(|e| Error::Setup(format!("fake upstream: {e}")))?;
         let fake_new = FakeZai::start(FakeConfig {
             faults: scenario.faults.new.canary.clone(),
-            seed: 7,
+            seed: seeds.fake_new,
             ..FakeConfig::with_key(UPSTREAM_KEY)
         })
         .await

@@ -35,6 +35,8 @@ pub struct Snapshot {
     pub health_unreachable: Option<String>,
     /// Worker counters, when a feed is attached.
     pub workers: Option<BTreeMap<Variant, WorkerStats>>,
+    /// The judge's window: from `[judge] lookback` before the run started to now (phase 1).
+    pub judge_window: Option<std::time::Duration>,
 }
 
 /// Production quantities captured before the image changed.
