@@ -47,20 +47,28 @@ fn pathological(c: &mut Criterion) {
     g.finish();
 }
 
-/// Benches each text with `tiktoken-rs`, the proxy's engine (cl100k and glm4), and each
-/// cl100k engine alone, after checking the proxy's count against `tiktoken-rs`.
+/// Benches each text with `tiktoken-rs`, the proxy's engine (cl100k, glm4 and glm5), and each
+/// cl100k engine alone, after checking the proxy's count against `tiktoken-rs` (cl100k) and
+/// the `tiktoken` crate's own encoder (glm5; `tiktoken4-glm5` times that reference).
 fn every_engine(
     g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     inputs: &[(&str, String)],
 ) {
     let cl = counter(Encoding::Cl100kBase);
     let glm = counter(Encoding::Glm4);
+    let glm5 = counter(Encoding::Glm5);
+    let glm5_reference = tiktoken::get_encoding("glm5").expect("glm5 compiled in");
     let reference = tiktoken_rs::cl100k_base_singleton();
     for (label, text) in inputs {
         assert_eq!(
             cl.count(text),
             reference.encode_ordinary(text).len(),
             "exact before timing: {label}"
+        );
+        assert_eq!(
+            glm5.count(text),
+            glm5_reference.count(text),
+            "glm5 exact before timing: {label}"
         );
         g.throughput(Throughput::Bytes(text.len() as u64));
         g.bench_with_input(BenchmarkId::new("tiktoken-rs", label), text, |b, t| {
@@ -77,6 +85,12 @@ fn every_engine(
         });
         g.bench_with_input(BenchmarkId::new("proxy-glm4", label), text, |b, t| {
             b.iter(|| glm.count(t));
+        });
+        g.bench_with_input(BenchmarkId::new("proxy-glm5", label), text, |b, t| {
+            b.iter(|| glm5.count(t));
+        });
+        g.bench_with_input(BenchmarkId::new("tiktoken4-glm5", label), text, |b, t| {
+            b.iter(|| glm5_reference.count(t));
         });
     }
 }

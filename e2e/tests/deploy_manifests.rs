@@ -709,6 +709,7 @@ fn check_promoter_rbac(docs: &[Value]) -> Result<()> {
         "apps/replicasets:list",
         "/pods:list",
         "/pods/log:get",
+        "/pods/proxy:get",
     ]
     .map(String::from)
     .into();
@@ -959,6 +960,8 @@ fn grafana_dashboard_compares_both_variants_on_real_metrics() -> Result<()> {
         "zai_proxy_concurrent_requests",
         "zai_proxy_build_info",
         "zai_proxy_max_workers",
+        "zai_proxy_time_to_first_token_seconds_bucket",
+        "zai_proxy_streams_total",
     ];
     for e in &exprs {
         ensure!(!uses_status_label(e), "dashboard query uses `status`: {e}");
@@ -983,6 +986,11 @@ fn grafana_dashboard_compares_both_variants_on_real_metrics() -> Result<()> {
         ),
         ("rate limit", "zai_proxy_rate_limit_requests_per_second"),
         ("concurren", "zai_proxy_concurrent_requests"),
+        (
+            "first token",
+            "zai_proxy_time_to_first_token_seconds_bucket",
+        ),
+        ("stream outcomes", "zai_proxy_streams_total"),
     ] {
         let panel = panels
             .iter()

@@ -65,6 +65,8 @@ async fn fake_zai_prints_its_port_first_and_workers_report_json() {
                 "4",
                 "--openai-fraction",
                 "0.5",
+                "--seed",
+                "9",
                 "--json",
             ])
             .output()
@@ -80,6 +82,8 @@ async fn fake_zai_prints_its_port_first_and_workers_report_json() {
     let stdout = String::from_utf8(output.stdout).unwrap();
     let report: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(report["sent"], 20);
+    assert_eq!(report["seed"], 9, "the report names the workers' seed");
+    assert!(stdout.contains("seed 9"), "{stdout}");
     let ok = report["ok"].as_u64().unwrap();
     let http_503 = report["outcomes"]["http_503"].as_u64().unwrap_or(0);
     assert_eq!(ok + http_503, 20, "{report}");
@@ -105,6 +109,10 @@ async fn fake_zai_prints_its_port_first_and_workers_report_json() {
         stats["routes"]["openai_chat"]["status_503"].as_u64(),
         Some(http_503)
     );
+    assert_eq!(
+        stats["seed"], 42,
+        "the fake's default seed is shown: {stats}"
+    );
     drop(fake);
 }
 
@@ -128,4 +136,22 @@ fn bad_flags_are_refused_with_a_message() {
         .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("http://"));
+    for (binary, args) in [
+        (env!("CARGO_BIN_EXE_fake-zai"), &["--listen", "127.0.0.1:0"]),
+        (
+            env!("CARGO_BIN_EXE_zai-workers"),
+            &["--base-url", "http://127.0.0.1:9"],
+        ),
+    ] {
+        for bad in ["-1", "x", "18446744073709551616"] {
+            let output = Command::new(binary)
+                .args(args)
+                .arg(format!("--seed={bad}"))
+                .output()
+                .unwrap();
+            assert_eq!(output.status.code(), Some(2), "{binary} --seed {bad}");
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(stderr.contains("seed must be a whole number"), "{stderr}");
+        }
+    }
 }

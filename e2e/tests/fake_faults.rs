@@ -175,7 +175,7 @@ async fn latency_delays_headers_and_chunk_delay_spaces_events() {
 }
 
 #[tokio::test]
-async fn truncated_streams_stop_mid_event_without_terminal_event() {
+async fn truncated_streams_stop_after_their_first_chunk_without_terminal_event() {
     let fake = fake(Faults {
         truncate_rate: 1.0,
         ..Faults::default()
@@ -187,9 +187,25 @@ async fn truncated_streams_stop_mid_event_without_terminal_event() {
         !anthropic_body.ends_with("\n\n"),
         "cut inside an event: {anthropic_body:?}"
     );
+    // message_start, content_block_start, ping and ONE content_block_delta are whole; the
+    // second delta is cut in half.
+    assert_eq!(
+        anthropic_body.matches("\n\n").count(),
+        4,
+        "{anthropic_body:?}"
+    );
+    assert_eq!(
+        anthropic_body.matches("event: content_block_delta").count(),
+        2,
+        "{anthropic_body:?}"
+    );
     let openai_body = openai(&fake, true).await.unwrap().text().await.unwrap();
     assert!(!openai_body.contains("[DONE]"));
+    assert!(!openai_body.contains("finish_reason"));
     assert!(!openai_body.ends_with("\n\n"));
+    // One whole chunk (with content), then half of the second.
+    assert_eq!(openai_body.matches("\n\n").count(), 1, "{openai_body:?}");
+    assert_eq!(openai_body.matches("data: ").count(), 2, "{openai_body:?}");
     // A JSON answer is cut half-way: it no longer parses.
     let json_body = openai(&fake, false).await.unwrap().bytes().await.unwrap();
     assert!(!json_body.is_empty());
@@ -342,4 +358,76 @@ async fn fractions_split_requests() {
         "about half of 200 requests fail, got {errors}"
     );
     assert_eq!(fake.stats().count("openai_chat", "status_500"), errors);
+}
+
+/// What a client sees of `n` sequential requests to a fake seeded with `seed`: status and
+/// whether the body was empty (the exclusive faults), in order.
+async fn sequence(seed: u64, n: usize) -> (Vec<(u16, bool)>, Value) {
+    let fake = FakeZai::start(FakeConfig {
+        seed,
+        faults: Faults {
+            error_rate: 0.2,
+            rate_429: 0.15,
+            empty_rate: 0.1,
+            ..Faults::default()
+        },
+        ..FakeConfig::with_key(KEY)
+    })
+    .await
+    .unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..n {
+        let response = openai(&fake, false).await.unwrap();
+        let status = response.status().as_u16();
+        let body = response.bytes().await.unwrap();
+        seen.push((status, body.is_empty()));
+    }
+    let stats: Value = client()
+        .get(format!("{}/__fake/stats", fake.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (seen, stats)
+}
+
+#[tokio::test]
+async fn the_same_seed_replays_the_same_faults_and_another_seed_does_not() {
+    let (first, stats) = sequence(5, 80).await;
+    let (again, _) = sequence(5, 80).await;
+    let (other, other_stats) = sequence(6, 80).await;
+    assert_eq!(first, again, "same seed, same requests: same answers");
+    assert_ne!(first, other, "another seed draws other faults");
+    // The sequence is not degenerate: every configured outcome occurs.
+    for expected in [(200, false), (200, true), (500, false), (429, false)] {
+        assert!(first.contains(&expected), "{expected:?} in {first:?}");
+    }
+    assert_eq!(stats["seed"], 5, "{stats}");
+    assert_eq!(other_stats["seed"], 6);
+}
+
+#[tokio::test]
+async fn clearing_stats_keeps_the_seed() {
+    let fake = FakeZai::start(FakeConfig {
+        seed: 77,
+        ..FakeConfig::with_key(KEY)
+    })
+    .await
+    .unwrap();
+    openai(&fake, false).await.unwrap();
+    let cleared: Value = client()
+        .delete(format!("{}/__fake/stats", fake.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(cleared["total"], 0);
+    assert_eq!(cleared["seed"], 77);
+    fake.reset_stats();
+    assert_eq!(fake.stats().seed, 77);
+    assert_eq!(fake.seed(), 77);
 }

@@ -72,7 +72,7 @@ fn promtool_check_rules_accepts_the_rules_file() -> Result<()> {
     );
     let text = String::from_utf8_lossy(&out.stdout);
     ensure!(
-        text.contains("SUCCESS: 9 rules found"),
+        text.contains("SUCCESS: 11 rules found"),
         "unexpected output: {text}"
     );
     Ok(())
@@ -98,7 +98,7 @@ fn promtool_unit_tests_pass_for_every_alert() -> Result<()> {
         .lines()
         .filter_map(|l| l.trim().strip_prefix("- alert: "))
         .collect();
-    ensure!(alerts.len() == 9, "alerts found: {alerts:?}");
+    ensure!(alerts.len() == 11, "alerts found: {alerts:?}");
     for alert in alerts {
         let blocks: Vec<&str> = tests
             .split("- eval_time:")

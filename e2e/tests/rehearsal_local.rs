@@ -76,7 +76,33 @@ async fn token_counting_off_is_caught() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_key_aborts_by_the_auth_check() {
+    let r = rehearse("wrong-key").await;
+    assert_eq!(r.outcome, "aborted");
+    assert!(
+        r.decided_by
+            .iter()
+            .any(|id| id == "pre.no_upstream_auth_failures"),
+        "{:?}",
+        r.decided_by
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn load_only_defect_rolls_back_by_error_rate() {
     let r = rehearse("load-only-defect").await;
     assert!(r.decided_by.iter().any(|id| id == "trigger.error_rate"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subtle_regression_is_caught_by_the_judge() {
+    let r = rehearse("subtle-regression").await;
+    assert_eq!(r.outcome, "aborted");
+    assert!(r.decided_by.iter().any(|id| id == "pre.canary_error_rate"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn low_traffic_does_not_promote_blind() {
+    let r = rehearse("low-traffic").await;
+    assert_eq!(r.outcome, "aborted");
 }

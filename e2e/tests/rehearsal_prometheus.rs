@@ -1,7 +1,7 @@
 //! `--signals prometheus`: a real Prometheus binary on loopback scrapes every pod and evaluates
 //! deploy/prometheus's rules (durations compressed); the promoter reads it over the HTTP API.
 //! Healthy and latency-regression must reach their expected verdicts, and the scrape and
-//! Prometheus sources must agree on latency-regression. Skipped with a one-line reason
+//! Prometheus sources must both promote a healthy canary in shared 1 % noise. Skipped with a one-line reason
 //! without a `prometheus` binary; with `CI` set that fails the suite.
 
 use zai_e2e::rehearsal::driver::SignalsChoice;
@@ -64,27 +64,22 @@ async fn prometheus_latency_regression_rolls_back_by_p95() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scrape_and_prometheus_reach_the_same_verdict() {
+async fn scrape_and_prometheus_both_promote_a_healthy_canary_in_shared_noise() {
     if !gate() {
         return;
     }
-    let scrape = rehearse("latency-regression", SignalsChoice::Scrape, "parity-scrape").await;
+    // The measured case: both versions' upstreams fail the same 1 %. Before the judge,
+    // scrape aborted it in phase 1 and Prometheus promoted it. Each run must reach the
+    // scenario's expectation on its own — two runs that fail alike are not parity.
+    let scrape = rehearse("healthy-noisy", SignalsChoice::Scrape, "parity-scrape").await;
     let prom = rehearse(
-        "latency-regression",
+        "healthy-noisy",
         SignalsChoice::Prometheus,
         "parity-prometheus",
     )
     .await;
-    assert_eq!(
-        scrape.outcome, prom.outcome,
-        "scrape {scrape:#?}\nprometheus {prom:#?}"
-    );
-    let fired = |r: &ScenarioResult| {
-        r.decided_by
-            .iter()
-            .filter(|id| id.starts_with("trigger."))
-            .cloned()
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(fired(&scrape), fired(&prom), "the same trigger decided");
+    assert!(scrape.passed, "scrape: {:?}\n{scrape:#?}", scrape.problems);
+    assert!(prom.passed, "prometheus: {:?}\n{prom:#?}", prom.problems);
+    assert_eq!(scrape.outcome, "promoted");
+    assert_eq!(prom.outcome, "promoted");
 }

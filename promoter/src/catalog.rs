@@ -119,6 +119,22 @@ pub const CHECKS: &[CheckDef] = &[
         meaning: "maximum number of firing ZaiProxyCanary* alerts",
     },
     CheckDef {
+        id: "pre.canary_error_rate",
+        phase: Phase::Pre,
+        title: "Canary error rate is not higher than production's",
+        threshold: 0.0,
+        window: secs(0),
+        meaning: "judge: canary 5xx share vs production's since the run began (plus [judge] lookback), anytime-valid at [judge] alpha, tolerance [judge.errors]",
+    },
+    CheckDef {
+        id: "pre.canary_latency",
+        phase: Phase::Pre,
+        title: "Canary latency has not degraded against production",
+        threshold: 0.0,
+        window: secs(0),
+        meaning: "judge: share of canary requests slower than production's tail bucket vs production's own share, anytime-valid at [judge] alpha, tolerance [judge.latency]",
+    },
+    CheckDef {
         id: "pre.canary_receiving_traffic",
         phase: Phase::Pre,
         title: "Canary is receiving traffic",
@@ -165,6 +181,14 @@ pub const CHECKS: &[CheckDef] = &[
         threshold: 1.0,
         window: secs(600),
         meaning: "minimum tokens counted by the canary in the window",
+    },
+    CheckDef {
+        id: "pre.no_upstream_auth_failures",
+        phase: Phase::Pre,
+        title: "Canary's upstream credential is accepted",
+        threshold: 0.0,
+        window: secs(600),
+        meaning: "maximum upstream 401/403 answers to the canary in the window (zai_proxy_upstream_errors_total{error_type=\"auth\"})",
     },
     CheckDef {
         id: "pre.version_confirmed",

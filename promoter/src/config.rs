@@ -100,6 +100,69 @@ impl Default for FinaliseSettings {
     }
 }
 
+/// A practical tolerance in the file: `{ relative = 0.5, absolute = 0.005 }`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToleranceSettings {
+    /// Relative margin over production (0.5 = 50 % more).
+    pub relative: f64,
+    /// Absolute margin in proportion points (0.005 = half a percentage point).
+    pub absolute: f64,
+}
+
+impl From<ToleranceSettings> for crate::engine::judge::Tolerance {
+    fn from(t: ToleranceSettings) -> Self {
+        crate::engine::judge::Tolerance {
+            relative: t.relative,
+            absolute: t.absolute,
+        }
+    }
+}
+
+/// The judge: evidence-based comparisons of the canary with production (docs/DECISIONS.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JudgeSettings {
+    /// Bound on the probability of a false verdict of the whole comparison of one run (false
+    /// fail of a healthy canary, false pass of a bad one), split equally over the enabled
+    /// judged checks; holds however often the checks are re-evaluated.
+    pub alpha: f64,
+    /// Data from before the run started that count (the comparison starts this long before
+    /// the run; a scraping source only has what it scraped).
+    #[serde(with = "crate::duration_serde")]
+    pub lookback: Duration,
+    /// A judged check still inconclusive this long after phase 1 began ends the run:
+    /// "aborted: insufficient evidence".
+    #[serde(with = "crate::duration_serde")]
+    pub deadline: Duration,
+    /// Tolerance of the 5xx-share comparison.
+    pub errors: ToleranceSettings,
+    /// Tolerance of the slow-request-share comparison.
+    pub latency: ToleranceSettings,
+    /// Latency boundary: the histogram bound whose share of slower production requests is
+    /// nearest this (0.1: about production's p90), fixed once production has `min_requests`.
+    pub latency_tail: f64,
+}
+
+impl Default for JudgeSettings {
+    fn default() -> Self {
+        JudgeSettings {
+            alpha: 0.01,
+            lookback: Duration::from_secs(600),
+            deadline: Duration::from_secs(1800),
+            errors: ToleranceSettings {
+                relative: 0.5,
+                absolute: 0.005,
+            },
+            latency: ToleranceSettings {
+                relative: 0.5,
+                absolute: 0.02,
+            },
+            latency_tail: 0.1,
+        }
+    }
+}
+
 /// Override of one check's defaults.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -158,6 +221,7 @@ struct FileConfig {
     finalise: FinaliseSettings,
     kube: KubeSettings,
     prometheus: PrometheusSettings,
+    judge: JudgeSettings,
     checks: BTreeMap<String, CheckOverride>,
     triggers: BTreeMap<String, TriggerOverride>,
 }
@@ -181,6 +245,7 @@ impl Default for FileConfig {
             finalise: FinaliseSettings::default(),
             kube: KubeSettings::default(),
             prometheus: PrometheusSettings::default(),
+            judge: JudgeSettings::default(),
             checks: BTreeMap::new(),
             triggers: BTreeMap::new(),
         }
@@ -272,6 +337,8 @@ pub struct Config {
     pub kube: KubeSettings,
     /// Prometheus settings.
     pub prometheus: PrometheusSettings,
+    /// The judge's settings.
+    pub judge: JudgeSettings,
     /// Every check, in checklist order.
     pub checks: Vec<CheckSpec>,
     /// Every trigger.
@@ -323,6 +390,25 @@ impl Config {
             .unwrap_or(Duration::from_secs(600))
     }
 
+    /// The enabled checks decided by the judge (they share `[judge] alpha`).
+    pub fn judged_checks(&self) -> impl Iterator<Item = &CheckSpec> {
+        self.checks
+            .iter()
+            .filter(|c| c.enabled && crate::engine::is_judged(c.id))
+    }
+
+    /// The false-verdict level of one judged check: `[judge] alpha` split equally.
+    pub fn judge_alpha_per_check(&self) -> f64 {
+        self.judge.alpha / self.judged_checks().count().max(1) as f64
+    }
+
+    /// How much a scraping source must keep: the longest window, or the judge's look-back plus
+    /// its deadline, plus two intervals.
+    pub fn scrape_retention(&self) -> Duration {
+        let judge = self.judge.lookback + self.judge.deadline;
+        self.longest_window().max(judge) + self.interval * 2
+    }
+
     /// The checks of one phase, in order.
     pub fn phase_checks(&self, phase: Phase) -> impl Iterator<Item = &CheckSpec> {
         self.checks.iter().filter(move |c| c.phase == phase)
@@ -357,7 +443,30 @@ fn resolve(file: FileConfig) -> Result<Config> {
         ("rollback_timeout".into(), file.rollback_timeout),
         ("http_timeout".into(), file.http_timeout),
         ("prometheus.timeout".into(), file.prometheus.timeout),
+        ("judge.lookback".into(), file.judge.lookback),
+        ("judge.deadline".into(), file.judge.deadline),
     ];
+    let j = &file.judge;
+    if !(j.alpha > 0.0 && j.alpha < 0.5) {
+        problems.push(format!("judge.alpha must be in (0, 0.5), got {}", j.alpha));
+    }
+    if !(j.latency_tail > 0.0 && j.latency_tail < 1.0) {
+        problems.push(format!(
+            "judge.latency_tail must be in (0, 1), got {}",
+            j.latency_tail
+        ));
+    }
+    for (name, t) in [("judge.errors", j.errors), ("judge.latency", j.latency)] {
+        if !(t.relative.is_finite() && t.relative >= 0.0) {
+            problems.push(format!("{name}.relative must be >= 0"));
+        }
+        if !(t.absolute.is_finite() && (0.0..1.0).contains(&t.absolute)) {
+            problems.push(format!("{name}.absolute must be in [0, 1)"));
+        }
+    }
+    if j.deadline < file.interval.saturating_mul(2) {
+        problems.push("judge.deadline must be at least 2 × interval".to_owned());
+    }
     for (id, o) in &file.checks {
         durations.extend(o.window.map(|w| (format!("{id}.window"), w)));
     }
@@ -454,6 +563,7 @@ fn resolve(file: FileConfig) -> Result<Config> {
         finalise: file.finalise,
         kube: file.kube,
         prometheus: file.prometheus,
+        judge: file.judge,
         checks,
         triggers,
     })

@@ -30,6 +30,15 @@ pub enum Error {
         /// Why it failed.
         message: String,
     },
+    /// A pod's HTTP endpoints cannot be reached at all (pod proxy turned off, or the API
+    /// server forbids `pods/proxy`): what needs them is not evaluated, never guessed.
+    #[error("pod {pod} cannot be reached: {reason}")]
+    PodUnreachable {
+        /// The pod.
+        pod: String,
+        /// Why (`--no-pod-proxy`, 403 Forbidden, …).
+        reason: String,
+    },
     /// A signal source could not answer (HTTP error, timeout, malformed response).
     #[error("signals: {0}")]
     Signals(String),

@@ -6,6 +6,7 @@
 //! injectable [`clock::Clock`].
 
 pub mod catalog;
+pub mod ci;
 pub mod clock;
 pub mod config;
 pub mod duration_serde;

@@ -10,9 +10,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use zai_promoter::ci::{
+    ReportLinks, STEP_SUMMARY_ENV, SummaryTarget, summary_targets, write_summary,
+};
 use zai_promoter::config::Config;
 use zai_promoter::platform::kube::KubePlatform;
 use zai_promoter::progress::Progress;
+use zai_promoter::report::render_step_summary;
+use zai_promoter::report::step_summary::render_error_summary;
 use zai_promoter::signals::SignalSource;
 use zai_promoter::signals::prometheus::PrometheusSource;
 use zai_promoter::signals::scrape::{AlertTiming, ScrapeSource};
@@ -34,13 +39,17 @@ struct Cli {
     /// Prometheus base URL (overrides [prometheus] url; implies --signals prometheus with auto).
     #[arg(long, global = true, env = "PROMETHEUS_URL")]
     prometheus_url: Option<String>,
-    /// Reach pods' /health and /metrics through the API server's pod proxy (needs `get
-    /// pods/proxy`); without it /health is judged from readiness and scraping is unavailable.
-    #[arg(long, global = true, env = "ZAI_PROMOTER_POD_PROXY")]
-    pod_proxy: bool,
+    /// Do not use the API server's pod proxy (RBAC `get pods/proxy`) for pods' /health and
+    /// /metrics: pre.health_ok is then "not evaluated" and scraping is unavailable.
+    #[arg(long, global = true, env = "ZAI_PROMOTER_NO_POD_PROXY")]
+    no_pod_proxy: bool,
     /// Write report.json, report.md and junit.xml here.
     #[arg(long, global = true, env = "ZAI_PROMOTER_REPORT_DIR")]
     report_dir: Option<PathBuf>,
+    /// Also write a compact Markdown verdict here (replaced); with `$GITHUB_STEP_SUMMARY` set
+    /// it is appended there too (docs/CI.md).
+    #[arg(long, global = true, value_name = "FILE", env = "ZAI_PROMOTER_SUMMARY")]
+    summary: Option<PathBuf>,
     /// Evaluate everything, change nothing.
     #[arg(long, global = true)]
     dry_run: bool,
@@ -98,11 +107,36 @@ async fn main() {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    let summary_targets = step_summary_targets(&cli);
+    let mode = cli.command.name();
     match run(cli).await {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             eprintln!("zai-promoter: {e:#}");
+            let summary = render_error_summary(mode, &format!("{e:#}"));
+            if let Err(e) = write_summary(&summary, &summary_targets) {
+                eprintln!("zai-promoter: {e}");
+            }
             std::process::exit(1);
+        }
+    }
+}
+
+/// `--summary` and `$GITHUB_STEP_SUMMARY`.
+fn step_summary_targets(cli: &Cli) -> Vec<SummaryTarget> {
+    summary_targets(
+        cli.summary.as_deref(),
+        std::env::var(STEP_SUMMARY_ENV).ok().as_deref(),
+    )
+}
+
+impl Command {
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Check => "check",
+            Command::Promote { .. } => "promote",
+            Command::Rollback { .. } => "rollback",
+            Command::Watch { .. } => "watch",
         }
     }
 }
@@ -144,16 +178,16 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         KubePlatform::connect(config.kube.clone())
             .await
             .context("cannot reach Kubernetes")?
-            .with_pod_proxy(cli.pod_proxy),
+            .with_pod_proxy(!cli.no_pod_proxy),
     );
     let kind = match cli.signals {
         SignalsKind::Auto if cli.prometheus_url.is_some() => SignalsKind::Prometheus,
         SignalsKind::Auto => SignalsKind::Scrape,
         other => other,
     };
-    if kind == SignalsKind::Scrape && !cli.pod_proxy {
+    if kind == SignalsKind::Scrape && cli.no_pod_proxy {
         anyhow::bail!(
-            "scraping Kubernetes pods needs --pod-proxy; or give --prometheus-url to use Prometheus"
+            "scraping Kubernetes pods needs the pod proxy (drop --no-pod-proxy); or give --prometheus-url to use Prometheus"
         );
     }
     let signals: Box<dyn SignalSource> = match kind {
@@ -163,7 +197,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             config.prometheus.timeout,
         )?),
         _ => {
-            let retention = config.longest_window() + config.interval * 2;
+            let retention = config.scrape_retention();
             Box::new(
                 ScrapeSource::new(platform.clone(), retention, config.http_timeout)
                     .with_alert_timing(AlertTiming {
@@ -187,6 +221,15 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
     if let Some(dir) = &cli.report_dir {
         report.write_to(dir)?;
         eprintln!("report written to {}", dir.display());
+    }
+    let targets = step_summary_targets(&cli);
+    if !targets.is_empty() {
+        let links = ReportLinks::from_env(|name| std::env::var(name).ok());
+        let summary = render_step_summary(&report, cli.report_dir.as_deref(), &links);
+        // The promotion's outcome stands even when its summary cannot be written.
+        if let Err(e) = write_summary(&summary, &targets) {
+            eprintln!("zai-promoter: {e}");
+        }
     }
     println!("{}: {}", report.outcome.as_str(), report.verdict);
     if let Some(reason) = &report.reason {

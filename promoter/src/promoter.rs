@@ -507,8 +507,15 @@ impl Promoter {
         self.state.phase_times.insert(phase, (started, None));
         self.emit(Event::Phase { phase, at: started });
         let queries = queries_for_phase(&self.config, phase, self.workers.is_some());
+        let judged = phase == Phase::Pre && self.config.judged_checks().next().is_some();
         loop {
-            let snap = self.collect(Some(phase), &queries).await;
+            let judge_window = judged.then(|| engine::judge_window(&self.config, self.elapsed()));
+            let mut tick_queries = queries.clone();
+            if let Some(w) = judge_window {
+                tick_queries.extend(engine::judge_queries(&self.config, w));
+            }
+            let mut snap = self.collect(Some(phase), &tick_queries).await;
+            snap.judge_window = judge_window;
             let decision = engine::tick(
                 &self.config,
                 &self.state.ctx,
@@ -963,11 +970,17 @@ impl Promoter {
             );
             if let Some(Ok(pods)) = snap.pods.get(&Variant::Test) {
                 for p in pods.clone() {
-                    let r = self
+                    let r = match self
                         .platform
                         .pod_get(&p, "/health", self.config.http_timeout)
                         .await
-                        .map_err(|e| e.to_string());
+                    {
+                        Err(e @ crate::Error::PodUnreachable { .. }) => {
+                            snap.health_unreachable = Some(e.to_string());
+                            break;
+                        }
+                        r => r.map_err(|e| e.to_string()),
+                    };
                     snap.health.insert(p.name.clone(), r);
                 }
             }

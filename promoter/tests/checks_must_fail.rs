@@ -117,9 +117,39 @@ fn good() -> Snapshot {
             );
             measure(&mut s, Signal::TokensIncrease, v, w, Reading::Value(1234.0));
             measure(&mut s, Signal::TokenSeries, v, w, Reading::Value(2.0));
+            measure(
+                &mut s,
+                Signal::UpstreamAuthFailures,
+                v,
+                w,
+                Reading::Value(0.0),
+            );
         }
     }
+    // The judge's counts since the run began minus the look-back (10m at t = 0).
+    let judge = zai_promoter::engine::judge_window(&Config::default(), Duration::ZERO);
+    s.judge_window = Some(judge);
+    for v in [P, T] {
+        measure(
+            &mut s,
+            Signal::RequestCount,
+            v,
+            judge,
+            Reading::Value(20_000.0),
+        );
+        measure(&mut s, Signal::ErrorCount, v, judge, Reading::Value(200.0));
+        measure(&mut s, Signal::LatencyBuckets, v, judge, latency(0.1));
+    }
     s
+}
+
+/// 20 000 requests, `slow` of them above 0.25 s.
+fn latency(slow: f64) -> Reading {
+    Reading::Buckets(vec![
+        (0.1, 10_000.0),
+        (0.25, 20_000.0 * (1.0 - slow)),
+        (f64::INFINITY, 20_000.0),
+    ])
 }
 
 fn set(s: &mut Snapshot, signal: Signal, v: zai_promoter::Variant, r: Reading) {
@@ -131,7 +161,9 @@ fn set(s: &mut Snapshot, signal: Signal, v: zai_promoter::Variant, r: Reading) {
 fn status(id: &str, s: &Snapshot, ctx: &RunContext) -> (Status, String) {
     let c = Config::default();
     let spec = c.check(id).unwrap();
-    let sample = evaluate_check(spec, &c, ctx, &History::default(), s);
+    let mut h = History::default();
+    zai_promoter::engine::compare::freeze_latency_boundary(&c, &mut h, s);
+    let sample = evaluate_check(spec, &c, ctx, &h, s);
     (sample.status, sample.summary())
 }
 
@@ -146,11 +178,19 @@ fn each_check_passes_on_good_data_and_fails_on_bad_data() {
         }),
         ("pre.no_canary_alerts", |s, _| {
             s.alerts = Some(Ok(vec![Alert {
-                name: "ZaiProxyCanaryLatencyDegraded".into(),
+                name: "ZaiProxyCanaryHighErrorRate".into(),
                 state: AlertState::Firing,
                 evaluated_locally: false,
                 detail: "2.1".into(),
             }]));
+        }),
+        ("pre.canary_error_rate", |s, _| {
+            let w = s.judge_window.unwrap();
+            measure(s, Signal::ErrorCount, T, w, Reading::Value(800.0));
+        }),
+        ("pre.canary_latency", |s, _| {
+            let w = s.judge_window.unwrap();
+            measure(s, Signal::LatencyBuckets, T, w, latency(0.3));
         }),
         ("pre.canary_receiving_traffic", |s, _| {
             set(s, Signal::RequestCount, T, Reading::Value(0.0))
@@ -181,6 +221,9 @@ fn each_check_passes_on_good_data_and_fails_on_bad_data() {
         }),
         ("pre.worker_token_counting", |s, _| {
             set(s, Signal::TokensIncrease, T, Reading::Value(0.0))
+        }),
+        ("pre.no_upstream_auth_failures", |s, _| {
+            set(s, Signal::UpstreamAuthFailures, T, Reading::Value(1.0))
         }),
         ("pre.version_confirmed", |s, _| {
             s.images.insert(T, Ok("ronaldraygun/zai-proxy".into()));
@@ -315,14 +358,19 @@ fn too_little_traffic_is_no_data_not_pass() {
 }
 
 #[test]
-fn a_locally_evaluated_alert_counts_while_its_condition_holds() {
+fn a_locally_evaluated_alert_counts_once_firing_as_in_prometheus() {
     let mut s = good();
-    s.alerts = Some(Ok(vec![Alert {
+    let alert = |state| Alert {
         name: "ZaiProxyCanaryHighErrorRate".into(),
-        state: AlertState::Pending,
+        state,
         evaluated_locally: true,
         detail: "canary 5xx ratio 0.2 > 0.05".into(),
-    }]));
+    };
+    // Its condition holds but its `for` has not elapsed: pending, listed, not counted.
+    s.alerts = Some(Ok(vec![alert(AlertState::Pending)]));
+    let (st, why) = status("pre.no_canary_alerts", &s, &ctx());
+    assert_eq!(st, Status::Pass, "{why}");
+    s.alerts = Some(Ok(vec![alert(AlertState::Firing)]));
     let (st, why) = status("pre.no_canary_alerts", &s, &ctx());
     assert_eq!(st, Status::Fail, "{why}");
     assert!(why.contains("evaluated locally"), "{why}");
@@ -334,4 +382,16 @@ fn a_locally_evaluated_alert_counts_while_its_condition_holds() {
         detail: String::new(),
     }]));
     assert_eq!(status("pre.no_canary_alerts", &s, &ctx()).0, Status::Pass);
+}
+
+#[test]
+fn health_of_unreachable_pods_is_not_evaluated_never_guessed() {
+    let mut s = good();
+    s.health.clear();
+    s.health_unreachable =
+        Some("pod c-0 cannot be reached: the pod proxy is turned off (--no-pod-proxy)".into());
+    let (st, why) = status("pre.health_ok", &s, &ctx());
+    assert_eq!(st, Status::Skipped, "{why}");
+    assert!(why.contains("not evaluated"), "{why}");
+    assert!(why.contains("pod proxy is turned off"), "{why}");
 }

@@ -406,10 +406,8 @@ fn rollout_status_follows_kubectl() {
     assert!(rollout_status_of(&d).failure.is_some());
 }
 
-#[tokio::test]
-async fn health_comes_from_readiness_or_the_pod_proxy() {
-    let (p, _h) = platform();
-    let mut pod_info = zai_promoter::PodInfo {
+fn canary_pod_info() -> zai_promoter::PodInfo {
+    zai_promoter::PodInfo {
         name: "zai-proxy-test-1".into(),
         variant: Variant::Test,
         phase: "Running".into(),
@@ -420,21 +418,12 @@ async fn health_comes_from_readiness_or_the_pod_proxy() {
         image: "ronaldraygun/zai-proxy:1.2.1-canary".into(),
         base_url: None,
         started_at: None,
-    };
-    let t = std::time::Duration::from_secs(2);
-    let r = p.pod_get(&pod_info, "/health", t).await.unwrap();
-    assert_eq!(r.status, 200);
-    pod_info.ready = false;
-    assert_eq!(
-        p.pod_get(&pod_info, "/health", t).await.unwrap().status,
-        503
-    );
-    // /metrics cannot be faked from readiness.
-    assert!(p.pod_get(&pod_info, "/metrics", t).await.is_err());
+    }
+}
 
-    let (p, mut h) = platform();
-    let p = p.with_pod_proxy(true);
-    let server = tokio::spawn(async move {
+/// Answers one pod-proxy request with `status` and `body`.
+fn proxy_answers(mut h: Handle, status: u16, body: &'static [u8]) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
         let (req, send) = h.next_request().await.unwrap();
         assert_eq!(
             req.uri().path(),
@@ -442,12 +431,55 @@ async fn health_comes_from_readiness_or_the_pod_proxy() {
         );
         send.send_response(
             Response::builder()
-                .body(Body::from(br#"{"status":"ok","variant":"test"}"#.to_vec()))
+                .status(status)
+                .body(Body::from(body.to_vec()))
                 .unwrap(),
         );
-    });
+    })
+}
+
+#[tokio::test]
+async fn health_comes_through_the_pod_proxy_never_from_readiness() {
+    let pod_info = canary_pod_info();
+    let t = std::time::Duration::from_secs(2);
+
+    // By default through the pod proxy; the pod's own answer passes through, 503 included.
+    let (p, h) = platform();
+    let server = proxy_answers(h, 200, br#"{"status":"ok","variant":"test"}"#);
     let r = p.pod_get(&pod_info, "/health", t).await.unwrap();
     server.await.unwrap();
     assert_eq!(r.status, 200);
     assert!(r.body.contains("\"variant\":\"test\""));
+    let (p, h) = platform();
+    let server = proxy_answers(h, 503, br#"{"status":"draining"}"#);
+    let r = p.pod_get(&pod_info, "/health", t).await.unwrap();
+    server.await.unwrap();
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (503, r#"{"status":"draining"}"#)
+    );
+
+    // Forbidden by RBAC: unreachable with the reason, not a made-up answer.
+    let (p, h) = platform();
+    let server = proxy_answers(
+        h,
+        403,
+        br#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"pods \"zai-proxy-test-1\" is forbidden: User \"system:serviceaccount:mcp:zai-promoter\" cannot get resource \"pods/proxy\"","reason":"Forbidden","code":403}"#,
+    );
+    let e = p.pod_get(&pod_info, "/health", t).await.unwrap_err();
+    server.await.unwrap();
+    assert!(
+        matches!(&e, zai_promoter::Error::PodUnreachable { reason, .. } if reason.contains("pods/proxy")),
+        "{e}"
+    );
+
+    // Turned off: unreachable, no request sent, whatever the pod's readiness.
+    let (p, _h) = platform();
+    let p = p.with_pod_proxy(false);
+    let e = p.pod_get(&pod_info, "/health", t).await.unwrap_err();
+    assert!(
+        matches!(e, zai_promoter::Error::PodUnreachable { .. }),
+        "{e}"
+    );
+    assert!(p.pod_get(&pod_info, "/metrics", t).await.is_err());
 }

@@ -68,6 +68,13 @@ fn exposition(t: f64) -> String {
             n * t
         ));
     }
+    s.push_str("# TYPE zai_proxy_upstream_errors_total counter\n");
+    for (kind, per_s) in [("auth", 2.0), ("401", 2.0), ("read_error", 7.0)] {
+        s.push_str(&format!(
+            "zai_proxy_upstream_errors_total{{error_type=\"{kind}\",variant=\"production\"}} {}\n",
+            per_s * t
+        ));
+    }
     s
 }
 
@@ -208,6 +215,27 @@ async fn prometheus_source_reads_a_real_prometheus() {
         .await
         .reading);
     assert!(tokens > 10_000.0, "tokens {tokens}");
+    // Only error_type="auth" is an auth failure (2/s; the 401 and read_error series are not).
+    let auth = src
+        .measure(
+            &q(Signal::UpstreamAuthFailures, Variant::Production),
+            Utc::now(),
+        )
+        .await;
+    let per_window = get(auth.reading);
+    assert!(per_window > 0.0 && per_window < tokens, "auth {per_window}");
+    assert!(
+        auth.source.contains("error_type=\"auth\""),
+        "{}",
+        auth.source
+    );
+    let m = src
+        .measure(&q(Signal::UpstreamAuthFailures, Variant::Test), Utc::now())
+        .await;
+    assert!(
+        matches!(m.reading, Reading::NoData(_)),
+        "no canary series: {m:?}"
+    );
     // The canary variant has no series: the ratio is an empty vector → no data, never 0.
     let m = src
         .measure(&q(Signal::ErrorRatio, Variant::Test), Utc::now())

@@ -71,6 +71,55 @@ fn parses_only_the_pods_own_variant() {
 }
 
 #[test]
+fn upstream_auth_failures_are_the_auth_series_increase() {
+    let text = |auth: f64, status: f64| {
+        format!(
+            "# TYPE zai_proxy_upstream_errors_total counter\n\
+             zai_proxy_upstream_errors_total{{error_type=\"auth\",variant=\"test\"}} {auth}\n\
+             zai_proxy_upstream_errors_total{{error_type=\"401\",variant=\"test\"}} {status}\n\
+             zai_proxy_upstream_errors_total{{error_type=\"auth\",variant=\"production\"}} 99\n\
+             # TYPE zai_proxy_requests_total counter\n\
+             zai_proxy_requests_total{{status_code=\"401\",variant=\"test\"}} {status}\n"
+        )
+    };
+    let t = Variant::Test;
+    let mut s = ScrapeStore::new(Duration::from_secs(600));
+    s.add("c", t, at(0), parse_exposition(&text(0.0, 0.0), t).unwrap());
+    s.add(
+        "c",
+        t,
+        at(30),
+        parse_exposition(&text(0.0, 0.0), t).unwrap(),
+    );
+    assert_eq!(
+        value(s.measure(&q(Signal::UpstreamAuthFailures, t, 60), at(30))),
+        0.0
+    );
+    s.add(
+        "c",
+        t,
+        at(60),
+        parse_exposition(&text(3.0, 3.0), t).unwrap(),
+    );
+    assert_eq!(
+        value(s.measure(&q(Signal::UpstreamAuthFailures, t, 90), at(60))),
+        3.0,
+        "only the canary's own auth series"
+    );
+    // A restart resets the counter: 2 more after it.
+    s.add(
+        "c",
+        t,
+        at(90),
+        parse_exposition(&text(2.0, 2.0), t).unwrap(),
+    );
+    assert_eq!(
+        value(s.measure(&q(Signal::UpstreamAuthFailures, t, 120), at(90))),
+        5.0
+    );
+}
+
+#[test]
 fn quantities_over_a_window_with_a_counter_reset() {
     let s = store();
     let p = Variant::Production;

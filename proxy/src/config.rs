@@ -27,7 +27,7 @@ pub const DEFAULT_LISTEN_ADDR: &str = "0.0.0.0:8080";
 /// Default `variant` label value.
 pub const DEFAULT_VARIANT: &str = "production";
 /// Default models that get their own `model` label value; anything else is `other`.
-pub const DEFAULT_KNOWN_MODELS: &str = "glm-4.7,glm-4.6,glm-4.5,glm-4.5-air,glm-4.5-x,glm-4.5-airx,glm-4.5-flash,glm-4.5v,glm-4.6v,glm-4,glm-4-plus,glm-4-air,glm-4-airx,glm-4-flash,glm-4-long,glm-z1-air,glm-z1-airx,glm-z1-flash";
+pub const DEFAULT_KNOWN_MODELS: &str = "glm-5.3,glm-5.2,glm-5.1,glm-5-turbo,glm-5,glm-4.7,glm-4.6,glm-4.5,glm-4.5-air,glm-4.5-x,glm-4.5-airx,glm-4.5-flash,glm-4.5v,glm-4.6v,glm-4,glm-4-plus,glm-4-air,glm-4-airx,glm-4-flash,glm-4-long,glm-z1-air,glm-z1-airx,glm-z1-flash";
 /// Default `model` label when a request names no model.
 pub const DEFAULT_TOKENIZER_MODEL: &str = "glm-4";
 /// Default request body limit: 32 MiB.
@@ -110,7 +110,7 @@ pub struct Args {
     /// Count tokens locally and from upstream usage (true/false).
     #[arg(long, env = "TOKEN_COUNTING_ENABLED")]
     pub token_counting_enabled: Option<String>,
-    /// Tokenizer encoding: cl100k_base | o200k_base | glm4.
+    /// Tokenizer encoding: cl100k_base | o200k_base | glm4 | glm5 | auto.
     #[arg(long, env = "TOKENIZER_ENCODING")]
     pub tokenizer_encoding: Option<String>,
     /// Answer count_tokens requests locally (true/false).
@@ -245,6 +245,11 @@ pub enum TokenizerEncoding {
     O200kBase,
     /// GLM-4's own tokenizer.
     Glm4,
+    /// GLM-5's own tokenizer.
+    Glm5,
+    /// The vocabulary follows the request's model (glm-4.x → glm4, glm-5.x → glm5, others →
+    /// cl100k_base); loads all three.
+    Auto,
 }
 
 /// Values reported by `zai_proxy_build_info`.
@@ -985,7 +990,9 @@ fn parse_encoding(raw: &str) -> Result<TokenizerEncoding, String> {
         "cl100k_base" | "cl100k" => Ok(TokenizerEncoding::Cl100kBase),
         "o200k_base" | "o200k" => Ok(TokenizerEncoding::O200kBase),
         "glm4" | "glm-4" => Ok(TokenizerEncoding::Glm4),
-        _ => Err("must be cl100k_base, o200k_base or glm4".into()),
+        "glm5" | "glm-5" => Ok(TokenizerEncoding::Glm5),
+        "auto" => Ok(TokenizerEncoding::Auto),
+        _ => Err("must be cl100k_base, o200k_base, glm4, glm5 or auto".into()),
     }
 }
 
@@ -1050,6 +1057,16 @@ fn parse_model_list(raw: &str) -> Result<Vec<String>, String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn tokenizer_encodings_parse() {
+        assert_eq!(parse_encoding("glm5"), Ok(TokenizerEncoding::Glm5));
+        assert_eq!(parse_encoding("GLM-5"), Ok(TokenizerEncoding::Glm5));
+        assert_eq!(parse_encoding("auto"), Ok(TokenizerEncoding::Auto));
+        assert_eq!(parse_encoding("glm4"), Ok(TokenizerEncoding::Glm4));
+        let err = parse_encoding("p50k_base").expect_err("unknown");
+        assert!(err.contains("glm5") && err.contains("auto"), "{err}");
+    }
+
     use super::*;
 
     fn args(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {

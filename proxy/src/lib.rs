@@ -30,6 +30,7 @@ pub mod routes;
 pub mod server;
 pub mod shutdown;
 pub mod state;
+pub mod streams;
 pub mod tokens;
 pub mod wire;
 pub mod zai_error;

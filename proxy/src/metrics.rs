@@ -45,8 +45,12 @@ pub const TOKEN_ESTIMATE_RATIO_BUCKETS: &[f64] = &[
     0.25, 0.5, 0.75, 0.8, 0.9, 0.95, 1.0, 1.05, 1.1, 1.25, 1.5, 2.0, 4.0,
 ];
 
+/// `error_type` of `zai_proxy_upstream_errors_total` for an upstream 401/403 (the proxy's
+/// credential was refused).
+pub const UPSTREAM_AUTH_ERROR: &str = "auth";
 /// `error_type` values of `zai_proxy_upstream_errors_total` other than status codes.
 pub const UPSTREAM_ERROR_TYPES: &[&str] = &[
+    UPSTREAM_AUTH_ERROR,
     "request_creation",
     "upstream_connection",
     "429",
@@ -80,7 +84,34 @@ pub const ZAI_ERROR_CLASSES: &[(&str, &str)] = &[
     ("quota", "1308"),
     ("quota", "1310"),
     ("model_congestion", "1312"),
+    ("daily_limit", "1304"),
+    ("plan_expired", "1309"),
+    ("fair_use", "1313"),
 ];
+/// Buckets of `zai_proxy_time_to_first_token_seconds`: LLM first tokens come in ~0.2-2 s
+/// for chat models and up to tens of seconds for reasoning models on long prompts; the
+/// low buckets resolve a fast upstream (and the fake one in tests), the high ones a
+/// reasoning model thinking for minutes.
+pub const TIME_TO_FIRST_TOKEN_BUCKETS: &[f64] = &[
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0,
+    60.0, 120.0,
+];
+/// Buckets of `zai_proxy_output_tokens_per_second`: GLM models decode at ~20-200 tokens/s
+/// per stream (turbo and flash variants faster); finer steps where rates usually are.
+pub const OUTPUT_TOKENS_PER_SECOND_BUCKETS: &[f64] = &[
+    1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 80.0, 100.0, 150.0, 200.0, 300.0, 500.0,
+    1000.0, 2500.0,
+];
+/// `outcome` values of `zai_proxy_streams_total` (see `crate::streams::StreamOutcome`).
+pub const STREAM_OUTCOMES: [&str; 4] = [
+    "complete",
+    "upstream_cut",
+    "client_gone",
+    "upstream_error_event",
+];
+/// `api` label values of the stream families (wire format of the route).
+pub const STREAM_APIS: [&str; 2] = ["anthropic", "openai"];
+
 /// Number of source buckets (`client` label `source-00` … `source-63`).
 pub const SOURCE_BUCKETS: usize = 64;
 
@@ -163,6 +194,14 @@ pub struct Metrics {
     // Z.AI business errors
     /// `zai_proxy_zai_errors_total{class,code,variant}`.
     pub zai_errors_total: CounterVec,
+
+    // Streams
+    /// `zai_proxy_time_to_first_token_seconds{model,api,variant}`.
+    pub time_to_first_token_seconds: HistogramVec,
+    /// `zai_proxy_output_tokens_per_second{model,api,variant}`.
+    pub output_tokens_per_second: HistogramVec,
+    /// `zai_proxy_streams_total{variant,outcome}`.
+    pub streams_total: CounterVec,
 
     /// The per-request series resolved once (see [`HotSeries`]).
     hot: HotSeries,
@@ -553,6 +592,23 @@ impl Metrics {
                 "Total number of Z.AI business errors by class and code",
                 &["class", "code", "variant"],
             )?,
+            time_to_first_token_seconds: b.histogram(
+                "zai_proxy_time_to_first_token_seconds",
+                "Seconds from the request's arrival to the first content-bearing event of its stream",
+                &["model", "api", "variant"],
+                TIME_TO_FIRST_TOKEN_BUCKETS.to_vec(),
+            )?,
+            output_tokens_per_second: b.histogram(
+                "zai_proxy_output_tokens_per_second",
+                "Output tokens per second of a complete stream, from its first token to its end",
+                &["model", "api", "variant"],
+                OUTPUT_TOKENS_PER_SECOND_BUCKETS.to_vec(),
+            )?,
+            streams_total: b.counter(
+                "zai_proxy_streams_total",
+                "Streamed answers by how they ended",
+                &["variant", "outcome"],
+            )?,
             registry: b.registry,
             families: b.families,
             hot: HotSeries::default(),
@@ -630,6 +686,10 @@ impl Metrics {
         for (class, code) in ZAI_ERROR_CLASSES {
             self.zai_errors_total.with_label_values(&[class, code, v]);
         }
+        for outcome in STREAM_OUTCOMES {
+            self.streams_total.with_label_values(&[v, outcome]);
+        }
+        // The stream histograms are per model: created on a model's first stream.
         // Deliberately not pre-created (a zero would be a false reading): quota_usage_ratio,
         // quota_remaining_ratio, quota_reset_time_seconds, quota_sample_age_seconds,
         // quota_rate_cap, quota_gate_open. `render` still prints their HELP/TYPE.
@@ -697,7 +757,7 @@ mod tests {
         }
         assert!(text.contains("zai_proxy_max_workers{variant=\"canary\"} 7"));
         assert!(!text.contains("zai_proxy_quota_usage_ratio{"));
-        assert_eq!(m.family_names().count(), 28);
+        assert_eq!(m.family_names().count(), 31);
     }
 
     #[test]

@@ -10,13 +10,44 @@ use crate::error::ProxyError;
 use crate::forward::headers::CredentialValues;
 use crate::forward::upstream::{self, UpstreamClient};
 use crate::health::Readiness;
+use crate::logging::Throttle;
 use crate::metrics::Metrics;
 use crate::quota::QuotaStatus;
 use crate::ratelimit::Limiter;
 use crate::routes;
+use crate::streams::StreamHot;
+
+/// Shortest interval between two "upstream rejected the credential" warnings.
+pub const AUTH_WARNING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Label value for models that are not in `KNOWN_MODELS`.
 pub const OTHER_MODEL: &str = "other";
+
+/// A request's bounded `model` label value, with its slot (a typed index into the label
+/// values: `KNOWN_MODELS` in order, then `other`, then `TOKENIZER_MODEL`), so per-model
+/// series can be resolved once per slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelLabel {
+    slot: usize,
+    name: Arc<str>,
+}
+
+impl ModelLabel {
+    /// The slot (0 ≤ slot < [`AppState::model_slots`]).
+    pub fn slot(&self) -> usize {
+        self.slot
+    }
+
+    /// The label value.
+    pub fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+
+    /// The label value.
+    pub fn as_str(&self) -> &str {
+        &self.name
+    }
+}
 
 /// Shared state of one proxy.
 #[derive(Debug)]
@@ -41,7 +72,11 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// The token counter, set by start-up work once the tokenizer is loaded (before
     /// readiness); stays empty when TOKEN_COUNTING_ENABLED is off.
-    pub tokens: std::sync::OnceLock<Arc<crate::tokens::TokenCounter>>,
+    pub tokens: std::sync::OnceLock<crate::tokens::Tokenizers>,
+    /// The stream series (`zai_proxy_streams_total`, time to first token, output rate).
+    pub streams: StreamHot,
+    /// At most one "upstream rejected our credential" warning per minute.
+    pub auth_warning: Throttle,
     model_labels: Vec<Arc<str>>,
     other_model: Arc<str>,
     default_model: Arc<str>,
@@ -95,7 +130,10 @@ impl AppState {
         // TOKENIZER_MODEL is configuration (bounded), so it keeps its own label even when
         // it is not in KNOWN_MODELS.
         let default_model = Arc::from(config.tokenizer_model.as_str());
+        let streams = StreamHot::new(&metrics, &variant, config.known_models.len() + 2);
         Ok(Arc::new(Self {
+            streams,
+            auth_warning: Throttle::new(AUTH_WARNING_INTERVAL),
             upstream: upstream::build_client()?,
             credentials,
             limiter,
@@ -112,8 +150,8 @@ impl AppState {
         }))
     }
 
-    /// The token counter, when counting is on and the tokenizer is loaded.
-    pub fn tokens(&self) -> Option<&Arc<crate::tokens::TokenCounter>> {
+    /// The token counters, when counting is on and the tokenizer is loaded.
+    pub fn tokens(&self) -> Option<&crate::tokens::Tokenizers> {
         self.tokens.get()
     }
 
@@ -124,14 +162,42 @@ impl AppState {
 
     /// The bounded `model` label of a request's `model` field: a known model, `other`, or
     /// `TOKENIZER_MODEL` when the request names none.
-    pub fn model_label(&self, requested: Option<&str>) -> Arc<str> {
+    pub fn model_label(&self, requested: Option<&str>) -> ModelLabel {
+        let known = self.model_labels.len();
         match requested {
-            None | Some("") => Arc::clone(&self.default_model),
-            Some(model) => self
-                .model_labels
-                .iter()
-                .find(|known| &***known == model)
-                .map_or_else(|| Arc::clone(&self.other_model), Arc::clone),
+            None | Some("") => ModelLabel {
+                slot: known + 1,
+                name: Arc::clone(&self.default_model),
+            },
+            Some(model) => match self.model_labels.iter().position(|k| &**k == model) {
+                Some(slot) => ModelLabel {
+                    slot,
+                    name: Arc::clone(&self.model_labels[slot]),
+                },
+                None => ModelLabel {
+                    slot: known,
+                    name: Arc::clone(&self.other_model),
+                },
+            },
+        }
+    }
+
+    /// Number of `model` label slots (`KNOWN_MODELS`, `other`, `TOKENIZER_MODEL`).
+    pub fn model_slots(&self) -> usize {
+        self.model_labels.len() + 2
+    }
+
+    /// An upstream 401/403 (each attempt; they are not retried): `zai_proxy_upstream_errors_total{error_type="auth"}`
+    /// += 1, and a warning at most once per [`AUTH_WARNING_INTERVAL`]. The credential is
+    /// never logged; upstream's body is relayed to the client unchanged and not read here.
+    pub fn record_upstream_auth_failure(&self, status: http::StatusCode) {
+        self.count_upstream_error(crate::metrics::UPSTREAM_AUTH_ERROR);
+        if self.auth_warning.allow() {
+            tracing::warn!(
+                status = status.as_u16(),
+                "Upstream rejected the proxy's credential (HTTP {}): check ZAI_API_KEY; every request fails until it is fixed (logged at most once a minute, counted in zai_proxy_upstream_errors_total{{error_type=\"auth\"}})",
+                status.as_u16()
+            );
         }
     }
 

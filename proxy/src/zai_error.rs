@@ -13,12 +13,13 @@ use serde_json::{Map, Value};
 pub const BODY_LIMIT: usize = 32 * 1024;
 
 /// Business codes this proxy knows by name; anything else is `other` in metric labels.
-pub const KNOWN_CODES: [&str; 9] = [
-    "1302", "1303", "1305", "1308", "1310", "1312", "1113", "1311", "1214",
+pub const KNOWN_CODES: [&str; 12] = [
+    "1302", "1303", "1304", "1305", "1308", "1309", "1310", "1312", "1313", "1113", "1311", "1214",
 ];
 
-/// Codes that are never retried and never fed to the limiter: 1113 (insufficient balance),
-/// 1311 (plan lacks the model), 1214 (bad model). Retrying cannot change their answer.
+/// Codes that are never retried and never fed to the limiter: 1113 (account in arrears /
+/// insufficient balance), 1311 (plan lacks the model), 1214 (bad model). Retrying cannot
+/// change their answer.
 const NEVER_RETRY_CODES: [&str; 3] = ["1113", "1311", "1214"];
 
 /// Reset metadata keys, in lookup order.
@@ -49,6 +50,12 @@ pub enum ZaiErrorClass {
     Quota,
     /// 1312: the model is congested.
     ModelCongestion,
+    /// 1304: the daily call limit is reached (until the day's reset).
+    DailyLimit,
+    /// 1309: the (coding) plan has expired (until it is renewed).
+    PlanExpired,
+    /// 1313: the fair-use throttle (sustained heavy use; backs off for minutes or more).
+    FairUse,
     /// Anything else, including unparseable, empty and oversize bodies.
     Unknown,
 }
@@ -61,6 +68,9 @@ impl ZaiErrorClass {
             ZaiErrorClass::Frequency => "frequency",
             ZaiErrorClass::Quota => "quota",
             ZaiErrorClass::ModelCongestion => "model_congestion",
+            ZaiErrorClass::DailyLimit => "daily_limit",
+            ZaiErrorClass::PlanExpired => "plan_expired",
+            ZaiErrorClass::FairUse => "fair_use",
             ZaiErrorClass::Unknown => "unknown",
         }
     }
@@ -71,6 +81,9 @@ impl ZaiErrorClass {
             Some("1303" | "1305") => ZaiErrorClass::Frequency,
             Some("1308" | "1310") => ZaiErrorClass::Quota,
             Some("1312") => ZaiErrorClass::ModelCongestion,
+            Some("1304") => ZaiErrorClass::DailyLimit,
+            Some("1309") => ZaiErrorClass::PlanExpired,
+            Some("1313") => ZaiErrorClass::FairUse,
             _ => ZaiErrorClass::Unknown,
         }
     }
@@ -121,8 +134,18 @@ impl ZaiError {
                 feeds_limiter: false,
                 retries: true,
             },
-            ZaiErrorClass::Quota => ClassPolicy {
-                feeds_limiter: false,
+            // Exhausted until a reset or a renewal: another attempt seconds later gets the
+            // same answer, and the request rate is not what is wrong.
+            ZaiErrorClass::Quota | ZaiErrorClass::DailyLimit | ZaiErrorClass::PlanExpired => {
+                ClassPolicy {
+                    feeds_limiter: false,
+                    retries: false,
+                }
+            }
+            // Fair use: upstream wants less traffic for a while. A retry within the request's
+            // backoff (seconds) meets the same throttle, so none; the limiter slows down.
+            ZaiErrorClass::FairUse => ClassPolicy {
+                feeds_limiter: true,
                 retries: false,
             },
         }
@@ -164,7 +187,11 @@ pub fn wait_before_retry(
         ZaiErrorClass::Frequency | ZaiErrorClass::ModelCongestion => jittered(base, u).max(hinted),
         ZaiErrorClass::Concurrency => base.max(hinted),
         // Unknown: honour the header first, then wait the plain base.
-        ZaiErrorClass::Unknown | ZaiErrorClass::Quota => header.unwrap_or(Duration::ZERO) + base,
+        ZaiErrorClass::Unknown
+        | ZaiErrorClass::Quota
+        | ZaiErrorClass::DailyLimit
+        | ZaiErrorClass::PlanExpired
+        | ZaiErrorClass::FairUse => header.unwrap_or(Duration::ZERO) + base,
     }
 }
 
@@ -356,6 +383,9 @@ mod tests {
             ("1308", ZaiErrorClass::Quota),
             ("1310", ZaiErrorClass::Quota),
             ("1312", ZaiErrorClass::ModelCongestion),
+            ("1304", ZaiErrorClass::DailyLimit),
+            ("1309", ZaiErrorClass::PlanExpired),
+            ("1313", ZaiErrorClass::FairUse),
             ("9999", ZaiErrorClass::Unknown),
         ];
         for (code, class) in cases {
@@ -371,6 +401,47 @@ mod tests {
                 assert_eq!(e.class, class, "{body}");
                 assert_eq!(e.code.as_deref(), Some(code), "{body}");
             }
+        }
+    }
+
+    #[test]
+    fn new_codes_are_never_retried_and_their_reset_is_derived() {
+        let now = DateTime::parse_from_rfc3339("2026-12-06T12:00:00Z")
+            .expect("stamp")
+            .with_timezone(&Utc);
+        for (code, feeds) in [("1304", false), ("1309", false), ("1313", true)] {
+            let e = classify(
+                format!(r#"{{"error":{{"code":"{code}","message":"limit reached, resets at 2026-12-07 00:00:00"}}}}"#)
+                    .as_bytes(),
+                false,
+            );
+            assert_eq!(e.code_label(), code);
+            assert_eq!(
+                e.policy(),
+                ClassPolicy {
+                    feeds_limiter: feeds,
+                    retries: false
+                },
+                "{code}"
+            );
+            // 2026-12-07 00:00 in UTC+8 is 2026-12-06 16:00 UTC: four hours from `now`.
+            assert_eq!(e.derived_retry_after(now), Some(4 * 3600), "{code}");
+            // Without a time in the body nothing is made up.
+            let bare = classify(
+                format!(r#"{{"error":{{"code":"{code}"}}}}"#).as_bytes(),
+                false,
+            );
+            assert_eq!(bare.derived_retry_after(now), None, "{code}");
+        }
+        let e = classify(br#"{"error":{"code":"1304","retry_after":90}}"#, false);
+        assert_eq!(e.derived_retry_after(now), Some(90));
+    }
+
+    #[test]
+    fn metric_pairs_match_the_classifier() {
+        for (class, code) in crate::metrics::ZAI_ERROR_CLASSES {
+            let e = classify(format!(r#"{{"code":"{code}"}}"#).as_bytes(), false);
+            assert_eq!((e.class.as_str(), e.code_label()), (*class, *code));
         }
     }
 

@@ -23,7 +23,7 @@ fn reference(encoding: Encoding) -> &'static tiktoken_rs::CoreBPE {
     match encoding {
         Encoding::Cl100kBase => tiktoken_rs::cl100k_base_singleton(),
         Encoding::O200kBase => tiktoken_rs::o200k_base_singleton(),
-        Encoding::Glm4 => unreachable!("tiktoken-rs has no glm4"),
+        Encoding::Glm4 | Encoding::Glm5 => unreachable!("tiktoken-rs has no {encoding}"),
     }
 }
 
@@ -115,6 +115,51 @@ fn vocabularies_have_the_expected_sizes_and_glm4_is_its_own() {
     // Only the fast engine exists for glm4; it still handles long runs.
     assert_eq!(glm.count_with(EngineKind::Linear, "x"), None);
     assert!(glm.count(&"a".repeat(20_000)) > 0);
+}
+
+/// The `tiktoken` crate's own encoder (no run-length shortcut, no Han cuts): the reference
+/// for the GLM vocabularies, which `tiktoken-rs` does not ship.
+fn glm_reference(encoding: Encoding, text: &str) -> usize {
+    tiktoken::get_encoding(encoding.name())
+        .expect("vocabulary compiled in")
+        .encode(text)
+        .len()
+}
+
+#[test]
+fn glm5_is_its_own_vocabulary_and_exact_against_the_crate_encoder() {
+    let glm5 = engine(Encoding::Glm5);
+    let glm4 = engine(Encoding::Glm4);
+    assert_eq!(glm5.encoding(), Encoding::Glm5);
+    assert_eq!(
+        glm5.count_with(EngineKind::Linear, "x"),
+        None,
+        "no linear engine"
+    );
+    let mut texts = corpus();
+    texts.extend([
+        "今天天气很好，我们一起去公园散步吧。人工智能正在改变世界。".repeat(40),
+        "a".repeat(100_000),
+        " ".repeat(50_000),
+        "-=".repeat(30_000),
+        "你".repeat(20_000),
+        format!("{}Hello{}", "\n".repeat(3_000), "!".repeat(3_000)),
+    ]);
+    let mut differs = false;
+    for text in &texts {
+        assert_eq!(
+            glm5.count(text),
+            glm_reference(Encoding::Glm5, text),
+            "glm5 on {:?}",
+            text.chars().take(60).collect::<String>()
+        );
+        assert_eq!(glm4.count(text), glm_reference(Encoding::Glm4, text));
+        differs |= glm5.count(text) != glm4.count(text);
+    }
+    assert!(
+        differs,
+        "glm5 counts some of the corpus differently from glm4"
+    );
 }
 
 /// The original's golden ranges (reference §8.2, `golden_test_data.json`), cl100k_base.
@@ -387,7 +432,8 @@ proptest! {
 /// wrong (word tokens spanning pairs; GLM-4 tokens merges cannot build), so the generated
 /// texts put them everywhere.
 fn han_words(encoding: Encoding) -> &'static [String] {
-    static WORDS: [std::sync::OnceLock<Vec<String>>; 3] = [
+    static WORDS: [std::sync::OnceLock<Vec<String>>; 4] = [
+        std::sync::OnceLock::new(),
         std::sync::OnceLock::new(),
         std::sync::OnceLock::new(),
         std::sync::OnceLock::new(),
@@ -490,7 +536,7 @@ fn chinese_corpus_equals_tiktoken_rs_and_the_unsplit_engine() {
         let e = engine(encoding);
         let whole = e.count_with(EngineKind::Fast, &text).expect("fast engine");
         assert_eq!(e.count(&text), whole, "{encoding}: cut vs unsplit");
-        if encoding != Encoding::Glm4 {
+        if !matches!(encoding, Encoding::Glm4 | Encoding::Glm5) {
             assert_exact(encoding, &e, &text);
             for clause in clauses {
                 assert_exact(encoding, &e, clause);
@@ -501,6 +547,7 @@ fn chinese_corpus_equals_tiktoken_rs_and_the_unsplit_engine() {
 
 thread_local! {
     static GLM4: Engine = engine(Encoding::Glm4);
+    static GLM5: Engine = engine(Encoding::Glm5);
 }
 
 proptest! {
@@ -522,5 +569,22 @@ proptest! {
     fn han_heavy_text_counts_as_the_unsplit_engine_glm4(text in han_text(Encoding::Glm4)) {
         let (cut, whole) = GLM4.with(|e| (e.count(&text), e.count_with(EngineKind::Fast, &text)));
         prop_assert_eq!(Some(cut), whole, "glm4 on {:?}", text);
+    }
+
+    #[test]
+    fn han_heavy_text_counts_as_the_reference_encoder_glm5(text in han_text(Encoding::Glm5)) {
+        let cut = GLM5.with(|e| e.count(&text));
+        prop_assert_eq!(cut, glm_reference(Encoding::Glm5, &text), "glm5 on {:?}", text);
+    }
+
+    #[test]
+    fn random_text_counts_equal_the_reference_encoder_glm(parts in prop::collection::vec(unicode_soup(), 1..4)) {
+        let text: String = parts.concat();
+        for (encoding, got) in [
+            (Encoding::Glm4, GLM4.with(|e| e.count(&text))),
+            (Encoding::Glm5, GLM5.with(|e| e.count(&text))),
+        ] {
+            prop_assert_eq!(got, glm_reference(encoding, &text), "{} on {:?}", encoding, text);
+        }
     }
 }

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use anyhow::Context;
 use clap::Parser;
 use zai_e2e::fake::{FakeConfig, FakeZai, Faults, QuotaShape};
+use zai_e2e::seed;
 
 /// Fake Z.AI upstream for tests: Anthropic and OpenAI surfaces, quota, models, faults.
 #[derive(Debug, Parser)]
@@ -24,8 +25,10 @@ struct Args {
         hide_env_values = true
     )]
     api_key: String,
-    /// Content seed.
-    #[arg(long, env = "FAKE_ZAI_SEED", default_value_t = 42)]
+    /// Seed of every random draw (fault picks, latency jitter, omitted usage) and of the
+    /// content; the same seed and the same sequence of requests replay the same answers.
+    /// Shown in GET /__fake/stats.
+    #[arg(long, env = "FAKE_ZAI_SEED", default_value_t = 42, value_parser = seed::parse_seed)]
     seed: u64,
     /// Keep the last N requests for GET /__fake/requests (0 = off).
     #[arg(long, env = "FAKE_ZAI_RECORD", default_value_t = 0)]
@@ -173,7 +176,7 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("cannot start fake-zai")?;
     println!("{}", fake.addr().port());
-    tracing::info!(url = %fake.url(), "fake-zai listening");
+    tracing::info!(url = %fake.url(), seed = fake.seed(), "fake-zai listening");
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}

@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
+use zai_e2e::seed;
 use zai_e2e::workers::{self, LoadMode, Target, WorkersConfig};
 
 /// Simulated Claude-Code-like clients.
@@ -52,8 +53,9 @@ struct Args {
     /// Bound on one whole request.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
     timeout: Duration,
-    /// Seed of the request mix.
-    #[arg(long, default_value_t = 1)]
+    /// Seed of every random choice (target, streaming or not, format, request body); the
+    /// same seed sends the same requests in the same order of issue.
+    #[arg(long, env = "ZAI_WORKERS_SEED", default_value_t = 1, value_parser = seed::parse_seed)]
     seed: u64,
     /// Print the report as one JSON object on the last stdout line.
     #[arg(long)]
@@ -154,7 +156,7 @@ async fn main() -> anyhow::Result<()> {
         eprintln!();
     }
     println!(
-        "sent {} ok {} failed {} lost {} | latency p50 {:.1} ms p95 {:.1} ms p99 {:.1} ms | ttfb p50 {:.1} ms | {:.1} s",
+        "sent {} ok {} failed {} lost {} | latency p50 {:.1} ms p95 {:.1} ms p99 {:.1} ms | ttfb p50 {:.1} ms | {:.1} s | seed {}",
         report.sent,
         report.ok,
         report.failed,
@@ -163,7 +165,8 @@ async fn main() -> anyhow::Result<()> {
         report.latency_ms.p95,
         report.latency_ms.p99,
         report.ttfb_ms.p50,
-        report.elapsed_s
+        report.elapsed_s,
+        report.seed
     );
     if args.json {
         println!("{}", serde_json::to_string(&report)?);

@@ -1,11 +1,18 @@
 //! Fault settings and the per-request decision (a pure function of the settings, the route,
 //! the credential check and three uniform draws).
 //!
+//! The draws of the `n`-th request a fake serves are a pure function of the fake's seed and
+//! `n` ([`Draws::for_request`]): the same seed and the same sequence of requests give the
+//! same faults and latencies. Under concurrency the *order* in which requests arrive is not
+//! deterministic, so which request gets the `n`-th draws can change from run to run; the
+//! draws themselves, and therefore how many of the first `n` requests get each fault, do not.
+//!
 //! The exclusive faults (reset, error status, 429, empty body, truncation) share one draw:
 //! they are stacked as intervals of `[0, 1)` in that order, so each rate is exactly the
 //! fraction of matching requests that get that fault (their sum must be ≤ 1). `omit_usage`
 //! and the latency jitter use their own draws.
 
+use rand::Rng;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::limits::{DEFAULT_RPS_CODE, LimitSettings};
@@ -265,6 +272,18 @@ pub struct Draws {
     pub jitter: f64,
 }
 
+impl Draws {
+    /// The draws of request number `n` (from 0, in arrival order) of a fake seeded with `seed`.
+    pub fn for_request(seed: u64, n: u64) -> Draws {
+        let mut rng = crate::seed::rng(seed, "fake/draws", n);
+        Draws {
+            fault: rng.random(),
+            omit: rng.random(),
+            jitter: rng.random(),
+        }
+    }
+}
+
 /// Decides what to do with a request to `path`.
 /// `valid_body` is false when a model request's body is not a usable request.
 pub fn decide(faults: &Faults, path: &str, auth: Auth, valid_body: bool, draws: Draws) -> Decision {
@@ -358,6 +377,56 @@ mod tests {
         ] {
             let faults: Faults = serde_json::from_str(bad).unwrap();
             assert!(faults.validate().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_same_seed_and_request_sequence_give_the_same_decisions() {
+        let faults = Faults {
+            error_rate: 0.2,
+            rate_429: 0.1,
+            truncate_rate: 0.1,
+            reset_rate: 0.05,
+            omit_usage: 0.2,
+            latency_ms: 80,
+            latency_jitter_ms: 60,
+            ..Faults::default()
+        };
+        let run = |seed: u64| -> Vec<Decision> {
+            (0..300)
+                .map(|n| {
+                    decide(
+                        &faults,
+                        "/api/anthropic/v1/messages",
+                        Auth::Valid,
+                        true,
+                        Draws::for_request(seed, n),
+                    )
+                })
+                .collect()
+        };
+        let first = run(7);
+        assert_eq!(first, run(7));
+        let other = run(8);
+        let pairs = || first.iter().zip(&other);
+        assert!(
+            pairs().any(|(a, b)| a.outcome != b.outcome),
+            "fault picks differ"
+        );
+        assert!(
+            pairs().any(|(a, b)| a.delay_ms != b.delay_ms),
+            "latencies differ"
+        );
+        assert!(
+            pairs().any(|(a, b)| a.omit_usage != b.omit_usage),
+            "omit_usage differs"
+        );
+        // The draws are spread: latencies cover the jitter range, every fault occurs.
+        let delays: Vec<u64> = first.iter().map(|d| d.delay_ms).collect();
+        assert!(delays.iter().all(|d| (80..=140).contains(d)));
+        assert!(delays.iter().any(|d| *d < 90) && delays.iter().any(|d| *d > 130));
+        for label in ["ok", "status_500", "rate_429_1302", "truncated", "reset"] {
+            assert!(first.iter().any(|d| d.outcome.label() == label), "{label}");
         }
     }
 

@@ -110,12 +110,20 @@ pub fn check_auth(headers: &HeaderMap, api_key: &str) -> Auth {
     }
 }
 
-/// Cuts `events` in the middle of an event: the first half of the events, then the first
-/// half (on a character boundary) of the next one. No terminal event.
+/// Cuts a stream right after its first content-bearing event (the first Anthropic
+/// `content_block_delta`; the first OpenAI chunk, which carries text): everything up to and
+/// including that event, then the first half (on a character boundary) of the next one. No
+/// terminal event (`message_stop`, `finish_reason`, `[DONE]`) is ever sent. A stream
+/// without content keeps its first event only.
 pub fn cut_events(mut events: Vec<Bytes>) -> Vec<Bytes> {
-    let keep = (events.len() / 2)
-        .max(1)
-        .min(events.len().saturating_sub(1));
+    let first_content = events
+        .iter()
+        .position(|e| {
+            contains(e, b"content_block_delta")
+                || (e.starts_with(b"data: {") && contains(e, b"\"delta\""))
+        })
+        .unwrap_or(0);
+    let keep = (first_content + 1).min(events.len().saturating_sub(1));
     let Some(next) = events.get(keep).cloned() else {
         return events;
     };
@@ -130,6 +138,10 @@ pub fn cut_events(mut events: Vec<Bytes>) -> Vec<Bytes> {
         events.push(next.slice(..half));
     }
     events
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 fn skip_forward_header(name: &HeaderName) -> bool {
@@ -374,10 +386,7 @@ impl Front {
                 json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
             }
             (&Method::GET, "/__fake/stats") => json(StatusCode::OK, &self.shared.stats_snapshot()),
-            (&Method::DELETE, "/__fake/stats") => {
-                self.shared.reset_stats();
-                json(StatusCode::OK, &self.shared.stats_snapshot())
-            }
+            (&Method::DELETE, "/__fake/stats") => json(StatusCode::OK, &self.shared.reset_stats()),
             (&Method::GET, "/__fake/faults") => json(StatusCode::OK, &self.shared.faults()),
             (&Method::POST | &Method::PUT, "/__fake/faults") => {
                 let faults: Faults = if body.iter().all(u8::is_ascii_whitespace) {
@@ -584,13 +593,24 @@ mod tests {
     }
 
     #[test]
-    fn cut_events_stops_mid_event() {
-        let events: Vec<Bytes> = (0..6)
+    fn cut_events_stops_mid_event_after_the_first_content() {
+        // Events 0 and 1 carry no content, event 2 is the first content delta: the cut keeps
+        // 0..=2 and half of event 3, with no terminal event.
+        let mut events: Vec<Bytes> = (0..6)
             .map(|i| Bytes::from(format!("data: {i}{i}{i}{i}\n\n")))
             .collect();
+        events[2] = Bytes::from_static(b"data: {\"delta\":{\"content\":\"hi\"}}\n\n");
         let cut = cut_events(events.clone());
         assert_eq!(cut.len(), 4);
         assert_eq!(cut[..3], events[..3]);
         assert!(events[3].starts_with(&cut[3]) && cut[3].len() < events[3].len());
+        // Without a content event the cut comes after the first event.
+        let plain: Vec<Bytes> = (0..6)
+            .map(|i| Bytes::from(format!("data: {i}{i}{i}{i}\n\n")))
+            .collect();
+        let cut = cut_events(plain.clone());
+        assert_eq!(cut.len(), 2);
+        assert_eq!(cut[0], plain[0]);
+        assert!(plain[1].starts_with(&cut[1]) && cut[1].len() < plain[1].len());
     }
 }

@@ -31,6 +31,13 @@
 //!   implementations render bodies from the request. A truncated JSON answer is the mock's
 //!   body cut in half by the front.
 //!
+//! # Seed
+//! One seed (`--seed`, [`FakeConfig::seed`], shown in `/__fake/stats`) decides every random
+//! thing the fake does: request number `n` (in arrival order, from 0) gets its fault pick,
+//! `omit_usage` draw and latency jitter from [`faults::Draws::for_request`]`(seed, n)`; reply
+//! content comes from the seed and the request body ([`content`]); response ids from the seed
+//! and a counter. Only the arrival order of concurrent requests is not reproducible.
+//!
 //! Request recording is off by default (wiremock's own recording is disabled too), so
 //! memory stays flat under load; `record > 0` keeps the last N requests.
 
@@ -66,7 +73,8 @@ pub struct FakeConfig {
     pub listen: SocketAddr,
     /// The key clients must present.
     pub api_key: String,
-    /// Content seed.
+    /// Seed of every random draw (fault picks, latency jitter, `omit_usage`) and of the
+    /// content; shown in `/__fake/stats`.
     pub seed: u64,
     /// Faults at start.
     pub faults: Faults,
@@ -196,9 +204,14 @@ impl FakeZai {
         self.shared.stats_snapshot()
     }
 
-    /// Zeroes the stats (requests in flight stay counted as in flight).
+    /// Zeroes the stats (the seed stays; requests in flight stay counted as in flight).
     pub fn reset_stats(&self) {
         self.shared.reset_stats();
+    }
+
+    /// The seed of the fake's draws and content.
+    pub fn seed(&self) -> u64 {
+        self.shared.seed
     }
 
     /// The recorded requests (empty unless `record > 0`).

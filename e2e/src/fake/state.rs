@@ -3,9 +3,6 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, RwLock};
 
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
-
 use super::faults::{Draws, Faults};
 use super::limits::{KeyLimits, Verdict};
 use super::record::Recorder;
@@ -25,7 +22,7 @@ pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct Shared {
     /// Credential clients must present.
     pub api_key: String,
-    /// Content seed.
+    /// The seed of every random draw (faults, jitter) and of the content.
     pub seed: u64,
     /// When the fake started (epoch ms), for quota reset times.
     pub started_ms: i64,
@@ -35,7 +32,7 @@ pub struct Shared {
     quota_shape: RwLock<QuotaShape>,
     stats: Mutex<FakeStats>,
     recorder: Mutex<Recorder>,
-    rng: Mutex<StdRng>,
+    drawn: AtomicU64,
     next_id: AtomicU64,
     limits: Mutex<KeyLimits>,
 }
@@ -57,9 +54,9 @@ impl Shared {
             allowance,
             faults: RwLock::new(faults),
             quota_shape: RwLock::new(quota_shape),
-            stats: Mutex::new(FakeStats::default()),
+            stats: Mutex::new(FakeStats::new(seed)),
             recorder: Mutex::new(Recorder::new(record)),
-            rng: Mutex::new(StdRng::seed_from_u64(seed ^ 0x5eed_fa17)),
+            drawn: AtomicU64::new(0),
             next_id: AtomicU64::new(1),
             limits: Mutex::new(KeyLimits::new(std::time::Instant::now())),
         }
@@ -84,10 +81,12 @@ impl Shared {
         stats
     }
 
-    /// Zeroes the stats and the limit counters.
-    pub fn reset_stats(&self) {
+    /// Zeroes the counters and the limit counters (the seed stays; requests in flight stay
+    /// counted as in flight) and returns the fresh stats.
+    pub fn reset_stats(&self) -> FakeStats {
         lock(&self.limits).reset_stats(std::time::Instant::now());
-        *self.stats() = FakeStats::default();
+        *self.stats() = FakeStats::new(self.seed);
+        self.stats_snapshot()
     }
 
     /// Current faults.
@@ -122,14 +121,10 @@ impl Shared {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = shape;
     }
 
-    /// Three uniform draws for a decision.
+    /// The draws of the next request (numbered in the order the requests claim them).
     pub fn draws(&self) -> Draws {
-        let mut rng = lock(&self.rng);
-        Draws {
-            fault: rng.random(),
-            omit: rng.random(),
-            jitter: rng.random(),
-        }
+        let n = self.drawn.fetch_add(1, Ordering::Relaxed);
+        Draws::for_request(self.seed, n)
     }
 
     /// A fresh response id suffix.

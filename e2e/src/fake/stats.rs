@@ -9,6 +9,9 @@ use super::limits::LimitStats;
 /// What `GET /__fake/stats` returns.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FakeStats {
+    /// The fake's seed (`--seed`): replaying it with the same requests replays the faults.
+    #[serde(default)]
+    pub seed: u64,
     /// Requests seen on the served surfaces (control routes excluded).
     pub total: u64,
     /// Streaming requests among them.
@@ -25,6 +28,14 @@ pub struct FakeStats {
 }
 
 impl FakeStats {
+    /// Zero counts for a fake seeded with `seed`.
+    pub fn new(seed: u64) -> Self {
+        FakeStats {
+            seed,
+            ..FakeStats::default()
+        }
+    }
+
     /// Count for a route and outcome (0 when never seen).
     pub fn count(&self, route: &str, outcome: &str) -> u64 {
         self.routes

@@ -2,17 +2,20 @@
 //!
 //! Each pass: read every container's state, probe readiness, plan the rolling update with
 //! [`super::rollout::plan`], create/terminate pods, publish the ready pods as the service's
-//! endpoints. Termination takes the pod out of the endpoints *first*, then SIGTERMs it with
-//! the grace period (Kubernetes' endpoint removal racing the kubelet, minus the race).
+//! endpoints, then write the status the API server shows: the generation this pass planned for
+//! (`observedGeneration`) and the replica counters, as the Deployment controller does.
+//! Termination takes the pod out of the endpoints *first*, then SIGTERMs it with the grace
+//! period (Kubernetes' endpoint removal racing the kubelet, minus the race).
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use zai_promoter::{LogLine, PodInfo, RolloutStatus, Variant};
+use zai_promoter::{LogLine, Variant};
 
 use super::ports::{ClosedPort, free_port};
 use super::probe::{http_ready, probe_client};
@@ -35,6 +38,62 @@ struct Pod {
     ready: bool,
     /// Consecutive failed probes of a running container.
     probe_failures: u32,
+    created_at: DateTime<Utc>,
+}
+
+/// What the API server shows of one pod.
+#[derive(Debug, Clone)]
+pub struct PodSnapshot {
+    /// Pod name.
+    pub name: String,
+    /// The template revision id it runs.
+    pub revision: u64,
+    /// Its template.
+    pub template: PodTemplate,
+    /// Where the container listens on 127.0.0.1.
+    pub port: u16,
+    /// The container's state.
+    pub status: ContainerStatus,
+    /// Passing its readiness probe.
+    pub ready: bool,
+    /// When the pod was created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// One template revision (a ReplicaSet).
+#[derive(Debug, Clone)]
+pub struct RevisionSnapshot {
+    /// Revision id (stable for the template).
+    pub id: u64,
+    /// `deployment.kubernetes.io/revision`: raised each time the template becomes current.
+    pub number: i64,
+    /// The template.
+    pub template: PodTemplate,
+    /// Live pods running it.
+    pub pods: u32,
+    /// Of which ready.
+    pub ready: u32,
+    /// It is the current revision.
+    pub current: bool,
+}
+
+/// The status the controller last wrote (`Deployment.status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Observed {
+    /// The generation the last reconcile pass planned for.
+    pub generation: i64,
+    /// Live pods, terminating ones excluded.
+    pub replicas: u32,
+    /// Live pods of the current revision.
+    pub updated: u32,
+    /// Ready pods.
+    pub ready: u32,
+    /// Ready pods (no `minReadySeconds`, so the same).
+    pub available: u32,
+    /// Pods still terminating.
+    pub terminating: u32,
+    /// Resource version of the last status change.
+    pub resource_version: u64,
 }
 
 /// Consecutive probe failures before a ready pod turns NotReady (`failureThreshold`).
@@ -51,6 +110,11 @@ struct State {
     terminating: u32,
     next_pod: u64,
     next_revision: u64,
+    /// Revision numbers by template id.
+    numbers: BTreeMap<u64, i64>,
+    /// `metadata.generation` of the spec the API server holds.
+    generation: i64,
+    observed: Observed,
 }
 
 impl State {
@@ -70,6 +134,8 @@ pub struct Deployment {
     timing: Timing,
     wake: Notify,
     stop: CancellationToken,
+    /// The cluster's resource-version counter (status writes take the next number).
+    versions: Arc<AtomicU64>,
 }
 
 impl Deployment {
@@ -79,6 +145,7 @@ impl Deployment {
         runtime: Arc<dyn Runtime>,
         endpoints: Arc<Endpoints>,
         timing: Timing,
+        versions: Arc<AtomicU64>,
     ) -> Arc<Self> {
         let mut revisions = BTreeMap::new();
         revisions.insert(1, spec.template);
@@ -95,12 +162,16 @@ impl Deployment {
                 terminating: 0,
                 next_pod: 1,
                 next_revision: 2,
+                numbers: BTreeMap::from([(1, 1)]),
+                generation: 1,
+                observed: Observed::default(),
             }),
             runtime,
             endpoints,
             timing,
             wake: Notify::new(),
             stop: CancellationToken::new(),
+            versions,
         });
         tokio::spawn(run(Arc::clone(&deployment)));
         deployment
@@ -121,8 +192,16 @@ impl Deployment {
         s.revisions.get(&s.current()).cloned()
     }
 
-    /// Changes the pod template; an identical template re-activates its old revision.
-    pub fn set_template(&self, template: PodTemplate) {
+    /// Applies a new spec at `generation`: the pod template (an identical template
+    /// re-activates its old revision, whose number is raised), the replica count and the
+    /// strategy. The controller observes it on its next pass.
+    pub fn update(
+        &self,
+        template: PodTemplate,
+        replicas: u32,
+        strategy: RollingUpdate,
+        generation: i64,
+    ) {
         {
             let mut s = self.lock();
             let existing = s
@@ -142,28 +221,13 @@ impl Deployment {
             if s.current() != id {
                 s.history.retain(|r| *r != id);
                 s.history.push(id);
+                let number = s.numbers.values().max().copied().unwrap_or(0) + 1;
+                s.numbers.insert(id, number);
             }
+            s.replicas = replicas;
+            s.strategy = strategy;
+            s.generation = generation;
         }
-        self.wake.notify_one();
-    }
-
-    /// `rollout undo`: back to the revision active before the current one.
-    pub fn undo(&self) -> Result<(), Error> {
-        {
-            let mut s = self.lock();
-            if s.history.len() < 2 {
-                return Err(Error::NoPreviousRevision(self.name.clone()));
-            }
-            let len = s.history.len();
-            s.history.swap(len - 2, len - 1);
-        }
-        self.wake.notify_one();
-        Ok(())
-    }
-
-    /// Sets the replica count.
-    pub fn scale(&self, replicas: u32) {
-        self.lock().replicas = replicas;
         self.wake.notify_one();
     }
 
@@ -172,84 +236,87 @@ impl Deployment {
         self.lock().replicas
     }
 
-    /// Live (non-terminating) pods.
-    pub fn pods(&self) -> Vec<PodInfo> {
+    /// The status the controller last wrote.
+    pub fn observed(&self) -> Observed {
+        self.lock().observed
+    }
+
+    /// The current revision's number.
+    pub fn revision_number(&self) -> i64 {
         let s = self.lock();
-        s.pods
+        s.numbers.get(&s.current()).copied().unwrap_or(1)
+    }
+
+    /// Every revision (ReplicaSet) with its pod counts.
+    pub fn revisions(&self) -> Vec<RevisionSnapshot> {
+        let s = self.lock();
+        let current = s.current();
+        s.revisions
             .iter()
-            .map(|p| PodInfo {
-                name: p.name.clone(),
-                variant: self.variant,
-                phase: if p.status.running || p.status.restarts > 0 {
-                    "Running".to_owned()
-                } else {
-                    "Pending".to_owned()
-                },
-                ready: p.ready,
-                restarts: p.status.restarts,
-                waiting_reason: p.status.waiting_reason.clone(),
-                version: Some(p.template.version.clone()),
-                image: p.template.image.clone(),
-                base_url: Some(format!("http://127.0.0.1:{}", p.port)),
-                started_at: p.status.started_at,
+            .map(|(id, template)| RevisionSnapshot {
+                id: *id,
+                number: s.numbers.get(id).copied().unwrap_or(0),
+                template: template.clone(),
+                pods: count(s.pods.iter().filter(|p| p.revision == *id)),
+                ready: count(s.pods.iter().filter(|p| p.revision == *id && p.ready)),
+                current: *id == current,
             })
             .collect()
     }
 
-    /// Rollout status as `kubectl rollout status` judges it.
-    pub fn rollout_status(&self) -> RolloutStatus {
+    /// Live (non-terminating) pods.
+    pub fn pods(&self) -> Vec<PodSnapshot> {
         let s = self.lock();
+        s.pods
+            .iter()
+            .map(|p| PodSnapshot {
+                name: p.name.clone(),
+                revision: p.revision,
+                template: p.template.clone(),
+                port: p.port,
+                status: p.status.clone(),
+                ready: p.ready,
+                created_at: p.created_at,
+            })
+            .collect()
+    }
+
+    /// The status of the pods as they are now (written to [`Observed`] after each pass).
+    fn status_now(s: &State, generation: i64) -> Observed {
         let current = s.current();
-        let updated = count(s.pods.iter().filter(|p| p.revision == current));
         let ready = count(s.pods.iter().filter(|p| p.ready));
-        let live = count(s.pods.iter());
-        let complete = updated == s.replicas && live == s.replicas && ready >= s.replicas;
-        let message = if complete {
-            format!("deployment {:?} successfully rolled out", self.name)
-        } else if updated < s.replicas {
-            format!(
-                "Waiting for deployment {:?} rollout to finish: {updated} of {} updated replicas are available",
-                self.name, s.replicas
-            )
-        } else if live > updated {
-            format!(
-                "Waiting for deployment {:?} rollout to finish: {} old replicas are pending termination",
-                self.name,
-                live - updated
-            )
-        } else {
-            format!(
-                "Waiting for deployment {:?} rollout to finish: {ready} of {updated} updated replicas are available",
-                self.name
-            )
-        };
-        RolloutStatus {
-            desired: s.replicas,
-            updated,
+        Observed {
+            generation,
+            replicas: count(s.pods.iter()),
+            updated: count(s.pods.iter().filter(|p| p.revision == current)),
             ready,
             available: ready,
-            total: live + s.terminating,
-            observed: true,
-            complete,
-            failure: None,
-            message,
+            terminating: s.terminating,
+            resource_version: s.observed.resource_version,
         }
     }
 
-    /// Log lines of the live pods since `since`, oldest first.
-    pub async fn logs_since(&self, since: DateTime<Utc>) -> Vec<LogLine> {
-        let containers: Vec<Arc<dyn Container>> = self
+    /// Writes the status for `generation` (a new resource version when it changed).
+    fn write_status(&self, generation: i64) {
+        let mut s = self.lock();
+        let now = Self::status_now(&s, generation);
+        if now != s.observed {
+            s.observed = Observed {
+                resource_version: self.versions.fetch_add(1, Ordering::SeqCst) + 1,
+                ..now
+            };
+        }
+    }
+
+    /// Log lines of one live pod since `since`, oldest first; `None` if no such pod.
+    pub async fn pod_logs(&self, pod: &str, since: DateTime<Utc>) -> Option<Vec<LogLine>> {
+        let container = self
             .lock()
             .pods
             .iter()
-            .map(|p| Arc::clone(&p.container))
-            .collect();
-        let mut lines = Vec::new();
-        for c in containers {
-            lines.extend(c.logs_since(since).await);
-        }
-        lines.sort_by_key(|l| l.timestamp);
-        lines
+            .find(|p| p.name == pod)
+            .map(|p| Arc::clone(&p.container))?;
+        Some(container.logs_since(since).await)
     }
 
     /// Stops the loop and terminates every pod with `grace`.
@@ -290,7 +357,7 @@ impl Deployment {
         let results = futures::future::join_all(checks).await;
 
         // 2. Decide.
-        let (steps, current, template) = {
+        let (steps, current, template, generation) = {
             let mut s = self.lock();
             for (id, status, passed) in results {
                 if let Some(pod) = s.pods.iter_mut().find(|p| p.id == id) {
@@ -320,7 +387,12 @@ impl Deployment {
                 .collect();
             let current = s.current();
             let steps = plan(current, s.replicas, s.strategy, &views);
-            (steps, current, s.revisions.get(&current).cloned())
+            (
+                steps,
+                current,
+                s.revisions.get(&current).cloned(),
+                s.generation,
+            )
         };
 
         // 3. Act: removals first (endpoints, then SIGTERM), then creations.
@@ -339,6 +411,7 @@ impl Deployment {
             }
         }
         self.publish();
+        self.write_status(generation);
     }
 
     fn publish(&self) {
@@ -372,8 +445,12 @@ impl Deployment {
         tokio::spawn(async move {
             pod.container.terminate(grace).await;
             drop(pod);
-            let mut s = deployment.lock();
-            s.terminating = s.terminating.saturating_sub(1);
+            let generation = {
+                let mut s = deployment.lock();
+                s.terminating = s.terminating.saturating_sub(1);
+                s.observed.generation
+            };
+            deployment.write_status(generation);
         });
     }
 
@@ -389,7 +466,7 @@ impl Deployment {
             s.next_pod += 1;
             id
         };
-        let name = format!("{}-r{revision}-{id}", self.name);
+        let name = format!("{}-{}-{id:05}", self.name, template_hash(template));
         let env = pod_env(
             &template.spec,
             self.variant,
@@ -425,6 +502,7 @@ impl Deployment {
             status,
             ready: false,
             probe_failures: 0,
+            created_at: Utc::now(),
         });
         Ok(())
     }
@@ -433,6 +511,24 @@ impl Deployment {
     pub fn platform(&self) -> &'static str {
         self.platform
     }
+}
+
+/// `pod-template-hash`: a stable short hash of the template (FNV-1a of its JSON).
+pub fn template_hash(template: &PodTemplate) -> String {
+    let text = serde_json::to_string(template).unwrap_or_default();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    // Kubernetes' alphabet for generated names: no vowels, no look-alikes.
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut out = String::new();
+    for _ in 0..10 {
+        out.push(ALPHABET[(hash % ALPHABET.len() as u64) as usize] as char);
+        hash /= ALPHABET.len() as u64;
+    }
+    out
 }
 
 fn count<T>(iter: impl Iterator<Item = T>) -> u32 {

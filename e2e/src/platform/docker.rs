@@ -64,7 +64,7 @@ pub async fn build_image(binary: &Path) -> Result<String, Error> {
         .map_err(Error::Docker)
 }
 
-fn workspace_root() -> PathBuf {
+pub(crate) fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map(Path::to_path_buf)
@@ -97,7 +97,7 @@ fn build_image_blocking(binary: &Path) -> Result<String, String> {
     Ok(image_ref())
 }
 
-fn run(command: &mut Command) -> Result<(), String> {
+pub(crate) fn run(command: &mut Command) -> Result<(), String> {
     let output = command.output().map_err(|e| format!("{command:?}: {e}"))?;
     if output.status.success() {
         Ok(())

@@ -70,6 +70,10 @@ impl Default for ReadinessProbe {
 }
 
 /// One revision of a deployment's pod template.
+///
+/// Two templates are the same revision when they are equal — the Kubernetes object included —
+/// so setting an old image again (or `rollout undo`) re-activates the old revision, as a
+/// Deployment re-uses the ReplicaSet whose template matches.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PodTemplate {
     /// The image string the promoter sees (`zai-proxy:1.2.1`).
@@ -78,6 +82,10 @@ pub struct PodTemplate {
     pub version: String,
     /// Resolved from the version catalog.
     pub spec: VersionSpec,
+    /// The Kubernetes `PodTemplateSpec` as JSON (canonical: typed round trip, without
+    /// `pod-template-hash`); `Null` when the template was not made through the API.
+    #[serde(default)]
+    pub manifest: serde_json::Value,
 }
 
 /// Rolling update parameters (Kubernetes `RollingUpdate`).

@@ -1,6 +1,7 @@
 //! Runs one scenario end to end: environment up, workers on, the real promoter engine run
-//! against the platform, fake-upstream faults switched when production's image changes,
-//! then the verdict checked against the scenario's expectation.
+//! through its `KubePlatform` against the simulated cluster's API server, fake-upstream
+//! faults switched when production's image changes, then the verdict checked against the
+//! scenario's expectation.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,7 +19,8 @@ use zai_promoter::{
 
 use super::prometheus::{NAMESPACE, PrometheusServer};
 use super::scenario::{ExpectedOutcome, NEW_VERSION, OLD_VERSION, Scenario};
-use super::stack::{RuntimeChoice, Stack, git, image};
+use super::seeds::ScenarioSeeds;
+use super::stack::{RuntimeChoice, Stack, git, image, kube_settings};
 use super::timing::TimeScale;
 use crate::Error;
 use crate::platform::PlatformEvent;
@@ -42,6 +44,8 @@ pub struct RunOptions {
     pub signals: SignalsChoice,
     /// Where each scenario's promoter report goes (`<dir>/<scenario>/report.json`).
     pub report_dir: PathBuf,
+    /// The run's seed; each scenario's process seeds derive from it and the scenario's name.
+    pub seed: u64,
 }
 
 /// Worker counts of one scenario.
@@ -76,6 +80,10 @@ pub struct ScenarioResult {
     pub outcomes: std::collections::BTreeMap<String, u64>,
     /// The promoter's report.json (report.md and junit.xml beside it).
     pub report: PathBuf,
+    /// The kubeconfig of the scenario's simulated cluster (its API server is gone after the
+    /// run unless `zai-rehearse --hold` kept it).
+    #[serde(default)]
+    pub kubeconfig: PathBuf,
     /// Checks that failed and triggers that fired.
     pub decided_by: Vec<String>,
     /// The promoter's verdict sentence.
@@ -86,6 +94,33 @@ pub struct ScenarioResult {
     pub problems: Vec<String>,
     /// Wall time of the whole scenario, set-up and tear-down included.
     pub wall_seconds: f64,
+    /// The seeds of this run (`--seed {seeds.run}` replays it).
+    #[serde(default)]
+    pub seeds: ScenarioSeeds,
+}
+
+impl ScenarioResult {
+    /// A run that could not be carried out (set-up failed): a failed run with the error as
+    /// its problem, so `--repeat` counts it instead of stopping.
+    pub fn not_run(scenario: &Scenario, seeds: ScenarioSeeds, error: &str) -> ScenarioResult {
+        ScenarioResult {
+            name: scenario.name.clone(),
+            expected: scenario.expect.outcome.label().to_owned(),
+            outcome: "not_run".to_owned(),
+            passed: false,
+            decision_seconds: 0.0,
+            workers: WorkerTotals::default(),
+            outcomes: std::collections::BTreeMap::new(),
+            report: PathBuf::new(),
+            kubeconfig: PathBuf::new(),
+            decided_by: Vec::new(),
+            verdict: format!("could not run: {error}"),
+            reason: Some(error.to_owned()),
+            problems: vec![format!("could not run: {error}")],
+            wall_seconds: 0.0,
+            seeds,
+        }
+    }
 }
 
 /// Worker outcomes per variant for the promoter (`production`/`test` targets).
@@ -110,9 +145,27 @@ pub async fn run_scenario(
     choice: RuntimeChoice,
     options: &RunOptions,
 ) -> Result<ScenarioResult, Error> {
+    run_scenario_then(scenario, choice, options, |_| std::future::ready(())).await
+}
+
+/// Runs one scenario and awaits `before_shutdown` (given the kubeconfig path) before its
+/// cluster is torn down: `zai-rehearse --hold` waits for Ctrl-C there.
+pub async fn run_scenario_then<F, Fut>(
+    scenario: &Scenario,
+    choice: RuntimeChoice,
+    options: &RunOptions,
+    before_shutdown: F,
+) -> Result<ScenarioResult, Error>
+where
+    F: FnOnce(PathBuf) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let wall = Instant::now();
-    let stack = Stack::start(scenario, choice, options.time).await?;
-    let result = drive(scenario, &stack, options).await;
+    let seeds = ScenarioSeeds::derive(options.seed, &scenario.name);
+    let kubeconfig = options.report_dir.join(&scenario.name).join("kubeconfig");
+    let stack = Stack::start(scenario, choice, options.time, &kubeconfig, &seeds).await?;
+    let result = drive(scenario, &stack, options, &seeds).await;
+    before_shutdown(kubeconfig).await;
     stack.shutdown().await;
     let mut result = result?;
     result.wall_seconds = wall.elapsed().as_secs_f64();
@@ -123,11 +176,16 @@ async fn drive(
     scenario: &Scenario,
     stack: &Stack,
     options: &RunOptions,
+    seeds: &ScenarioSeeds,
 ) -> Result<ScenarioResult, Error> {
     let time = options.time;
-    let config = time
+    let mut config = time
         .promoter_config(&stack.repo_path(), &scenario.disable)
         .map_err(Error::Setup)?;
+    config.kube = kube_settings();
+    if let Some(secs) = scenario.judge_deadline_secs {
+        config.judge.deadline = Duration::from_secs(secs);
+    }
 
     // Workers: open loop over the three services.
     let cancel = CancellationToken::new();
@@ -162,7 +220,7 @@ async fn drive(
         stream_fraction: load.stream_fraction,
         openai_fraction: 0.3,
         request_timeout: Duration::from_secs(30),
-        seed: 11,
+        seed: seeds.workers,
     };
     let handle =
         workers::spawn(workers_config, cancel.clone()).map_err(|e| Error::Setup(e.to_string()))?;
@@ -187,8 +245,8 @@ async fn drive(
     let signals: Box<dyn SignalSource> = match options.signals {
         SignalsChoice::Scrape => {
             let mut source = ScrapeSource::new(
-                Arc::clone(&stack.cluster) as Arc<dyn Platform>,
-                Duration::from_secs(120),
+                Arc::clone(&stack.platform) as Arc<dyn Platform>,
+                config.scrape_retention(),
                 Duration::from_secs(2),
             )
             .with_alert_timing(time.alert_timing());
@@ -196,7 +254,7 @@ async fn drive(
             while Instant::now() < until {
                 let mut pods = Vec::new();
                 for variant in Variant::ALL {
-                    pods.extend(stack.cluster.list_pods(variant).await.unwrap_or_default());
+                    pods.extend(stack.platform.list_pods(variant).await.unwrap_or_default());
                 }
                 if let Err(e) = source.refresh(&pods, chrono::Utc::now()).await {
                     tracing::debug!(error = %e, "warm-up scrape failed");
@@ -221,7 +279,7 @@ async fn drive(
     let name = scenario.name.clone();
     let mut promoter = Promoter::new(
         config,
-        Arc::clone(&stack.cluster) as Arc<dyn Platform>,
+        Arc::clone(&stack.platform) as Arc<dyn Platform>,
         signals,
         Arc::new(SystemClock),
     )
@@ -303,7 +361,7 @@ async fn drive(
         .map_err(|e| Error::Setup(format!("writing the promoter report: {e}")))?;
 
     let decided_by = decided_by(&report);
-    let production_image = stack.cluster.image(Variant::Production).await.ok();
+    let production_image = stack.platform.image(Variant::Production).await.ok();
     let mut problems = judge(
         scenario,
         &report,
@@ -327,19 +385,29 @@ async fn drive(
         workers: totals,
         outcomes: workers_report.outcomes.clone(),
         report: dir.join("report.json"),
+        kubeconfig: stack.kubeconfig.clone(),
         decided_by,
         verdict: report.verdict.clone(),
         reason: report.reason.clone(),
         problems,
         wall_seconds: 0.0,
+        seeds: *seeds,
     })
 }
 
 /// Failed checks and fired triggers, in report order.
 pub fn decided_by(report: &Report) -> Vec<String> {
+    // A run that ended for insufficient evidence was decided by the judged checks that stayed
+    // inconclusive.
+    let insufficient = report
+        .reason
+        .as_deref()
+        .is_some_and(|r| r.starts_with("insufficient evidence"));
     let mut ids: Vec<String> = report
         .all_checks()
-        .filter(|(_, c)| c.status == Status::Fail)
+        .filter(|(_, c)| {
+            c.status == Status::Fail || (insufficient && c.status == Status::Inconclusive)
+        })
         .map(|(_, c)| c.id.clone())
         .collect();
     ids.extend(

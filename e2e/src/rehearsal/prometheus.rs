@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
-use zai_promoter::{Platform, Variant};
 
 use super::timing::TimeScale;
 use crate::Error;
@@ -137,14 +136,9 @@ fn workspace_root() -> PathBuf {
 async fn keep_targets(cluster: Arc<Cluster>, path: PathBuf, stop: CancellationToken) {
     let mut last = Vec::new();
     loop {
-        let mut targets = Vec::new();
-        for variant in Variant::ALL {
-            for pod in cluster.list_pods(variant).await.unwrap_or_default() {
-                if let Some(base) = pod.base_url {
-                    targets.push((pod.name, base.trim_start_matches("http://").to_owned()));
-                }
-            }
-        }
+        // Pod discovery, as Prometheus' Kubernetes discovery would find them (each simulated
+        // pod has its own loopback port).
+        let mut targets = cluster.pod_addresses();
         targets.sort();
         if targets != last {
             if let Err(e) = write_targets(&path, &targets) {

@@ -113,10 +113,10 @@ pub struct Load {
 impl Default for Load {
     fn default() -> Self {
         Load {
-            rate: 40.0,
-            max_in_flight: 64,
+            rate: 200.0,
+            max_in_flight: 128,
             split: 2.0,
-            production: 2.0,
+            production: 1.0,
             test: 1.0,
             stream_fraction: 0.5,
         }
@@ -152,6 +152,10 @@ pub struct Scenario {
     pub load: Load,
     /// Promoter checks/triggers disabled (inversion runs).
     pub disable: Vec<String>,
+    /// The promoter's `[judge] deadline` in seconds (default: the rehearsal's, 90 s). A
+    /// verdict needs requests, not minutes: scenarios whose canary needs more requests to be
+    /// vouched for (shared noise) get longer.
+    pub judge_deadline_secs: Option<u64>,
 }
 
 impl Default for Scenario {
@@ -173,6 +177,7 @@ impl Default for Scenario {
             faults: FaultPlan::default(),
             load: Load::default(),
             disable: Vec::new(),
+            judge_deadline_secs: None,
         }
     }
 }
@@ -332,6 +337,89 @@ pub fn builtin() -> Vec<Scenario> {
         ..base.clone()
     });
 
+    // Both versions' upstreams fail the same 1 % with 500s, with wide latency jitter: a
+    // healthy canary in a noisy environment. Its verdict needs more requests than a clean one
+    // (about 8 000 canary requests at 1 %), hence the higher rate.
+    let noisy = Faults {
+        error_rate: 0.01,
+        error_status: Some(500),
+        ..latency(80, 60)
+    };
+    let noisy_plan = FaultPlan {
+        old: PhaseFaults {
+            canary: noisy.clone(),
+            rollout: noisy.clone(),
+        },
+        new: PhaseFaults {
+            canary: noisy.clone(),
+            rollout: noisy.clone(),
+        },
+    };
+    let busy = Load {
+        rate: 300.0,
+        ..Load::default()
+    };
+    out.push(Scenario {
+        name: "healthy-noisy".into(),
+        description: "no defect; both upstreams fail 1 % with 500s, latency 80 ms ± 60 ms".into(),
+        expect: expect(ExpectedOutcome::Promoted, &[]),
+        faults: noisy_plan.clone(),
+        load: busy.clone(),
+        // About 18 000 canary requests at 1 % on both sides: ~140 s at this rate.
+        judge_deadline_secs: Some(240),
+        ..base.clone()
+    });
+
+    let mut subtle = Scenario {
+        name: "subtle-regression".into(),
+        description: "the new version's upstream fails 4 % where the old one fails 1 %".into(),
+        expect: expect(ExpectedOutcome::Aborted, &["pre.canary_error_rate"]),
+        faults: noisy_plan,
+        load: busy,
+        ..base.clone()
+    };
+    let worse = Faults {
+        error_rate: 0.04,
+        ..noisy
+    };
+    subtle.faults.new = PhaseFaults {
+        canary: worse.clone(),
+        rollout: worse,
+    };
+    out.push(subtle);
+
+    out.push(Scenario {
+        name: "low-traffic".into(),
+        description: "the canary sees ~8 requests per second: too few to vouch for it".into(),
+        expect: Expectation {
+            not_by_deadline: false,
+            ..expect(
+                ExpectedOutcome::Aborted,
+                &["pre.canary_error_rate", "pre.canary_latency"],
+            )
+        },
+        load: Load {
+            rate: 24.0,
+            split: 0.0,
+            production: 2.0,
+            test: 1.0,
+            ..Load::default()
+        },
+        ..base.clone()
+    });
+
+    out.push(Scenario {
+        name: "wrong-key".into(),
+        description: "the new version is deployed with a wrong ZAI_API_KEY: upstream answers 401"
+            .into(),
+        expect: Expectation {
+            not_by_deadline: true,
+            ..expect(ExpectedOutcome::Aborted, &["pre.no_upstream_auth_failures"])
+        },
+        new_env: env(&[("ZAI_API_KEY", "zk-rotated-away-0000-WRONG")]),
+        ..base.clone()
+    });
+
     out.push(Scenario {
         name: "load-only-defect".into(),
         description:
@@ -342,12 +430,15 @@ pub fn builtin() -> Vec<Scenario> {
         production_replicas: 1,
         faults: steady(250, 50),
         load: Load {
-            rate: 70.0,
+            rate: 76.0,
             split: 6.0,
             production: 60.0,
-            test: 4.0,
+            test: 10.0,
             ..Load::default()
         },
+        // ~13 canary req/s (well within MAX_WORKERS=10 at 250 ms): the judge needs ~1 700
+        // error-free canary requests to vouch for it.
+        judge_deadline_secs: Some(180),
         ..base
     });
     out
@@ -359,6 +450,7 @@ pub fn inversion_disables(name: &str) -> Option<Vec<&'static str>> {
     let ids: &[&str] = match name {
         "canary-errors" => &[
             "pre.no_canary_alerts",
+            "pre.canary_error_rate",
             "rollout.error_rate",
             "post.success_rate",
             "post.no_error_logs",
@@ -367,6 +459,9 @@ pub fn inversion_disables(name: &str) -> Option<Vec<&'static str>> {
         ],
         "latency-regression" => &["trigger.p95_latency", "rollout.p95_latency"],
         "crash-loop" => return None,
+        // No inversion: with the auth check off the other phase-1 gates (no successful
+        // worker request, no tokens) still stop it, and production would roll back too.
+        "wrong-key" => return None,
         "not-ready" => &["trigger.pods_not_ready", "rollout.pods_ready"],
         "token-counting-off" => &[
             "pre.token_usage_logged",
@@ -400,7 +495,7 @@ mod tests {
         let mut names: Vec<_> = all.iter().map(|s| s.name.clone()).collect();
         names.sort();
         names.dedup();
-        assert_eq!(names.len(), 7);
+        assert_eq!(names.len(), 11);
         for s in &all {
             for f in [
                 &s.faults.old.canary,

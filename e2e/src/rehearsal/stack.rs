@@ -1,6 +1,9 @@
 //! The environment of one rehearsal: two fake Z.AI upstreams (one per version), the version
-//! catalog, both deployments on a platform, the three front services and a throwaway git
-//! repository holding `VERSION` for the promoter's finalisation.
+//! catalog, a simulated cluster on a runtime with its Kubernetes API server and a kubeconfig
+//! for it, both Deployments and the three Services created through that API (rendered from
+//! deploy/k8s), the front services workers connect to, and a throwaway git repository holding
+//! `VERSION` for the promoter's finalisation. Everything the driver and the promoter read or
+//! change afterwards goes through the API server, with the promoter's own `KubePlatform`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -8,15 +11,24 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use zai_promoter::Variant;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{Api, PostParams};
+use zai_promoter::config::KubeSettings;
+use zai_promoter::platform::kube::KubePlatform;
+use zai_promoter::{Platform, Variant};
 
+use super::manifests;
+use super::prometheus::NAMESPACE;
 use super::scenario::{CANARY_VERSION, NEW_VERSION, OLD_VERSION, Scenario};
+use super::seeds::ScenarioSeeds;
 use super::timing::TimeScale;
 use crate::Error;
 use crate::fake::{FakeConfig, FakeZai};
+use crate::platform::apiserver::kubeconfig;
 use crate::platform::runtime::Runtime;
 use crate::platform::spec::{Artifact, ProbePort, ReadinessProbe, VersionSpec};
-use crate::platform::{Cluster, InitialDeployment};
+use crate::platform::{ApiServer, Cluster};
 use crate::service::{Endpoints, FrontService};
 
 /// The upstream credential the proxies are configured with (never printed).
@@ -36,8 +48,14 @@ pub struct Stack {
     pub fake_old: FakeZai,
     /// Upstream of 1.2.1 and 1.2.1-canary.
     pub fake_new: FakeZai,
-    /// Both deployments.
+    /// The simulated cluster (the API server's state).
     pub cluster: Arc<Cluster>,
+    /// Its API server.
+    pub api: ApiServer,
+    /// The kubeconfig pointing at it.
+    pub kubeconfig: PathBuf,
+    /// The promoter's Kubernetes platform over that kubeconfig.
+    pub platform: Arc<KubePlatform>,
     /// The front services.
     pub service: FrontService,
     /// The git work tree with `VERSION`.
@@ -50,21 +68,25 @@ pub fn image(tag: &str) -> String {
 }
 
 impl Stack {
-    /// Starts everything and waits until both deployments are ready.
+    /// Starts everything, writes the kubeconfig to `kubeconfig_path` and waits until both
+    /// deployments are ready; the fakes are seeded from `seeds`.
     pub async fn start(
         scenario: &Scenario,
         choice: RuntimeChoice,
         time: TimeScale,
+        kubeconfig_path: &Path,
+        seeds: &ScenarioSeeds,
     ) -> Result<Stack, Error> {
         let fake_old = FakeZai::start(FakeConfig {
             faults: scenario.faults.old.canary.clone(),
+            seed: seeds.fake_old,
             ..FakeConfig::with_key(UPSTREAM_KEY)
         })
         .await
         .map_err(|e| Error::Setup(format!("fake upstream: {e}")))?;
         let fake_new = FakeZai::start(FakeConfig {
             faults: scenario.faults.new.canary.clone(),
-            seed: 7,
+            seed: seeds.fake_new,
             ..FakeConfig::with_key(UPSTREAM_KEY)
         })
         .await
@@ -72,25 +94,22 @@ impl Stack {
 
         let catalog = catalog(scenario, &choice.artifact, &fake_old.url(), &fake_new.url());
         let endpoints = Endpoints::new();
-        let initial = [
-            InitialDeployment {
-                variant: Variant::Production,
-                image: image(OLD_VERSION),
-                replicas: scenario.production_replicas,
-            },
-            InitialDeployment {
-                variant: Variant::Test,
-                image: image(CANARY_VERSION),
-                replicas: scenario.canary_replicas,
-            },
-        ];
-        let cluster = Arc::new(Cluster::start(
+        let cluster = Arc::new(Cluster::new(
             choice.runtime,
+            NAMESPACE,
             catalog,
-            &initial,
             Arc::clone(&endpoints),
             time.platform_timing(),
-        )?);
+        ));
+        let api = ApiServer::start(Arc::clone(&cluster)).await?;
+        kubeconfig::write(kubeconfig_path, &api.url(), NAMESPACE)
+            .map_err(|e| Error::Setup(format!("kubeconfig {}: {e}", kubeconfig_path.display())))?;
+        create_objects(kubeconfig_path, scenario).await?;
+        let platform = Arc::new(
+            KubePlatform::from_kubeconfig(kubeconfig_path, kube_settings())
+                .await
+                .map_err(|e| Error::Setup(e.to_string()))?,
+        );
         let service = FrontService::start(endpoints)
             .await
             .map_err(|e| Error::Setup(format!("front service: {e}")))?;
@@ -99,6 +118,9 @@ impl Stack {
             fake_old,
             fake_new,
             cluster,
+            api,
+            kubeconfig: kubeconfig_path.to_path_buf(),
+            platform,
             service,
             repo,
         };
@@ -115,7 +137,9 @@ impl Stack {
     async fn wait_rolled_out(&self, variant: Variant, timeout: Duration) -> Result<(), Error> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let status = zai_promoter::Platform::rollout_status(&*self.cluster, variant)
+            let status = self
+                .platform
+                .rollout_status(variant)
                 .await
                 .map_err(|e| Error::Setup(e.to_string()))?;
             if status.complete {
@@ -134,8 +158,7 @@ impl Stack {
     async fn wait_canary_settled(&self, timeout: Duration) {
         let deadline = tokio::time::Instant::now() + timeout;
         while tokio::time::Instant::now() < deadline {
-            if let Ok(pods) = zai_promoter::Platform::list_pods(&*self.cluster, Variant::Test).await
-            {
+            if let Ok(pods) = self.platform.list_pods(Variant::Test).await {
                 let all_ready = !pods.is_empty() && pods.iter().all(|p| p.ready);
                 let failing = pods.iter().any(|p| p.restarts > 0);
                 if all_ready || failing {
@@ -149,6 +172,7 @@ impl Stack {
     /// Stops the pods (short grace) and the fakes.
     pub async fn shutdown(&self) {
         self.service.stop();
+        self.api.stop();
         self.cluster.shutdown(Duration::from_secs(3)).await;
         self.fake_old.shutdown();
         self.fake_new.shutdown();
@@ -158,6 +182,57 @@ impl Stack {
     pub fn repo_path(&self) -> PathBuf {
         self.repo.path().to_path_buf()
     }
+}
+
+/// The promoter's `[kube]` settings for the rehearsal namespace.
+pub fn kube_settings() -> KubeSettings {
+    KubeSettings {
+        namespace: NAMESPACE.to_owned(),
+        ..KubeSettings::default()
+    }
+}
+
+/// A kube client from a kubeconfig file.
+pub async fn kube_client(path: &Path) -> Result<kube::Client, Error> {
+    let kubeconfig = kube::config::Kubeconfig::read_from(path)
+        .map_err(|e| Error::Setup(format!("kubeconfig {}: {e}", path.display())))?;
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .map_err(|e| Error::Setup(format!("kubeconfig {}: {e}", path.display())))?;
+    kube::Client::try_from(config).map_err(|e| Error::Setup(format!("kube client: {e}")))
+}
+
+/// Creates production (1.2.0) and the canary (1.2.1-canary) Deployments and the Services
+/// through the API, as `kubectl apply -k deploy/k8s/...` would.
+async fn create_objects(path: &Path, scenario: &Scenario) -> Result<(), Error> {
+    let client = kube_client(path).await?;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), NAMESPACE);
+    let services: Api<Service> = Api::namespaced(client, NAMESPACE);
+    let pp = PostParams::default();
+    for (variant, tag, replicas) in [
+        (
+            Variant::Production,
+            OLD_VERSION,
+            scenario.production_replicas,
+        ),
+        (Variant::Test, CANARY_VERSION, scenario.canary_replicas),
+    ] {
+        let d = manifests::deployment(variant, &image(tag), replicas)?;
+        deployments
+            .create(&pp, &d)
+            .await
+            .map_err(|e| Error::Setup(format!("create deployment ({variant}): {e}")))?;
+    }
+    for s in manifests::services()? {
+        services
+            .create(&pp, &s)
+            .await
+            .map_err(|e| Error::Setup(format!("create service: {e}")))?;
+    }
+    Ok(())
 }
 
 /// The three versions: 1.2.0 on the old fake; 1.2.1-canary and 1.2.1 on the new one, with the

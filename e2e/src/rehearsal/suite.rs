@@ -93,8 +93,18 @@ pub fn test_report_dir(name: &str) -> PathBuf {
     base.join("rehearsal-tests").join(name)
 }
 
+/// The base seed of test rehearsals: `ZAI_REHEARSE_SEED` (to replay a failure seen in CI),
+/// else [`DEFAULT_SEED`](super::seeds::DEFAULT_SEED).
+pub fn test_seed() -> Result<u64, Error> {
+    match std::env::var("ZAI_REHEARSE_SEED") {
+        Ok(text) => super::seeds::parse_seed(&text)
+            .map_err(|e| Error::Setup(format!("ZAI_REHEARSE_SEED: {e}"))),
+        Err(_) => Ok(super::seeds::DEFAULT_SEED),
+    }
+}
+
 /// Runs one scenario as a test would: a slot, the proxy binary as built by cargo, the
-/// default time scale.
+/// default time scale, the seed of [`test_seed`].
 pub async fn run_for_test(
     scenario: &Scenario,
     kind: PlatformKind,
@@ -109,6 +119,7 @@ pub async fn run_for_test(
         time,
         signals,
         report_dir: test_report_dir(report_name),
+        seed: test_seed()?,
     };
     run_scenario(scenario, choice, &options).await
 }

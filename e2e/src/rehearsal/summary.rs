@@ -6,6 +6,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::driver::ScenarioResult;
+use super::repeat::RepeatSummary;
 
 /// `rehearsal.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -20,8 +21,17 @@ pub struct Summary {
     pub passed: bool,
     /// Wall time of the whole suite.
     pub suite_seconds: f64,
-    /// Per scenario.
+    /// The base seed (`--seed`); each result carries its run's and processes' seeds.
+    #[serde(default)]
+    pub seed: u64,
+    /// Per scenario (with `--repeat N`: every run of every scenario, run by run).
     pub scenarios: Vec<ScenarioResult>,
+    /// Pass rates per scenario, with `--repeat N` (N > 1) only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat: Option<RepeatSummary>,
+    /// Commands replaying each failed run (empty when every run passed).
+    #[serde(default)]
+    pub replay: Vec<String>,
 }
 
 impl Summary {

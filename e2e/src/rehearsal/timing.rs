@@ -20,6 +20,10 @@ pub const DEFAULT_TIME_SCALE: f64 = 2.0;
 /// requests fit in a compressed window than in production's five minutes.
 pub const REHEARSAL_MIN_REQUESTS: u64 = 20;
 
+/// The rehearsals' shortest judge deadline: at ~40 canary requests per second a healthy
+/// canary without errors reaches its verdict in about half a minute.
+pub const REHEARSAL_JUDGE_DEADLINE: Duration = Duration::from_secs(90);
+
 /// A time compression factor.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TimeScale {
@@ -67,6 +71,12 @@ impl TimeScale {
         config.http_timeout = Duration::from_secs(2);
         // Fewer requests fit in a compressed window; keep the guard meaningful.
         config.min_requests = REHEARSAL_MIN_REQUESTS;
+        // Evidence is counted in requests, not minutes: compressing the judge's deadline as
+        // hard as the rest would leave it too few requests to decide on at rehearsal traffic.
+        config.judge.lookback = self.scale(config.judge.lookback);
+        config.judge.deadline = self
+            .scale(config.judge.deadline)
+            .max(REHEARSAL_JUDGE_DEADLINE);
         config.finalise.repo = Some(repo.to_path_buf());
         for check in &mut config.checks {
             check.window = self.scale(check.window);

@@ -14,6 +14,10 @@
 //! and not with the Anthropic one.
 //!
 //! Counters are live ([`LiveStats`]): a caller can read them while the workers run.
+//!
+//! Seed: request number `i` (target, format, streaming, body) is a pure function of
+//! `(seed, i)` ([`request::plan`]); the open loop ticks at a fixed period (no random arrival
+//! times), so `seed` is the only source of randomness, and the report carries it.
 
 pub mod bodies;
 pub mod live;
@@ -126,7 +130,7 @@ pub struct WorkersConfig {
     pub openai_fraction: f64,
     /// Bound on one whole request (→ `timeout`).
     pub request_timeout: Duration,
-    /// Seed for the request mix.
+    /// Seed of the request mix (every random choice of the workers).
     pub seed: u64,
 }
 
@@ -195,6 +199,9 @@ impl WorkersConfig {
 /// The summary of a run (`--json` prints it as the last stdout line).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
+    /// The seed of the request mix (`--seed`).
+    #[serde(default)]
+    pub seed: u64,
     /// Requests sent.
     pub sent: u64,
     /// Requests that ended ok.
@@ -218,9 +225,10 @@ pub struct Report {
 }
 
 impl Report {
-    fn from_live(live: &LiveStats, elapsed: Duration) -> Report {
+    fn from_live(live: &LiveStats, seed: u64, elapsed: Duration) -> Report {
         let total = live.snapshot();
         Report {
+            seed,
             sent: total.sent,
             ok: total.ok,
             failed: total.failed(),
@@ -243,6 +251,7 @@ impl Report {
 #[derive(Debug)]
 pub struct WorkersHandle {
     live: Arc<LiveStats>,
+    seed: u64,
     cancel: CancellationToken,
     task: tokio::task::JoinHandle<Report>,
 }
@@ -262,7 +271,7 @@ impl WorkersHandle {
     pub async fn join(self) -> Report {
         match self.task.await {
             Ok(report) => report,
-            Err(_) => Report::from_live(&self.live, Duration::ZERO),
+            Err(_) => Report::from_live(&self.live, self.seed, Duration::ZERO),
         }
     }
 }
@@ -278,6 +287,7 @@ pub fn spawn(config: WorkersConfig, cancel: CancellationToken) -> Result<Workers
     let live = Arc::new(LiveStats::new(
         config.targets.iter().map(|t| t.label.clone()),
     ));
+    let seed = config.seed;
     let run = Run {
         config: Arc::new(config),
         client,
@@ -289,6 +299,7 @@ pub fn spawn(config: WorkersConfig, cancel: CancellationToken) -> Result<Workers
     let task = tokio::spawn(async move { Arc::new(run).drive(stop).await });
     Ok(WorkersHandle {
         live,
+        seed,
         cancel: child,
         task,
     })
@@ -393,7 +404,7 @@ impl Run {
             }
         }
         while tasks.join_next().await.is_some() {}
-        Report::from_live(&self.live, started.elapsed())
+        Report::from_live(&self.live, self.config.seed, started.elapsed())
     }
 }
 

@@ -2,8 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 
 use super::Target;
 use super::bodies;
@@ -22,7 +21,9 @@ pub struct Plan {
     pub body: Vec<u8>,
 }
 
-/// Picks target, format, streaming and body for request number `index`.
+/// Picks target, format, streaming and body for request number `index`: a pure function of
+/// `(seed, index)` and the settings, so a seed replays the same requests in the same order
+/// of issue (which of them finishes first still depends on the system under test).
 pub fn plan(
     seed: u64,
     index: u64,
@@ -30,7 +31,7 @@ pub fn plan(
     stream_fraction: f64,
     openai_fraction: f64,
 ) -> Plan {
-    let mut rng = StdRng::seed_from_u64(seed ^ index.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let mut rng = crate::seed::rng(seed, "workers/request", index);
     let total: f64 = weights.iter().sum();
     let mut pick = rng.random::<f64>() * total;
     let mut target = weights.len().saturating_sub(1);
@@ -197,6 +198,15 @@ mod tests {
         assert!((400..600).contains(&streams), "{streams}");
         assert!((900..1100).contains(&openai), "{openai}");
         assert!((1400..1600).contains(&second), "{second}");
+        // A seed replays the same requests; another seed sends other ones.
+        let bodies = |seed| -> Vec<Vec<u8>> {
+            (0..50)
+                .map(|i| plan(seed, i, &[1.0, 3.0], 0.25, 0.5).body)
+                .collect()
+        };
+        assert_eq!(bodies(3), bodies(3));
+        let (three, four) = (bodies(3), bodies(4));
+        assert!(three.iter().zip(&four).all(|(a, b)| a != b));
         let all_stream = plan(3, 1, &[1.0], 1.0, 0.0);
         assert!(all_stream.stream && all_stream.api == ApiKind::Anthropic);
     }

@@ -51,6 +51,9 @@ pub fn queries_for_check(
             vec![q(RequestCount, T, w), q(SuccessRatio, T, w)]
         }
         "pre.worker_token_counting" => vec![q(TokensIncrease, T, w), q(RequestCount, T, w)],
+        "pre.no_upstream_auth_failures" => {
+            vec![q(UpstreamAuthFailures, T, w), q(RequestCount, T, w)]
+        }
         "rollout.error_rate" => vec![q(ErrorRatio, P, w), q(RequestCount, P, w)],
         "rollout.p95_latency" => {
             vec![
@@ -105,6 +108,11 @@ fn traffic(
                 s.evidence
                     .push(format!("request count of {variant}: {why}"));
             }
+            Reading::Buckets(_) => {
+                s.status = Status::Error;
+                s.evidence
+                    .push(format!("request count of {variant}: buckets, not a number"));
+            }
             Reading::Error(e) => {
                 s.status = Status::Error;
                 s.evidence.push(format!("request count of {variant}: {e}"));
@@ -139,6 +147,14 @@ fn read(snap: &Snapshot, query: SignalQuery, s: &mut Sample) -> Option<f64> {
         Reading::Error(e) => {
             s.status = Status::Error;
             s.evidence.push(format!("{}: {e}", query.signal));
+            None
+        }
+        Reading::Buckets(_) => {
+            s.status = Status::Error;
+            s.evidence.push(format!(
+                "{}: buckets where a number was expected",
+                query.signal
+            ));
             None
         }
     }
@@ -182,6 +198,9 @@ pub fn evaluate_check(
     if !spec.enabled {
         return Sample::skipped(now, "disabled in configuration");
     }
+    if super::compare::is_judged(spec.id) {
+        return super::compare::evaluate(spec, config, history, snap);
+    }
     let mut s = Sample::new(Status::NoData, now);
     s.window = (!spec.window.is_zero()).then_some(spec.window);
     let min = config.min_requests;
@@ -194,31 +213,61 @@ pub fn evaluate_check(
             }
         }
         "pre.no_canary_alerts" => {
-            s.threshold = format!("<= {t:.0} of {} firing", CANARY_ALERTS.join(", "));
+            // The two comparative alerts are thresholds on whatever sample exists; where the
+            // judge compares the same quantities on evidence, they are reported, not counted.
+            let superseded = |name: &str| match name {
+                "ZaiProxyCanaryErrorRateHigherThanProduction" => config
+                    .check(super::compare::ERRORS)
+                    .is_some_and(|c| c.enabled),
+                "ZaiProxyCanaryLatencyDegraded" => config
+                    .check(super::compare::LATENCY)
+                    .is_some_and(|c| c.enabled),
+                _ => false,
+            };
+            let counted: Vec<&str> = CANARY_ALERTS
+                .iter()
+                .copied()
+                .filter(|n| !superseded(n))
+                .collect();
+            s.threshold = format!("<= {t:.0} of {} firing", counted.join(", "));
             s.source = "alerts".into();
             match &snap.alerts {
                 Some(Ok(alerts)) => {
+                    // Firing only, wherever evaluated: a locally evaluated alert honours its
+                    // `for` as Prometheus does, so both sources decide alike.
                     let firing: Vec<_> = alerts
                         .iter()
-                        // A locally evaluated alert counts as soon as its condition holds:
-                        // the promoter has no history to wait out its `for` with.
                         .filter(|a| {
-                            (a.state == crate::signals::AlertState::Firing || a.evaluated_locally)
-                                && CANARY_ALERTS.contains(&a.name.as_str())
+                            a.state == crate::signals::AlertState::Firing
+                                && counted.contains(&a.name.as_str())
                         })
                         .collect();
                     s.value = Some(firing.len() as f64);
                     s.observed = format!("{} firing", firing.len());
                     for a in &firing {
-                        let how = match (a.evaluated_locally, a.state) {
-                            (true, crate::signals::AlertState::Pending) => {
-                                " (evaluated locally, condition holds, `for` not yet elapsed)"
-                            }
-                            (true, _) => " (evaluated locally)",
-                            _ => "",
+                        let how = if a.evaluated_locally {
+                            " (evaluated locally)"
+                        } else {
+                            ""
                         };
                         s.evidence
                             .push(format!("{} firing{how}: {}", a.name, a.detail));
+                    }
+                    for a in alerts
+                        .iter()
+                        .filter(|a| CANARY_ALERTS.contains(&a.name.as_str()) && !firing.contains(a))
+                    {
+                        let why = if superseded(&a.name) {
+                            "not counted: the judge compares this on evidence"
+                        } else {
+                            "not counted until firing"
+                        };
+                        let state = match a.state {
+                            crate::signals::AlertState::Firing => "firing",
+                            crate::signals::AlertState::Pending => "pending",
+                        };
+                        s.evidence
+                            .push(format!("{} {state} ({why}): {}", a.name, a.detail));
                     }
                     judge(&mut s, firing.len() as f64 <= t);
                 }
@@ -258,7 +307,10 @@ pub fn evaluate_check(
             );
             if let Some(pods) = pods(snap, Variant::Test, &mut s) {
                 s.source = "GET /health on each canary pod".into();
-                if pods.is_empty() {
+                if let Some(why) = &snap.health_unreachable {
+                    s.status = Status::Skipped;
+                    s.evidence.push(format!("not evaluated: {why}"));
+                } else if pods.is_empty() {
                     s.status = Status::Fail;
                     s.evidence.push("no canary pod".into());
                 } else {
@@ -298,6 +350,10 @@ pub fn evaluate_check(
         "pre.worker_token_counting" => {
             s.threshold = format!(">= {t:.0} tokens counted by the canary");
             tokens_check(&mut s, snap, Variant::Test, spec, t, min);
+        }
+        "pre.no_upstream_auth_failures" => {
+            s.threshold = format!("<= {t:.0} upstream 401/403 answers to the canary");
+            auth_failures_check(&mut s, snap, Variant::Test, spec, t, min);
         }
         "pre.version_confirmed" => {
             s.threshold = "tagged image, every canary pod on it".into();
@@ -743,6 +799,38 @@ fn tokens_check(
                     s.evidence
                         .push(format!("{n:.0} tokens counted over {c:.0} requests"));
                 }
+                Traffic::Low(low) => *s = low,
+            }
+        }
+    }
+}
+
+/// Upstream refused the proxy's credential more than `t` times: fail at once, whatever the
+/// traffic (one refusal is proof of a wrong key); none over too little traffic is no data.
+fn auth_failures_check(
+    s: &mut Sample,
+    snap: &Snapshot,
+    variant: Variant,
+    spec: &CheckSpec,
+    t: f64,
+    min: u64,
+) {
+    if let Some(n) = read(
+        snap,
+        q(Signal::UpstreamAuthFailures, variant, spec.window),
+        s,
+    ) {
+        s.value = Some(n);
+        s.observed = format!("{n:.0} upstream auth failures");
+        if n > t {
+            s.status = Status::Fail;
+            s.evidence.push(format!(
+                "upstream answered 401/403 {n:.0} times: the {variant}'s ZAI_API_KEY is refused"
+            ));
+        } else {
+            let base = s.clone();
+            match traffic(snap, variant, spec.window, min, &base) {
+                Traffic::Enough(_) => s.status = Status::Pass,
                 Traffic::Low(low) => *s = low,
             }
         }

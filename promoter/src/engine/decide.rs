@@ -55,6 +55,7 @@ pub fn tick(
     if let Some(Ok(pods)) = snap.pods.get(&Variant::Production) {
         history.note_pods(pods, ctx.rollout_started);
     }
+    super::compare::freeze_latency_boundary(config, history, snap);
     let samples: Vec<(&'static str, Sample)> = config
         .phase_checks(phase)
         .map(|spec| (spec.id, evaluate_check(spec, config, ctx, history, snap)))
@@ -144,6 +145,17 @@ pub fn decide(
                 };
             }
             Status::Fail => waiting.push(format!("{}: {}", spec.id, last.summary())),
+            Status::Inconclusive => {
+                if elapsed(phase_started, now) >= config.judge.deadline {
+                    return end(format!(
+                        "insufficient evidence: {} still inconclusive after {} ([judge] deadline): {}",
+                        spec.id,
+                        crate::duration_serde::human(config.judge.deadline),
+                        last.summary()
+                    ));
+                }
+                waiting.push(format!("{}: {}", spec.id, last.summary()));
+            }
             Status::NoData => {
                 let since = h.no_data_since.unwrap_or(last.at);
                 if elapsed(since, now) >= config.no_data_deadline {

@@ -106,6 +106,10 @@ pub struct History {
     pub triggers: BTreeMap<&'static str, TriggerState>,
     /// Restart count of each production pod when first seen (crash-loop deltas).
     pub first_restarts: BTreeMap<String, u32>,
+    /// The latency boundary of `pre.canary_latency` (seconds), fixed at the first tick where
+    /// production had `min_requests` in the judge's window: a sequential test needs one fixed
+    /// question across its looks.
+    pub latency_boundary: Option<f64>,
     /// Worker counters over time.
     #[serde(skip)]
     pub workers: VecDeque<(DateTime<Utc>, BTreeMap<Variant, WorkerStats>)>,

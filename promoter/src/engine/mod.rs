@@ -5,13 +5,16 @@
 //! run's [`History`] and returns a [`Decision`]. Tests drive it tick by tick.
 
 mod checks;
+pub mod compare;
 mod decide;
 mod history;
+pub mod judge;
 mod sample;
 mod snapshot;
 mod triggers;
 
 pub use checks::{evaluate_check, queries_for_check};
+pub use compare::{is_judged, judge_queries, judge_window};
 pub(crate) use decide::observe_triggers;
 pub use decide::{Decision, decide, tick};
 pub use history::{CheckHistory, History, TriggerState};

@@ -17,6 +17,9 @@ pub enum Status {
     Fail,
     /// Not enough data to judge (never promotes, never rolls back by itself).
     NoData,
+    /// A judged comparison without enough evidence either way yet: keep sampling; at the
+    /// judge's deadline the run ends "aborted: insufficient evidence".
+    Inconclusive,
     /// The source failed (counted separately from no data).
     Error,
     /// Not evaluated (disabled, dry run, not applicable).
@@ -32,6 +35,7 @@ impl Status {
             Status::Pass => "✓",
             Status::Fail => "✗",
             Status::NoData => "…",
+            Status::Inconclusive => "?",
             Status::Error => "!",
             Status::Skipped => "–",
             Status::Pending => " ",
@@ -44,6 +48,7 @@ impl Status {
             Status::Pass => "pass",
             Status::Fail => "fail",
             Status::NoData => "no_data",
+            Status::Inconclusive => "inconclusive",
             Status::Error => "error",
             Status::Skipped => "skipped",
             Status::Pending => "pending",
@@ -71,6 +76,9 @@ pub struct Sample {
     pub evidence: Vec<String>,
     /// When it was taken.
     pub at: DateTime<Utc>,
+    /// The judge's evidence, for judged checks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comparison: Option<Box<super::judge::Comparison>>,
 }
 
 impl Sample {
@@ -85,6 +93,7 @@ impl Sample {
             source: String::new(),
             evidence: Vec::new(),
             at,
+            comparison: None,
         }
     }
 

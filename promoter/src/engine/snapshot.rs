@@ -31,8 +31,12 @@ pub struct Snapshot {
     pub logs: BTreeMap<Variant, Result<Vec<LogLine>, String>>,
     /// `/health` answers by pod name.
     pub health: BTreeMap<String, Result<HttpReply, String>>,
+    /// Why `/health` could not be asked at all (pods unreachable), if so.
+    pub health_unreachable: Option<String>,
     /// Worker counters, when a feed is attached.
     pub workers: Option<BTreeMap<Variant, WorkerStats>>,
+    /// The judge's window: from `[judge] lookback` before the run started to now (phase 1).
+    pub judge_window: Option<std::time::Duration>,
 }
 
 /// Production quantities captured before the image changed.

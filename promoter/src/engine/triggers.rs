@@ -56,6 +56,14 @@ fn value(snap: &Snapshot, query: SignalQuery, s: &mut Sample) -> Option<f64> {
             s.evidence.push(format!("{}: {e}", query.signal));
             None
         }
+        Reading::Buckets(_) => {
+            s.status = Status::Error;
+            s.evidence.push(format!(
+                "{}: buckets where a number was expected",
+                query.signal
+            ));
+            None
+        }
     }
 }
 

@@ -10,9 +10,12 @@
 //! * crash loops: the engine reads container `restartCount` and `CrashLoopBackOff` waiting
 //!   reasons from the pods, never the progress deadline.
 //!
-//! Pods have no `base_url`: signals come from Prometheus, and `/health` is judged from pod
-//! readiness unless [`KubePlatform::with_pod_proxy`] enables the API server's pod proxy
-//! (`pods/proxy` get permission needed).
+//! Pods have no `base_url`: a pod's `/health` and `/metrics` are fetched through the API
+//! server's pod proxy (`GET pods/NAME:8080/proxy/PATH`, RBAC `get pods/proxy`), on by
+//! default. With the proxy turned off ([`KubePlatform::with_pod_proxy`]`(false)`) or forbidden
+//! by the API server, [`Platform::pod_get`] fails with [`Error::PodUnreachable`] and the
+//! checks that need it say "not evaluated" — nothing is made up from readiness (the readiness
+//! probe is `/readyz`, a different question from `/health`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -21,8 +24,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
-use kube::Client;
 use kube::api::{Api, ListParams, LogParams, Patch, PatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
 use serde_json::json;
 
 use super::{HttpReply, LogLine, Platform, PodInfo, RolloutStatus, Variant};
@@ -57,7 +61,7 @@ impl KubePlatform {
         KubePlatform {
             client,
             settings,
-            pod_proxy: false,
+            pod_proxy: true,
         }
     }
 
@@ -67,7 +71,19 @@ impl KubePlatform {
         Ok(KubePlatform::new(client, settings))
     }
 
-    /// Reaches pods' `/health` through the API server's pod proxy.
+    /// Connects with the current context of the kubeconfig file at `path`.
+    pub async fn from_kubeconfig(path: &std::path::Path, settings: KubeSettings) -> Result<Self> {
+        let kubeconfig = Kubeconfig::read_from(path)
+            .map_err(|e| err(&format!("read kubeconfig {}", path.display()), e))?;
+        let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .map_err(|e| err(&format!("kubeconfig {}", path.display()), e))?;
+        let client = Client::try_from(config).map_err(|e| err("connect", e))?;
+        Ok(KubePlatform::new(client, settings))
+    }
+
+    /// Whether pods' `/health` and `/metrics` are fetched through the API server's pod proxy
+    /// (default on).
     pub fn with_pod_proxy(mut self, yes: bool) -> Self {
         self.pod_proxy = yes;
         self
@@ -451,39 +467,52 @@ impl Platform for KubePlatform {
 
     async fn pod_get(&self, pod: &PodInfo, path: &str, timeout: Duration) -> Result<HttpReply> {
         if !self.pod_proxy {
-            if path != "/health" {
-                return Err(err(
-                    &format!("GET {path} on {}", pod.name),
-                    "pods are not reachable without --pod-proxy",
-                ));
-            }
-            // The readiness probe is GET /health: a Ready pod answered it.
-            return Ok(if pod.ready {
-                HttpReply {
-                    status: 200,
-                    body: r#"{"status":"ok","source":"readiness probe"}"#.into(),
-                }
-            } else {
-                HttpReply {
-                    status: 503,
-                    body: format!("pod {} is not Ready", pod.name),
-                }
+            return Err(Error::PodUnreachable {
+                pod: pod.name.clone(),
+                reason: "the pod proxy is turned off (--no-pod-proxy)".into(),
             });
         }
         let url = format!(
             "/api/v1/namespaces/{}/pods/{}:8080/proxy{path}",
             self.settings.namespace, pod.name
         );
+        let op = format!("GET {path} on {}", pod.name);
         let req = http::Request::get(url)
-            .body(Vec::new())
+            .body(kube::client::Body::empty())
             .map_err(|e| err("pod proxy", e))?;
-        let text = tokio::time::timeout(timeout, self.client.request_text(req))
+        let fetch = async {
+            let response = self.client.send(req).await.map_err(|e| err(&op, e))?;
+            let status = response.status().as_u16();
+            let bytes = response
+                .into_body()
+                .collect_bytes()
+                .await
+                .map_err(|e| err(&op, e))?;
+            Ok::<_, Error>((status, bytes))
+        };
+        let (status, bytes) = tokio::time::timeout(timeout, fetch)
             .await
-            .map_err(|_| err("pod proxy", format!("timeout after {timeout:?}")))?
-            .map_err(|e| err(&format!("GET {path} on {}", pod.name), e))?;
+            .map_err(|_| err(&op, format!("timeout after {timeout:?}")))??;
+        // The pod's own answer passes through as it is; a `Status` object is the API server
+        // speaking (forbidden, no such pod, cannot reach it).
+        let is_status = status >= 400
+            && serde_json::from_slice::<serde_json::Value>(&bytes)
+                .is_ok_and(|v| v.get("kind").and_then(|k| k.as_str()) == Some("Status"));
+        if is_status && let Ok(s) = serde_json::from_slice::<kube::core::Status>(&bytes) {
+            if status == 401 || status == 403 {
+                return Err(Error::PodUnreachable {
+                    pod: pod.name.clone(),
+                    reason: format!(
+                        "the API server refused the pod proxy ({status} {}): {}; grant `get pods/proxy` (deploy/k8s/shared/promoter-rbac.yaml)",
+                        s.reason, s.message
+                    ),
+                });
+            }
+            return Err(err(&op, format!("{status} {}: {}", s.reason, s.message)));
+        }
         Ok(HttpReply {
-            status: 200,
-            body: text,
+            status,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
         })
     }
 }

@@ -5,7 +5,8 @@ use std::fmt::Write;
 use super::Report;
 use crate::engine::Status;
 
-fn esc(s: &str) -> String {
+/// XML text and attribute escaping (control characters other than tab and newline become spaces).
+pub fn esc(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -46,7 +47,7 @@ pub fn render_junit(r: &Report) -> String {
         );
         match c.status {
             Status::Pass => {}
-            Status::Fail | Status::NoData => {
+            Status::Fail | Status::NoData | Status::Inconclusive => {
                 failures += 1;
                 let _ = write!(
                     cases,

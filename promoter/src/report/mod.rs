@@ -3,6 +3,7 @@
 
 mod junit;
 mod markdown;
+pub mod step_summary;
 
 use std::path::Path;
 use std::time::Duration;
@@ -14,8 +15,11 @@ use crate::catalog::Phase;
 use crate::engine::{Baseline, Sample, Status};
 use crate::error::{Error, Result};
 
+/// XML escaping as junit.xml uses it (for other JUnit writers, e.g. the rehearsal's).
+pub use junit::esc as xml_escape;
 pub use junit::render_junit;
 pub use markdown::render_markdown;
+pub use step_summary::render_step_summary;
 
 /// How the run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,6 +82,10 @@ pub struct CheckReport {
     pub first_at: Option<DateTime<Utc>>,
     /// Last sample.
     pub last_at: Option<DateTime<Utc>>,
+    /// The judge's evidence (judged checks only): counts per side, estimates with their
+    /// anytime-valid intervals, tolerance, confidence reached, requests still needed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comparison: Option<crate::engine::judge::Comparison>,
 }
 
 impl CheckReport {
@@ -96,6 +104,7 @@ impl CheckReport {
             samples: 0,
             first_at: None,
             last_at: None,
+            comparison: None,
         }
     }
 
@@ -120,6 +129,7 @@ impl CheckReport {
             samples,
             first_at: first_at.or(Some(last.at)),
             last_at: Some(last.at),
+            comparison: last.comparison.as_deref().cloned(),
         }
     }
 }

@@ -44,6 +44,15 @@ pub enum Signal {
     TokensIncrease,
     /// Number of `zai_proxy_tokens_total` series exported by the variant (window ignored).
     TokenSeries,
+    /// 5xx answers in the window: `sum(increase(zai_proxy_requests_total{status_code=~"5.."}[w]))`.
+    ErrorCount,
+    /// Cumulative request-duration bucket counts over the window, by upper bound
+    /// (`sum by (le) (increase(zai_proxy_request_duration_seconds_bucket[w]))`), as
+    /// [`Reading::Buckets`].
+    LatencyBuckets,
+    /// Upstream 401/403 answers in the window (the proxy's key refused):
+    /// `sum(increase(zai_proxy_upstream_errors_total{error_type="auth"}[w]))`.
+    UpstreamAuthFailures,
 }
 
 impl fmt::Display for Signal {
@@ -59,6 +68,9 @@ impl fmt::Display for Signal {
             }
             Signal::TokensIncrease => f.write_str("tokens counted"),
             Signal::TokenSeries => f.write_str("token series"),
+            Signal::ErrorCount => f.write_str("5xx count"),
+            Signal::LatencyBuckets => f.write_str("request latency buckets"),
+            Signal::UpstreamAuthFailures => f.write_str("upstream auth failures"),
         }
     }
 }
@@ -81,6 +93,8 @@ pub struct SignalQuery {
 pub enum Reading {
     /// A finite number (a ratio with no requests is `NoData`, never 0 or NaN).
     Value(f64),
+    /// Cumulative histogram counts by upper bound, sorted by bound, `+Inf` last.
+    Buckets(Vec<(f64, f64)>),
     /// Nothing to judge: empty vector, NaN, not enough samples, no series.
     NoData(String),
     /// The source failed: HTTP error, timeout, malformed answer.
@@ -92,6 +106,14 @@ impl Reading {
     pub fn value(&self) -> Option<f64> {
         match self {
             Reading::Value(v) => Some(*v),
+            _ => None,
+        }
+    }
+
+    /// The buckets, if there are some.
+    pub fn buckets(&self) -> Option<&[(f64, f64)]> {
+        match self {
+            Reading::Buckets(b) => Some(b),
             _ => None,
         }
     }

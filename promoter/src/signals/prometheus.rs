@@ -50,7 +50,61 @@ pub fn promql(q: &SignalQuery, selector: &str) -> String {
             format!("sum(increase(zai_proxy_tokens_total{{{v}}}[{w}])) or vector(0)")
         }
         Signal::TokenSeries => format!("count(zai_proxy_tokens_total{{{v}}}) or vector(0)"),
+        Signal::ErrorCount => format!(
+            "sum(increase(zai_proxy_requests_total{{{v},status_code=~\"5..\"}}[{w}])) or 0 * sum(increase(zai_proxy_requests_total{{{v}}}[{w}]))"
+        ),
+        Signal::LatencyBuckets => {
+            format!("sum by (le) (increase(zai_proxy_request_duration_seconds_bucket{{{v}}}[{w}]))")
+        }
+        // The proxy pre-creates the `auth` series at zero: no series means no proxy scraped.
+        Signal::UpstreamAuthFailures => format!(
+            "sum(increase(zai_proxy_upstream_errors_total{{{v},error_type=\"auth\"}}[{w}]))"
+        ),
     }
+}
+
+/// Interprets the `data` of a `sum by (le)` bucket query (pure, for tests): cumulative
+/// counts by upper bound, sorted, `+Inf` last.
+pub fn buckets_from_data(result_type: &str, result: &serde_json::Value) -> Reading {
+    if result_type != "vector" {
+        return Reading::Error(format!("unexpected result type {result_type}"));
+    }
+    let Some(items) = result.as_array() else {
+        return Reading::Error("malformed vector".into());
+    };
+    if items.is_empty() {
+        return Reading::NoData("empty vector (no histogram series)".into());
+    }
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let le = item
+            .get("metric")
+            .and_then(|m| m.get("le"))
+            .and_then(|l| l.as_str());
+        let value = item
+            .get("value")
+            .and_then(|v| v.as_array())
+            .and_then(|v| v.get(1))
+            .and_then(|v| v.as_str());
+        let (Some(le), Some(value)) = (le, value) else {
+            return Reading::Error("bucket series without le or value".into());
+        };
+        let bound = match le {
+            "+Inf" | "Inf" => f64::INFINITY,
+            t => match t.parse::<f64>() {
+                Ok(b) => b,
+                Err(_) => return Reading::Error(format!("bad le {t}")),
+            },
+        };
+        let count = match value.parse::<f64>() {
+            Ok(c) if c.is_finite() => c.max(0.0),
+            Ok(_) => 0.0,
+            Err(_) => return Reading::Error(format!("not a number: {value}")),
+        };
+        out.push((bound, count));
+    }
+    out.sort_by(|a, b| a.0.total_cmp(&b.0));
+    Reading::Buckets(out)
 }
 
 #[derive(Deserialize)]
@@ -200,6 +254,9 @@ impl SignalSource for PrometheusSource {
             .get::<QueryData>("/api/v1/query", &[("query", &text)])
             .await
         {
+            Ok(d) if query.signal == Signal::LatencyBuckets => {
+                buckets_from_data(&d.result_type, &d.result)
+            }
             Ok(d) => reading_from_data(&d.result_type, &d.result),
             Err(e) => Reading::Error(e),
         };
@@ -258,6 +315,30 @@ mod tests {
             text.contains("variant=\"production\",namespace=\"mcp\""),
             "{text}"
         );
+    }
+
+    #[test]
+    fn bucket_vectors_become_sorted_cumulative_counts() {
+        let r = buckets_from_data(
+            "vector",
+            &json!([
+                {"metric": {"le": "+Inf"}, "value": [1.0, "10"]},
+                {"metric": {"le": "0.1"}, "value": [1.0, "4"]},
+                {"metric": {"le": "0.05"}, "value": [1.0, "NaN"]}
+            ]),
+        );
+        assert_eq!(
+            r,
+            Reading::Buckets(vec![(0.05, 0.0), (0.1, 4.0), (f64::INFINITY, 10.0)])
+        );
+        assert!(matches!(
+            buckets_from_data("vector", &json!([])),
+            Reading::NoData(_)
+        ));
+        assert!(matches!(
+            buckets_from_data("vector", &json!([{"metric": {}, "value": [1.0, "3"]}])),
+            Reading::Error(_)
+        ));
     }
 
     #[test]

@@ -36,6 +36,8 @@ pub struct ScrapeData {
     pub tokens: f64,
     /// Number of `zai_proxy_tokens_total` series.
     pub token_series: usize,
+    /// `zai_proxy_upstream_errors_total{error_type="auth"}`.
+    pub auth_failures: f64,
 }
 
 fn add_bucket(b: &mut Buckets, le: f64, count: f64) {
@@ -76,6 +78,12 @@ pub fn parse_exposition(text: &str, variant: Variant) -> std::result::Result<Scr
             ) if v.is_finite() => {
                 d.tokens += v;
                 d.token_series += 1;
+            }
+            (
+                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v),
+                "zai_proxy_upstream_errors_total",
+            ) if v.is_finite() && s.labels.get("error_type") == Some("auth") => {
+                d.auth_failures += v;
             }
             (prometheus_parse::Value::Histogram(hs), "zai_proxy_request_duration_seconds") => {
                 for h in hs {
@@ -120,6 +128,7 @@ fn delta(prev: &ScrapeData, cur: &ScrapeData) -> ScrapeData {
     d.token_count = buckets(&prev.token_count, &cur.token_count);
     d.tokens = counter_delta(prev.tokens, cur.tokens);
     d.token_series = cur.token_series;
+    d.auth_failures = counter_delta(prev.auth_failures, cur.auth_failures);
     d
 }
 
@@ -196,6 +205,7 @@ impl ScrapeStore {
                     add_bucket(&mut w.data.token_count, le, v);
                 }
                 w.data.tokens += d.tokens;
+                w.data.auth_failures += d.auth_failures;
                 w.pairs += 1;
                 first = Some(first.map_or(pair[0].0, |f| f.min(pair[0].0)));
                 last = Some(last.map_or(pair[1].0, |l| l.max(pair[1].0)));
@@ -291,7 +301,13 @@ impl ScrapeStore {
             Signal::LatencyQuantile { permille } => quantile(&w.data.latency, permille),
             Signal::TokenCountQuantile { permille } => quantile(&w.data.token_count, permille),
             Signal::TokensIncrease => Reading::Value(w.data.tokens),
+            Signal::UpstreamAuthFailures => Reading::Value(w.data.auth_failures),
             Signal::TokenSeries => Reading::NoData("unreachable".into()),
+            Signal::ErrorCount => Reading::Value(by_class('5')),
+            Signal::LatencyBuckets if w.data.latency.is_empty() => {
+                Reading::NoData("no request-duration histogram in the window".into())
+            }
+            Signal::LatencyBuckets => Reading::Buckets(w.data.latency.clone()),
         }
     }
 
@@ -326,6 +342,15 @@ impl ScrapeStore {
             Signal::TokenSeries => {
                 format!("scrape: count zai_proxy_tokens_total{{variant=\"{v}\"}} series")
             }
+            Signal::ErrorCount => format!(
+                "scrape: Σ increase zai_proxy_requests_total{{variant=\"{v}\",status_code=~\"5..\"}} over {w}"
+            ),
+            Signal::LatencyBuckets => format!(
+                "scrape: Σ increase zai_proxy_request_duration_seconds_bucket{{variant=\"{v}\"}} by le over {w}"
+            ),
+            Signal::UpstreamAuthFailures => format!(
+                "scrape: Σ increase zai_proxy_upstream_errors_total{{variant=\"{v}\",error_type=\"auth\"}} over {w}"
+            ),
         }
     }
 }

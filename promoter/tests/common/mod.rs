@@ -77,7 +77,18 @@ impl Script {
 
     /// Healthy traffic for a variant: many requests, low errors, fast, tokens counted.
     pub fn healthy(&self, variant: Variant, p95: f64) {
-        self.set(Signal::RequestCount, variant, Reading::Value(1000.0));
+        // Enough requests for the judge to vouch for a canary without errors.
+        self.set(Signal::RequestCount, variant, Reading::Value(5000.0));
+        self.set(Signal::ErrorCount, variant, Reading::Value(0.0));
+        self.set(
+            Signal::LatencyBuckets,
+            variant,
+            Reading::Buckets(vec![
+                (p95 / 2.0, 2500.0),
+                (p95, 4750.0),
+                (f64::INFINITY, 5000.0),
+            ]),
+        );
         self.set(Signal::RequestRate, variant, Reading::Value(3.3));
         self.set(Signal::ErrorRatio, variant, Reading::Value(0.0));
         self.set(Signal::SuccessRatio, variant, Reading::Value(1.0));
@@ -93,6 +104,7 @@ impl Script {
         );
         self.set(Signal::TokensIncrease, variant, Reading::Value(50_000.0));
         self.set(Signal::TokenSeries, variant, Reading::Value(4.0));
+        self.set(Signal::UpstreamAuthFailures, variant, Reading::Value(0.0));
     }
 }
 

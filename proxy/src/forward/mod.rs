@@ -30,7 +30,8 @@ use crate::capacity::CapacityPermit;
 use crate::ratelimit::SourceBucket;
 use crate::ratelimit::leases::Lease;
 use crate::routes::{self, Route, RouteKind, WireFormat};
-use crate::state::AppState;
+use crate::state::{AppState, ModelLabel};
+use crate::streams::StreamTap;
 use crate::tokens;
 use crate::wire::Fault;
 use relay::{RelayBody, RelayEnd, ResponseTap};
@@ -48,7 +49,7 @@ pub struct RequestParts {
     /// Wire format, kind and bounded `path` label.
     pub route: Route,
     /// Bounded `model` label (known model, `other`, or `TOKENIZER_MODEL` if none given).
-    pub model_label: Arc<str>,
+    pub model_label: ModelLabel,
     /// The request asked for a stream (`"stream": true`).
     pub stream: bool,
     /// Source bucket of the TCP peer.
@@ -340,9 +341,11 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Res
 
     // The body is parsed once here: model, stream, and (counting on, bodies up to 64 KiB)
     // the texts the input estimate counts.
-    let token_counter = state.tokens().filter(|_| route.format != WireFormat::Other);
-    let read = tokens::hooks::read_request(route.format, &body, token_counter.map(|c| &**c));
+    let tokenizers = state.tokens().filter(|_| route.format != WireFormat::Other);
+    let read = tokens::hooks::read_request(route.format, &body, tokenizers.map(|t| &**t.any()));
     let (model, stream) = (read.model, read.stream);
+    // The request's vocabulary (TOKENIZER_ENCODING=auto: the one of its model).
+    let token_counter = tokenizers.map(|t| t.for_model(model.as_deref()));
     let parts = RequestParts {
         model_label: state.model_label(model.as_deref()),
         stream,
@@ -456,7 +459,7 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Res
             tokens::hooks::x_token_input(estimate),
         );
         if head.status.is_success() {
-            let model = Arc::clone(&parts.model_label);
+            let model = Arc::clone(parts.model_label.name());
             let content_type = head.headers.get(header::CONTENT_TYPE);
             let tap = tokens::hooks::usage_tap(
                 &state,
@@ -467,6 +470,20 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Res
                 parts.stream,
             );
             taps.push(tap);
+        }
+    }
+    if head.status.is_success() && route.format != WireFormat::Other {
+        let content_type = head
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        if tokens::tap::UsageTap::is_streaming(content_type, parts.stream) {
+            taps.push(Box::new(StreamTap::new(
+                Arc::clone(&state),
+                parts.model_label.clone(),
+                route.format,
+                started,
+            )));
         }
     }
     let relay = RelayBody::new(incoming, taps, state.config.upstream_timeout);

@@ -4,7 +4,8 @@
 //! proxy's credential) and waits at most `UPSTREAM_TIMEOUT` for the response head. Every
 //! upstream attempt goes through it, so retries (forward/retry.rs) wrap this function.
 //! It counts `zai_proxy_upstream_errors_total` per attempt: `upstream_connection` for
-//! transport failures and timeouts, the status code for upstream answers >= 400.
+//! transport failures and timeouts, the status code for upstream answers >= 400, and also
+//! `auth` for 401/403 (the proxy's credential refused; see `AppState::record_upstream_auth_failure`).
 
 use std::time::Duration;
 
@@ -117,6 +118,12 @@ pub async fn send(
             let status = response.status();
             if status.as_u16() >= 400 {
                 state.count_upstream_error(status.as_str());
+            }
+            if matches!(
+                status,
+                http::StatusCode::UNAUTHORIZED | http::StatusCode::FORBIDDEN
+            ) {
+                state.record_upstream_auth_failure(status);
             }
             Ok(response)
         }

@@ -20,9 +20,10 @@
 //! [`has_long_run`] is a cheap byte scan that decides which engine counts a text: any run of
 //! [`LONG_RUN_BYTES`] or more bytes of the same character class (letters, whitespace,
 //! punctuation) could become one long piece, so such texts go to the linear engine. The
-//! choice only changes speed, never the count. `glm4` has no linear engine (GLM's vocabulary
-//! is not a valid `bpe` dictionary: some of its tokens cannot be built by merges), so it
-//! always uses the `tiktoken` crate after steps 1 and 2; see docs/TOKEN_COUNTING.md.
+//! choice only changes speed, never the count. `glm4` and `glm5` have no linear engine (GLM's
+//! vocabularies are not valid `bpe` dictionaries: some of their tokens cannot be built by
+//! merges), so they always use the `tiktoken` crate after steps 1 and 2; see
+//! docs/TOKEN_COUNTING.md.
 
 use std::fmt;
 use std::sync::OnceLock;
@@ -44,11 +45,29 @@ pub enum Encoding {
     /// GLM-4.5/4.6/4.7's own vocabulary, as shipped by the `tiktoken` crate (`glm4`,
     /// converted from the Hugging Face `zai-org/GLM-4.5` tokenizer).
     Glm4,
+    /// GLM-5.x's own vocabulary, as shipped by the `tiktoken` crate (`glm5`, feature
+    /// `vocab-glm5`).
+    Glm5,
 }
 
 impl Encoding {
     /// Every encoding, in documentation order.
-    pub const ALL: [Encoding; 3] = [Encoding::Cl100kBase, Encoding::O200kBase, Encoding::Glm4];
+    pub const ALL: [Encoding; 4] = [
+        Encoding::Cl100kBase,
+        Encoding::O200kBase,
+        Encoding::Glm4,
+        Encoding::Glm5,
+    ];
+
+    /// Index into [`Encoding::ALL`] (per-vocabulary tables).
+    pub fn index(self) -> usize {
+        match self {
+            Encoding::Cl100kBase => 0,
+            Encoding::O200kBase => 1,
+            Encoding::Glm4 => 2,
+            Encoding::Glm5 => 3,
+        }
+    }
 
     /// The name used by `TOKENIZER_ENCODING` and in logs.
     pub fn name(self) -> &'static str {
@@ -56,6 +75,7 @@ impl Encoding {
             Encoding::Cl100kBase => "cl100k_base",
             Encoding::O200kBase => "o200k_base",
             Encoding::Glm4 => "glm4",
+            Encoding::Glm5 => "glm5",
         }
     }
 
@@ -73,6 +93,8 @@ impl Encoding {
             Encoding::O200kBase => 199_998,
             // GLM-4's tokenizer: `<|endoftext|>` is id 151329, right after the ranks.
             Encoding::Glm4 => 151_329,
+            // GLM-5's tokenizer: 154,820 ranks, then its special tokens.
+            Encoding::Glm5 => 154_820,
         }
     }
 }
@@ -136,33 +158,23 @@ pub struct Engine {
 
 /// The run rules of `encoding`, derived once per process.
 fn run_rules(encoding: Encoding, fast: &tiktoken::CoreBpe) -> &'static RunRules {
-    static RULES: [OnceLock<RunRules>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
-    let slot = match encoding {
-        Encoding::Cl100kBase => &RULES[0],
-        Encoding::O200kBase => &RULES[1],
-        Encoding::Glm4 => &RULES[2],
-    };
-    slot.get_or_init(|| RunRules::derive(fast))
+    static RULES: [OnceLock<RunRules>; 4] = [const { OnceLock::new() }; 4];
+    RULES[encoding.index()].get_or_init(|| RunRules::derive(fast))
 }
 
 /// The Han cuts of `encoding`, derived once per process (`None`, logged, if the derivation
 /// failed its own check: counting is then exact but slower on Chinese).
 fn han_cuts(encoding: Encoding, fast: &tiktoken::CoreBpe) -> Option<&'static HanCuts> {
-    static CUTS: [OnceLock<Option<HanCuts>>; 3] =
-        [OnceLock::new(), OnceLock::new(), OnceLock::new()];
-    let slot = match encoding {
-        Encoding::Cl100kBase => &CUTS[0],
-        Encoding::O200kBase => &CUTS[1],
-        Encoding::Glm4 => &CUTS[2],
-    };
-    slot.get_or_init(|| match HanCuts::derive(fast) {
-        Ok(cuts) => Some(cuts),
-        Err(problem) => {
-            tracing::warn!(%encoding, %problem, "Han runs are counted whole");
-            None
-        }
-    })
-    .as_ref()
+    static CUTS: [OnceLock<Option<HanCuts>>; 4] = [const { OnceLock::new() }; 4];
+    CUTS[encoding.index()]
+        .get_or_init(|| match HanCuts::derive(fast) {
+            Ok(cuts) => Some(cuts),
+            Err(problem) => {
+                tracing::warn!(%encoding, %problem, "Han runs are counted whole");
+                None
+            }
+        })
+        .as_ref()
 }
 
 impl fmt::Debug for Engine {
@@ -190,7 +202,7 @@ impl Engine {
         let linear = match encoding {
             Encoding::Cl100kBase => Some(bpe_openai::cl100k_base()),
             Encoding::O200kBase => Some(bpe_openai::o200k_base()),
-            Encoding::Glm4 => None,
+            Encoding::Glm4 | Encoding::Glm5 => None,
         };
         let engine = Self {
             encoding,

@@ -355,41 +355,55 @@ pub fn usage_tap(
     ))
 }
 
-impl From<crate::config::TokenizerEncoding> for super::Encoding {
+impl From<crate::config::TokenizerEncoding> for super::select::Selection {
     fn from(e: crate::config::TokenizerEncoding) -> Self {
+        use super::Encoding as E;
+        use super::select::Selection as S;
         use crate::config::TokenizerEncoding as T;
         match e {
-            T::Cl100kBase => Self::Cl100kBase,
-            T::O200kBase => Self::O200kBase,
-            T::Glm4 => Self::Glm4,
+            T::Cl100kBase => S::Fixed(E::Cl100kBase),
+            T::O200kBase => S::Fixed(E::O200kBase),
+            T::Glm4 => S::Fixed(E::Glm4),
+            T::Glm5 => S::Fixed(E::Glm5),
+            T::Auto => S::ByModel,
         }
     }
 }
 
-/// Start-up: loads the tokenizer on the blocking pool (before readiness is marked) and logs
-/// `Token counting enabled (<encoding>, engine <name>, model: <TOKENIZER_MODEL>)`, or the
-/// "disabled" line. A vocabulary that fails its checks leaves counting off (logged).
+/// Start-up: loads the tokenizer(s) on the blocking pool (before readiness is marked) and
+/// logs `Token counting enabled (<encoding>, engine <name>, model: <TOKENIZER_MODEL>)`
+/// (`auto`: `auto: glm4, glm5, cl100k_base`), or the "disabled" line. A vocabulary that
+/// fails its checks leaves counting off (logged).
 pub async fn load_counter(state: &AppState) {
     let settings = &state.config.tokens;
     if !settings.enabled {
         tracing::info!("Token counting disabled (TOKEN_COUNTING_ENABLED=false)");
         return;
     }
-    let encoding = super::Encoding::from(settings.encoding);
+    let selection = super::select::Selection::from(settings.encoding);
     let (max_bytes, cache_bytes) = (settings.max_bytes, settings.cache_bytes);
+    let default_model = state.config.tokenizer_model.clone();
     let started = Instant::now();
     let load =
-        move || TokenCounter::load(encoding, max_bytes).map(|c| c.with_cache_bytes(cache_bytes));
+        move || super::select::Tokenizers::load(selection, max_bytes, cache_bytes, &default_model);
     match tokio::task::spawn_blocking(load).await {
-        Ok(Ok(counter)) => {
+        Ok(Ok(tokenizers)) => {
+            let names: Vec<&str> = tokenizers
+                .counters()
+                .iter()
+                .map(|c| c.encoding().name())
+                .collect();
+            let vocabularies = match selection {
+                super::select::Selection::Fixed(e) => e.name().to_owned(),
+                super::select::Selection::ByModel => format!("auto: {}", names.join(", ")),
+            };
             tracing::info!(
-                "Token counting enabled ({}, engine {}, model: {})",
-                counter.encoding(),
-                counter.engine().name(),
+                "Token counting enabled ({vocabularies}, engine {}, model: {})",
+                tokenizers.any().engine().name(),
                 state.config.tokenizer_model
             );
-            tracing::debug!("tokenizer loaded in {:?}", started.elapsed());
-            let _ = state.tokens.set(Arc::new(counter));
+            tracing::info!("Tokenizer loaded in {} ms", started.elapsed().as_millis());
+            let _ = state.tokens.set(tokenizers);
         }
         Ok(Err(problem)) => {
             tracing::error!("Token counting unavailable: {problem}; continuing without it");

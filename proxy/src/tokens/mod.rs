@@ -1,8 +1,10 @@
 //! Token counting: exact local counts, upstream usage extraction, and the local estimates
 //! used when upstream says nothing.
 //!
-//! * [`engine`]: the encodings (`cl100k_base`, `o200k_base`, `glm4`) and the exact engines
-//!   (the `tiktoken` crate, with `bpe-openai` for texts with long runs).
+//! * [`engine`]: the encodings (`cl100k_base`, `o200k_base`, `glm4`, `glm5`) and the exact
+//!   engines (the `tiktoken` crate, with `bpe-openai` for texts with long runs).
+//! * [`select`]: which vocabulary counts a request (`TOKENIZER_ENCODING`, `auto` follows the
+//!   request's model).
 //! * [`cache`]: counts of recently seen input texts (conversation history is resent on
 //!   every turn), exact and bounded.
 //! * [`runs`]: long runs of one ASCII character shortened exactly before counting.
@@ -14,8 +16,8 @@
 //! * [`tap`], [`hooks`]: the steps the forward handler calls (input estimate,
 //!   `X-Token-Input`, local `count_tokens`, the usage tap).
 //!
-//! [`TokenCounter`] is what the proxy holds (`AppState::tokens`): it is loaded once at
-//! start-up and shared read-only.
+//! [`select::Tokenizers`] is what the proxy holds (`AppState::tokens`): one
+//! [`TokenCounter`] per usable vocabulary, loaded once at start-up and shared read-only.
 
 pub mod cache;
 pub mod engine;
@@ -25,11 +27,13 @@ pub mod input;
 pub mod pricing;
 pub mod record;
 pub mod runs;
+pub mod select;
 pub mod sse;
 pub mod tap;
 pub mod usage;
 
 pub use engine::{Encoding, Engine, EngineKind, LoadProblem};
+pub use select::{Selection, Tokenizers};
 pub use usage::{ApiUsage, StreamUsage, Usage, UsageReport, UsageSource};
 
 /// Bodies larger than this are counted on the blocking pool rather than on the async

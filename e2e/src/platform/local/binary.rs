@@ -1,10 +1,10 @@
-//! Finding (or building) the real `zai-proxy` binary.
+//! Finding (or building) the real `zai-proxy` binary (and the workspace's other binaries).
 //!
 //! Order: `ZAI_PROXY_BIN`; then `zai-proxy` in the current executable's target directory
 //! (`target/<profile>/` — test binaries live one level deeper in `deps/`); if it is missing
 //! and we run under cargo (`CARGO` is set), `cargo build -p zai-proxy --bin zai-proxy` with
 //! the same profile and target directory, so `cargo run -p zai-e2e --bin zai-rehearse` works
-//! on a fresh checkout.
+//! on a fresh checkout. [`workspace_binary`] does the same for any package's binary.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,13 +16,25 @@ const NAME: &str = "zai-proxy";
 /// The proxy binary to run; `rebuild` forces a `cargo build` when cargo is available (the
 /// rehearsal binary uses it so a stale proxy is never rehearsed).
 pub fn proxy_binary(rebuild: bool) -> Result<PathBuf, Error> {
-    if let Some(path) = std::env::var_os("ZAI_PROXY_BIN") {
+    workspace_binary(NAME, NAME, Some("ZAI_PROXY_BIN"), rebuild)
+}
+
+/// Binary `name` of workspace package `package`: `$override_env` when given and set, else
+/// `target/<profile>/name`, built with cargo when missing (or when `rebuild`) under cargo.
+pub fn workspace_binary(
+    package: &str,
+    name: &str,
+    override_env: Option<&str>,
+    rebuild: bool,
+) -> Result<PathBuf, Error> {
+    if let Some(path) = override_env.and_then(std::env::var_os) {
         let path = PathBuf::from(path);
         return if path.is_file() {
             Ok(path)
         } else {
             Err(Error::Binary(format!(
-                "ZAI_PROXY_BIN={} is not a file",
+                "{}={} is not a file",
+                override_env.unwrap_or_default(),
                 path.display()
             )))
         };
@@ -35,19 +47,22 @@ pub fn proxy_binary(rebuild: bool) -> Result<PathBuf, Error> {
             exe.display()
         ))
     })?;
-    let candidate = profile_dir.join(NAME);
+    let candidate = profile_dir.join(name);
     if candidate.is_file() && !rebuild {
         return Ok(candidate);
     }
     if let Some(cargo) = std::env::var_os("CARGO") {
-        build(Path::new(&cargo), &profile_dir)?;
+        build(Path::new(&cargo), &profile_dir, package, name)?;
     }
     if candidate.is_file() {
         Ok(candidate)
     } else {
         Err(Error::Binary(format!(
-            "{} not found; run `cargo build --release -p zai-proxy` or set ZAI_PROXY_BIN",
-            candidate.display()
+            "{} not found; run `cargo build --release -p {package}`{}",
+            candidate.display(),
+            override_env
+                .map(|v| format!(" or set {v}"))
+                .unwrap_or_default()
         )))
     }
 }
@@ -65,22 +80,22 @@ fn profile_dir(exe: &Path) -> Option<PathBuf> {
     }
 }
 
-fn build(cargo: &Path, profile_dir: &Path) -> Result<(), Error> {
+fn build(cargo: &Path, profile_dir: &Path, package: &str, name: &str) -> Result<(), Error> {
     let profile = profile_dir
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or("release");
     let target_dir = profile_dir.parent().unwrap_or(profile_dir);
     let cargo_profile = if profile == "debug" { "dev" } else { profile };
-    tracing::info!(profile = cargo_profile, "building zai-proxy");
+    tracing::info!(profile = cargo_profile, "building {name}");
     let status = Command::new(cargo)
         .args([
             "build",
             "--quiet",
             "-p",
-            "zai-proxy",
+            package,
             "--bin",
-            NAME,
+            name,
             "--profile",
         ])
         .arg(cargo_profile)
@@ -92,7 +107,7 @@ fn build(cargo: &Path, profile_dir: &Path) -> Result<(), Error> {
         Ok(())
     } else {
         Err(Error::Binary(format!(
-            "cargo build -p zai-proxy failed ({status})"
+            "cargo build -p {package} --bin {name} failed ({status})"
         )))
     }
 }
