@@ -6,8 +6,9 @@
 //! * with `RATE_LIMIT_REDIS_URL` the fleet never sends more than 20 at once (the fake
 //!   rejects none), clients see (almost) no 429, and the upstream is kept busy; the same
 //!   fleet without Redis (20 per process) trips the key's limit — both in the same run;
-//! * Redis killed and restarted mid-run: nothing lost, still no 1302, the fallback and
-//!   the recovery show in every replica's metrics;
+//! * Redis killed and restarted mid-run: nothing lost, no 1302 before the kill nor after
+//!   the restart (only at the failure edge, bounded), the fallback and the recovery show
+//!   in every replica's metrics;
 //! * against a request-rate limit (`max_rps`) the shared adaptive limiter learns a ceiling
 //!   near the real limit.
 //!
@@ -324,13 +325,30 @@ async fn redis_killed_and_restarted_mid_run_loses_nothing_and_keeps_the_limit() 
     let mut server = RedisServer::start().unwrap();
     let fake = fake_with(overload_faults()).await;
     let proxies = fleet(&fake, Some(&server.url()), &[]).await;
+    // The fake's 1302 count when Redis is killed and when it is back, and the leases each
+    // replica held just before the kill.
+    let mut at_kill = 0;
+    let mut at_restart = 0;
+    let mut held_before_kill = Vec::new();
     let outage = async {
         tokio::time::sleep(Duration::from_secs(3)).await;
+        for p in &proxies {
+            held_before_kill.push(metric(&metrics(p).await, "zai_proxy_upstream_leases"));
+        }
+        at_kill = fake.stats().limits.rejected_concurrency;
         server.kill();
         tokio::time::sleep(Duration::from_secs(3)).await;
+        at_restart = fake.stats().limits.rejected_concurrency;
         server.restart().unwrap();
     };
     let run = overload(&fake, &proxies, 75, Duration::from_secs(10), outage).await;
+    let rejected = run.limits.rejected_concurrency;
+    let phases = json!({
+        "before_kill": at_kill,
+        "redis_down": at_restart - at_kill,
+        "after_restart": rejected - at_restart,
+        "leases_held_just_before_kill": held_before_kill,
+    });
     // Let every replica's heartbeat see the restarted Redis.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let mut replicas = Vec::new();
@@ -340,6 +358,7 @@ async fn redis_killed_and_restarted_mid_run_loses_nothing_and_keeps_the_limit() 
     println!(
         "shared-budget: {}",
         json!({"redis_outage": run.json("3 replicas + Redis killed at 3 s, back at 6 s"),
+               "upstream_1302_by_phase": phases,
                "replica_metrics": replicas})
     );
     assert_eq!(run.report.lost, 0, "{:?}", run.report);
@@ -354,13 +373,21 @@ async fn redis_killed_and_restarted_mid_run_loses_nothing_and_keeps_the_limit() 
         "{:?}",
         run.report.outcomes
     );
-    // Across the two switches the fleet may briefly exceed the key's limit by the leases a
-    // replica took locally since its last heartbeat (docs/SHARED_BUDGET.md, "Bounds"): the
-    // upstream then answers 1302 and the proxy retries. Measured: 13 of 880 (1.5 %), from
-    // 203-325 before leases taken locally were re-registered on the switch back.
+    // Through Redis, and on the way back to it, the fleet never exceeds the key's limit: a
+    // replica admitting locally while Redis answers again reserves its whole share there,
+    // and switches back atomically (docs/SHARED_BUDGET.md, "Bounds").
+    assert_eq!(at_kill, 0, "1302s before the kill: {phases}");
+    assert_eq!(
+        rejected - at_restart,
+        0,
+        "1302s after Redis came back: {phases}"
+    );
+    // When Redis dies, attempts a replica holds beyond its share (⌊20/3⌋ = 6) stay in
+    // flight while the others fill theirs: the only overshoot left, for at most one
+    // attempt's life (measured and bounded in docs/SHARED_BUDGET.md).
     assert!(
-        run.limits.rejected_concurrency * 50 <= run.limits.admitted,
-        "more than 2 % of attempts over the key's limit: {:?}",
+        (at_restart - at_kill) * 50 <= run.limits.admitted,
+        "more than 2 % of attempts over the key's limit while Redis was down: {phases} {:?}",
         run.limits
     );
     for m in &replicas {

@@ -138,6 +138,19 @@ impl LeaseBook {
         self.released.notify_waiters();
     }
 
+    /// Stops local leases (cap 0) atomically with respect to [`LeaseBook::try_take`]: once
+    /// this returns, [`LeaseBook::held`] lists every lease taken locally. Waiters stay
+    /// queued until the next [`LeaseBook::set_cap`].
+    pub fn close_local(&self) {
+        match &self.tracked {
+            Some(t) => {
+                let _held = t.held.lock().unwrap_or_else(PoisonError::into_inner);
+                self.cap.store(0, Ordering::Release);
+            }
+            None => self.cap.store(0, Ordering::Release),
+        }
+    }
+
     /// The ids held now (for the heartbeat).
     pub fn held(&self) -> Vec<LeaseId> {
         self.tracked.as_ref().map_or_else(Vec::new, |t| {
@@ -162,8 +175,15 @@ impl LeaseBook {
         }
     }
 
-    /// A lease under the local cap, or `None` when the cap is reached.
+    /// A lease under the local cap, or `None` when the cap is reached. With tracking, the
+    /// cap is read and the id recorded under the lock of the held ids, so that after
+    /// [`LeaseBook::close_local`] returns no local lease can appear that [`LeaseBook::held`]
+    /// does not list.
     pub fn try_take(self: &Arc<Self>) -> Option<Lease> {
+        let mut held = self
+            .tracked
+            .as_ref()
+            .map(|t| t.held.lock().unwrap_or_else(PoisonError::into_inner));
         let cap = self.cap();
         let taken = self
             .in_flight
@@ -174,7 +194,10 @@ impl LeaseBook {
             return None;
         }
         let id = LeaseId(self.next_id.fetch_add(1, Ordering::Relaxed));
-        self.track(id);
+        if let Some(held) = held.as_mut() {
+            held.insert(id);
+        }
+        drop(held);
         self.publish();
         Some(Lease {
             book: Arc::clone(self),

@@ -465,6 +465,12 @@ impl Limiter {
 
     /// One heartbeat; on success after an outage, flushes the releases made meanwhile and
     /// returns to the shared budget; adopts the fleet's rate and ceiling when they changed.
+    ///
+    /// While admission is local, each successful heartbeat reserves this replica's whole
+    /// local share in Redis (placeholders up to the cap, besides the leases held), so the
+    /// replicas already back on Redis never count on slots this one may still take
+    /// locally. The switch back closes local admission first, then registers every lease
+    /// held and drops the placeholders in one call, and only then asks Redis.
     async fn beat(&self, shared: &SharedBudget, pending: &mut Vec<LeaseId>) {
         let (rate, ceiling) = {
             let control = self.lock();
@@ -474,7 +480,14 @@ impl Limiter {
             )
         };
         let held = self.leases.held();
-        let beat = match shared.heartbeat(&held, rate, ceiling).await {
+        let first = shared.version() < 0;
+        let reserve = if shared.is_up() || first || !self.lease_wanted {
+            0
+        } else {
+            let held = u32::try_from(held.len()).unwrap_or(u32::MAX);
+            self.leases.cap().saturating_sub(held)
+        };
+        let beat = match shared.heartbeat(&held, reserve, rate, ceiling).await {
             Ok(beat) => beat,
             Err(e) => {
                 self.fall_back(shared, &e);
@@ -487,20 +500,26 @@ impl Limiter {
                 return;
             }
             pending.clear();
-            let first = shared.version() < 0;
-            if !first && !self.recovery_grace_over(beat.alive) {
+            if !first && !self.recovery_grace_over(beat.alive, shared.alive()) {
                 // Admission stays local for the grace; the fleet's values are adopted now.
                 self.adopt(shared, &beat);
                 return;
             }
-            shared.set_up(true);
-            // Local waiters now ask Redis; leases granted locally up to this point are
-            // registered by one more heartbeat before anything else.
-            self.leases.set_cap(self.leases.cap());
-            if let Err(e) = shared.heartbeat(&self.leases.held(), rate, ceiling).await {
+            // No local lease from here on; every lease held is registered and the
+            // placeholders dropped in one call before anything asks Redis.
+            let local_cap = self.leases.cap();
+            if self.lease_wanted {
+                self.leases.close_local();
+            }
+            if let Err(e) = shared
+                .heartbeat(&self.leases.held(), 0, rate, ceiling)
+                .await
+            {
+                self.leases.set_cap(local_cap);
                 self.fall_back(shared, &e);
                 return;
             }
+            shared.set_up(true);
             self.shared_metrics.set_budget(self.budget);
             if first {
                 tracing::info!(
@@ -530,7 +549,8 @@ impl Limiter {
     }
 
     /// Whether the grace after an outage is over (starting it on the first call).
-    fn recovery_grace_over(&self, alive: u32) -> bool {
+    /// `alive`: replicas in Redis now; `expected`: replicas seen alive before the outage.
+    fn recovery_grace_over(&self, alive: u32, expected: u32) -> bool {
         let mut since = self
             .recovering_since
             .lock()
@@ -540,15 +560,17 @@ impl Limiter {
             None => {
                 *since = Some(now);
                 tracing::info!(
-                    "Shared budget: Redis answers again; leases re-registered, back to the shared budget in {} ms ({alive} replicas alive)",
+                    "Shared budget: Redis answers again; leases and this replica's share reserved there, back to the shared budget in {} ms once the {expected} replicas last seen have reserved theirs ({alive} so far)",
                     shared::RECOVERY_GRACE.as_millis()
                 );
                 false
             }
-            Some(start) if now.duration_since(start) < shared::RECOVERY_GRACE => false,
-            Some(_) => {
-                *since = None;
-                true
+            Some(start) => {
+                let over = shared::policy::grace_over(now.duration_since(start), alive, expected);
+                if over {
+                    *since = None;
+                }
+                over
             }
         }
     }

@@ -82,6 +82,9 @@ pub struct SharedBudget {
     publish: Script,
     up: AtomicBool,
     alive: AtomicU32,
+    /// Placeholder leases this replica may still hold in Redis (see
+    /// [`scripts::HEARTBEAT`]).
+    reserved: AtomicU32,
     version: AtomicI64,
     /// Its metrics.
     pub metrics: SharedMetrics,
@@ -126,6 +129,7 @@ impl SharedBudget {
             publish: Script::new(scripts::PUBLISH),
             up: AtomicBool::new(false),
             alive: AtomicU32::new(1),
+            reserved: AtomicU32::new(0),
             version: AtomicI64::new(-1),
             metrics,
         })
@@ -245,13 +249,20 @@ impl SharedBudget {
     }
 
     /// One heartbeat (see [`scripts::HEARTBEAT`]): every lease in `held` is registered
-    /// with a fresh deadline.
+    /// with a fresh deadline, and `reserve` placeholder leases are held for this replica
+    /// (0 drops the ones a previous heartbeat reserved).
+    ///
+    /// While admission is local (not [`SharedBudget::is_up`]) the count of replicas alive
+    /// only grows: a Redis that restarted empty sees the replicas again one heartbeat at a
+    /// time, and a share computed from that partial count would be too large.
     pub async fn heartbeat(
         &self,
         held: &[LeaseId],
+        reserve: u32,
         seed_rate: f64,
         seed_ceiling: f64,
     ) -> Result<Beat, ProxyError> {
+        let drop_up_to = self.reserved.load(Ordering::Acquire).max(reserve);
         let mut connection = self.connection()?;
         let mut invocation = self.heartbeat.prepare_invoke();
         invocation
@@ -262,16 +273,28 @@ impl SharedBudget {
             .arg(duration_ms(REPLICA_TTL))
             .arg(duration_ms(LEASE_TTL))
             .arg(seed_rate)
-            .arg(seed_ceiling);
+            .arg(seed_ceiling)
+            .arg(reserve)
+            .arg(drop_up_to);
         for id in held {
             invocation.arg(self.member(*id));
         }
-        let reply: (i64, String, String, String, String) = self
+        let reply = self
             .bounded("heartbeat", invocation.invoke_async(&mut connection))
-            .await?;
+            .await;
+        // Unknown whether a failed call took effect: drop up to the larger count next time.
+        self.reserved.store(
+            if reply.is_ok() { reserve } else { drop_up_to },
+            Ordering::Release,
+        );
+        let reply: (i64, String, String, String, String) = reply?;
         let beat = policy::beat_reply(reply)?;
-        self.alive.store(beat.alive, Ordering::Release);
-        self.metrics.set_replicas(beat.alive);
+        if self.is_up() {
+            self.alive.store(beat.alive, Ordering::Release);
+        } else {
+            self.alive.fetch_max(beat.alive, Ordering::AcqRel);
+        }
+        self.metrics.set_replicas(self.alive());
         Ok(beat)
     }
 

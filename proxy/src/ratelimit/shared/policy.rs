@@ -49,6 +49,17 @@ pub fn rate_share(rate: f64, alive: u32) -> f64 {
     rate / f64::from(alive.max(1))
 }
 
+/// Whether a replica that admits locally while Redis answers again may switch back to
+/// Redis, `elapsed` after its first good heartbeat: after [`super::RECOVERY_GRACE`] (every
+/// replica has had heartbeats to reserve its share by then), and once `alive` (replicas in
+/// Redis now: a Redis that restarted empty knows only those that have reserved theirs)
+/// reaches `expected` (replicas seen before the outage) — or, for a replica that died
+/// meanwhile, after a further [`super::REPLICA_TTL`].
+pub fn grace_over(elapsed: Duration, alive: u32, expected: u32) -> bool {
+    elapsed >= super::RECOVERY_GRACE
+        && (alive >= expected || elapsed >= super::RECOVERY_GRACE + super::REPLICA_TTL)
+}
+
 /// Reads the admission script's `{granted, value}`.
 pub fn admit_reply(granted: i64, value: i64) -> Admit {
     if granted == 1 {
@@ -99,6 +110,26 @@ mod tests {
             }
         }
         assert!((rate_share(30.0, 3) - 10.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_grace_waits_for_time_and_for_every_replica_last_seen() {
+        let grace = super::super::RECOVERY_GRACE;
+        let ttl = super::super::REPLICA_TTL;
+        let ms = Duration::from_millis;
+        assert!(!grace_over(ms(0), 3, 3));
+        assert!(!grace_over(grace - ms(1), 3, 3));
+        assert!(grace_over(grace, 3, 3));
+        assert!(grace_over(grace, 4, 3), "a replica that joined meanwhile");
+        assert!(
+            !grace_over(grace, 2, 3),
+            "one has not reserved its share yet"
+        );
+        assert!(!grace_over(grace + ttl - ms(1), 2, 3));
+        assert!(
+            grace_over(grace + ttl, 2, 3),
+            "a replica that died does not block"
+        );
     }
 
     #[test]

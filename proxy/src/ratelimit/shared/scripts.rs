@@ -53,12 +53,18 @@ return {1, math.floor(wait)}
 
 /// One heartbeat of a replica: marks it alive, (re-)registers every lease it holds with a
 /// fresh deadline (after an outage Redis may have lost them; leases granted locally while
-/// Redis was down join the shared count here), seeds the shared limit if nobody has, and
-/// reads it back. Releases go through the same task after the heartbeat, so a lease given
-/// back meanwhile is removed again right after.
+/// Redis was down join the shared count here), holds `reserve` placeholder leases
+/// (`<replica>:r<k>`, k = 1..reserve; those up to `drop_up_to` beyond it are removed),
+/// seeds the shared limit if nobody has, and reads it back. Releases go through the same
+/// task after the heartbeat, so a lease given back meanwhile is removed again right after.
+///
+/// A replica that admits locally (its share) while Redis answers again reserves its whole
+/// share this way: leases it takes locally between two heartbeats are already counted,
+/// so replicas that admit through Redis never fill the budget over them. Switching back
+/// to Redis it sends `reserve = 0` with every lease it holds, in this one atomic call.
 ///
 /// KEYS: replicas, leases, limit. ARGV: replica id, replica ttl (ms), lease ttl (ms),
-/// seed rate, seed ceiling, then the lease members held.
+/// seed rate, seed ceiling, reserve, drop_up_to, then the lease members held.
 ///
 /// Returns `{alive replicas, rate, ceiling, version, origin}`.
 pub const HEARTBEAT: &str = r"
@@ -71,10 +77,20 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms - replica_ttl)
 redis.call('PEXPIRE', KEYS[1], replica_ttl * 4)
 local alive = redis.call('ZCARD', KEYS[1])
 local deadline = now_us + tonumber(ARGV[3]) * 1000
-for i = 6, #ARGV do
+local reserve = tonumber(ARGV[6])
+local drop_up_to = tonumber(ARGV[7])
+for k = 1, math.max(reserve, drop_up_to) do
+  local member = ARGV[1] .. ':r' .. k
+  if k <= reserve then
+    redis.call('ZADD', KEYS[2], deadline, member)
+  else
+    redis.call('ZREM', KEYS[2], member)
+  end
+end
+for i = 8, #ARGV do
   redis.call('ZADD', KEYS[2], deadline, ARGV[i])
 end
-if #ARGV >= 6 then
+if #ARGV >= 8 or reserve > 0 then
   redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[3]) * 4)
 end
 redis.call('HSETNX', KEYS[3], 'rate', ARGV[4])
