@@ -470,3 +470,54 @@ async fn the_shared_adaptive_limiter_learns_the_keys_request_rate() {
         );
     }
 }
+
+/// The recovery edge, at the level of the scripts against a real Redis: a replica that
+/// admits locally while Redis answers again reserves its whole share, so a replica already
+/// back on Redis cannot fill the budget over the leases the first may take before its next
+/// heartbeat; its switch back (held leases registered, reservation dropped) frees the rest.
+/// (Under the steady overload of the outage run every replica sits at its share when it
+/// beats, so that run cannot show this edge; this test does.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_back_from_an_outage_reserves_its_share_until_it_switches() {
+    use zai_proxy::ratelimit::leases::LeaseId;
+    use zai_proxy::ratelimit::shared::{Admit, SharedBudget, SharedMetrics};
+    if !gate("a_replica_back_from_an_outage_reserves_its_share_until_it_switches") {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let server = RedisServer::start().unwrap();
+    let url = zai_proxy::ApiKey::new(server.url());
+    let key = zai_proxy::ApiKey::new(KEY);
+    let replica = || {
+        let metrics = zai_proxy::Metrics::new(
+            "test",
+            &zai_proxy::config::BuildInfo::default(),
+            10,
+            &[],
+            "glm-4",
+        )
+        .unwrap();
+        let shared_metrics = SharedMetrics::register(&metrics, "production");
+        SharedBudget::new(&url, &key, Some(4), shared_metrics).unwrap()
+    };
+    let (on_redis, local) = (replica(), replica());
+    let granted = |a: &Admit| matches!(a, Admit::Granted { .. });
+    // `local` admits locally (share 2 of 4), holds one lease, and its heartbeat succeeds.
+    local.heartbeat(&[LeaseId(1)], 1, 10.0, 10.0).await.unwrap();
+    let mut got = Vec::new();
+    for id in 1..=3 {
+        got.push(on_redis.admit(Some(LeaseId(id)), 1000.0).await.unwrap());
+    }
+    assert!(granted(&got[0]) && granted(&got[1]), "{got:?}");
+    assert_eq!(got[2], Admit::Full { in_use: 4 }, "the reservation counts");
+    // `local` switches back: its one lease registered, the reservation dropped.
+    local.heartbeat(&[LeaseId(1)], 0, 10.0, 10.0).await.unwrap();
+    let third = on_redis.admit(Some(LeaseId(4)), 1000.0).await.unwrap();
+    assert!(granted(&third), "{third:?}");
+    let fourth = on_redis.admit(Some(LeaseId(5)), 1000.0).await.unwrap();
+    assert_eq!(
+        fourth,
+        Admit::Full { in_use: 4 },
+        "3 of on_redis + 1 of local"
+    );
+}

@@ -481,11 +481,10 @@ impl Limiter {
         };
         let held = self.leases.held();
         let first = shared.version() < 0;
-        let reserve = if shared.is_up() || first || !self.lease_wanted {
-            0
+        let reserve = if self.lease_wanted {
+            shared::policy::reservation(!shared.is_up(), first, self.leases.cap(), held.len())
         } else {
-            let held = u32::try_from(held.len()).unwrap_or(u32::MAX);
-            self.leases.cap().saturating_sub(held)
+            0
         };
         let beat = match shared.heartbeat(&held, reserve, rate, ceiling).await {
             Ok(beat) => beat,

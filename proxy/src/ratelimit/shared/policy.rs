@@ -49,6 +49,18 @@ pub fn rate_share(rate: f64, alive: u32) -> f64 {
     rate / f64::from(alive.max(1))
 }
 
+/// Placeholder leases a replica reserves in Redis at a heartbeat: while it admits locally
+/// (`local`: Redis was unavailable and it is not back on it yet) its whole local `cap` less
+/// the leases it `held` and registers anyway, so it counts there for all it may take before
+/// its next heartbeat; none while admission goes through Redis, or before its first good
+/// heartbeat ever (it switches in that same heartbeat).
+pub fn reservation(local: bool, first: bool, cap: u32, held: usize) -> u32 {
+    if !local || first {
+        return 0;
+    }
+    cap.saturating_sub(u32::try_from(held).unwrap_or(u32::MAX))
+}
+
 /// Whether a replica that admits locally while Redis answers again may switch back to
 /// Redis, `elapsed` after its first good heartbeat: after [`super::RECOVERY_GRACE`] (every
 /// replica has had heartbeats to reserve its share by then), and once `alive` (replicas in
@@ -110,6 +122,26 @@ mod tests {
             }
         }
         assert!((rate_share(30.0, 3) - 10.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_local_replica_reserves_its_whole_share() {
+        assert_eq!(reservation(true, false, 6, 2), 4);
+        assert_eq!(
+            reservation(true, false, 6, 9),
+            0,
+            "above its share: its leases"
+        );
+        assert_eq!(
+            reservation(false, false, 6, 2),
+            0,
+            "through Redis: leases only"
+        );
+        assert_eq!(
+            reservation(true, true, 20, 0),
+            0,
+            "first heartbeat: switches at once"
+        );
     }
 
     #[test]
