@@ -431,3 +431,77 @@ async fn clearing_stats_keeps_the_seed() {
     assert_eq!(fake.stats().seed, 77);
     assert_eq!(fake.seed(), 77);
 }
+
+/// The key's limits (issue 19) over HTTP, with a seeded fake: beyond `max_concurrency`
+/// 429 code 1302, beyond `max_rps` the frequency code; both counted in `/__fake/stats`,
+/// whose reset keeps the seed; limits set at run time through `/__fake/faults`.
+#[tokio::test]
+async fn per_key_limits_reject_beyond_them_and_show_in_stats() {
+    let fake = FakeZai::start(FakeConfig {
+        faults: Faults {
+            max_concurrency: Some(2),
+            latency_ms: 1000,
+            ..Faults::default()
+        },
+        seed: 7,
+        ..FakeConfig::with_key(KEY)
+    })
+    .await
+    .unwrap();
+    let answers = futures::future::join_all((0..5).map(|_| openai(&fake, false))).await;
+    let mut statuses = Vec::new();
+    for answer in answers {
+        let answer = answer.unwrap();
+        let status = answer.status().as_u16();
+        let text = answer.text().await.unwrap();
+        if status == 429 {
+            assert!(text.contains("1302"), "{text}");
+        }
+        statuses.push(status);
+    }
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 200, 429, 429, 429]);
+    let stats: Value = client()
+        .get(format!("{}/__fake/stats", fake.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["seed"], 7);
+    assert_eq!(stats["limits"]["peak_concurrency"], 2, "{stats}");
+    assert_eq!(stats["limits"]["rejected_concurrency"], 3, "{stats}");
+    assert_eq!(stats["limits"]["admitted"], 2, "{stats}");
+    let reset: Value = client()
+        .delete(format!("{}/__fake/stats", fake.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(reset["seed"], 7, "{reset}");
+    assert_eq!(reset["limits"]["rejected_concurrency"], 0, "{reset}");
+
+    let set = client()
+        .post(format!("{}/__fake/faults", fake.url()))
+        .json(&json!({"max_rps": 1, "rps_burst": 1, "rps_code": 1305}))
+        .send()
+        .await
+        .unwrap();
+    assert!(set.status().is_success());
+    let first = openai(&fake, false).await.unwrap();
+    assert_eq!(first.status().as_u16(), 200);
+    let second = openai(&fake, false).await.unwrap();
+    assert_eq!(second.status().as_u16(), 429);
+    assert!(second.text().await.unwrap().contains("1305"));
+    assert_eq!(fake.stats().limits.rejected_rps, 1);
+    let bad = client()
+        .post(format!("{}/__fake/faults", fake.url()))
+        .json(&json!({"max_concurrency": 0}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status().as_u16(), 400, "bad limits are refused");
+}
