@@ -8,7 +8,9 @@
 //! queueing). Two rigs, the same settings (rate and budget far above the load, so nothing
 //! waits for a token or a lease): the local limiter, and the limiter sharing its budget
 //! through a real `redis-server` started on a loopback port (`RATE_LIMIT_REDIS_URL`). The
-//! difference of the percentiles is what Redis adds.
+//! difference of the percentiles is what Redis adds. Also recorded: the time inside
+//! `Limiter::admit` alone (from the call, not the due time), which leaves out the timer's
+//! and the scheduler's jitter that dominate the due-time numbers on a busy machine.
 //!
 //! Writes `target/shared_admission.json` (or `$ZAI_BENCH_OUT/shared_admission.json`) and
 //! prints a table. Needs `redis-server` on PATH.
@@ -91,15 +93,19 @@ fn limiter(redis: Option<u16>) -> anyhow::Result<Arc<Limiter>> {
     )?))
 }
 
-/// Runs the open loop for `seconds`; returns the admission latencies (µs).
-async fn run(limiter: Arc<Limiter>, seconds: u64) -> anyhow::Result<Histogram<u64>> {
+/// Runs the open loop for `seconds`; returns the admission latencies (µs) from each
+/// request's due time, and the time spent inside `Limiter::admit` alone (µs).
+async fn run(
+    limiter: Arc<Limiter>,
+    seconds: u64,
+) -> anyhow::Result<(Histogram<u64>, Histogram<u64>)> {
     let cancel = tokio_util::sync::CancellationToken::new();
     limiter.first_sync().await;
     limiter.start(cancel.clone());
     if limiter.shared_up() == Some(false) {
         bail!("Redis did not answer the first heartbeat");
     }
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, u64)>();
     let mut ticker = tokio::time::interval(Duration::from_micros(1_000_000 / RATE));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     // Warm-up second (connections, script loading), not recorded.
@@ -110,10 +116,13 @@ async fn run(limiter: Arc<Limiter>, seconds: u64) -> anyhow::Result<Histogram<u6
         let tx = tx.clone();
         let source = SourceBucket::from_host(format!("10.0.{}.{}", i % 7, i % 250).as_bytes());
         tokio::spawn(async move {
+            let called = Instant::now();
             let admission = limiter.admit(source).await;
+            let inside = called.elapsed();
             let took = due.elapsed();
             if i >= RATE {
-                let _ = tx.send(u64::try_from(took.as_micros()).unwrap_or(u64::MAX));
+                let us = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+                let _ = tx.send((us(took), us(inside)));
             }
             tokio::time::sleep(HOLD).await;
             drop(admission);
@@ -121,11 +130,13 @@ async fn run(limiter: Arc<Limiter>, seconds: u64) -> anyhow::Result<Histogram<u6
     }
     drop(tx);
     let mut histogram = Histogram::<u64>::new(3)?;
-    while let Some(us) = rx.recv().await {
+    let mut inside = Histogram::<u64>::new(3)?;
+    while let Some((us, call)) = rx.recv().await {
         histogram.record(us.max(1))?;
+        inside.record(call.max(1))?;
     }
     cancel.cancel();
-    Ok(histogram)
+    Ok((histogram, inside))
 }
 
 fn summary(h: &Histogram<u64>) -> serde_json::Value {
@@ -140,10 +151,13 @@ fn bench(quick: bool) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let (_redis, port) = start_redis()?;
-    let local = runtime.block_on(run(limiter(None)?, seconds))?;
-    let shared = runtime.block_on(run(limiter(Some(port))?, seconds))?;
+    let (local, local_call) = runtime.block_on(run(limiter(None)?, seconds))?;
+    let (shared, shared_call) = runtime.block_on(run(limiter(Some(port))?, seconds))?;
     let added_p99 =
         (shared.value_at_quantile(0.99) as f64 - local.value_at_quantile(0.99) as f64) / 1000.0;
+    let added_call_p99 = (shared_call.value_at_quantile(0.99) as f64
+        - local_call.value_at_quantile(0.99) as f64)
+        / 1000.0;
     let report = json!({
         "bench": "shared_admission",
         "rate_per_s": RATE,
@@ -152,6 +166,8 @@ fn bench(quick: bool) -> anyhow::Result<()> {
         "local": summary(&local),
         "redis": summary(&shared),
         "added_p99_ms": added_p99,
+        "admit_call": {"local": summary(&local_call), "redis": summary(&shared_call),
+                       "added_p99_ms": added_call_p99},
     });
     let out = std::env::var_os("ZAI_BENCH_OUT")
         .map(std::path::PathBuf::from)
@@ -165,6 +181,13 @@ fn bench(quick: bool) -> anyhow::Result<()> {
         local.value_at_quantile(0.99) as f64 / 1000.0,
         shared.value_at_quantile(0.5) as f64 / 1000.0,
         shared.value_at_quantile(0.99) as f64 / 1000.0,
+    );
+    println!(
+        "inside Limiter::admit: local p50 {:.3} ms p99 {:.3} ms | Redis p50 {:.3} ms p99 {:.3} ms | added p99 {added_call_p99:.3} ms",
+        local_call.value_at_quantile(0.5) as f64 / 1000.0,
+        local_call.value_at_quantile(0.99) as f64 / 1000.0,
+        shared_call.value_at_quantile(0.5) as f64 / 1000.0,
+        shared_call.value_at_quantile(0.99) as f64 / 1000.0,
     );
     println!("JSON: {}", path.display());
     Ok(())
