@@ -521,3 +521,97 @@ async fn a_replica_back_from_an_outage_reserves_its_share_until_it_switches() {
         "3 of on_redis + 1 of local"
     );
 }
+
+/// The same edge through the limiter itself: two in-process limiters sharing a budget of 4
+/// (share 2 each), Redis killed and restarted; while both still admit locally after the
+/// restart, Redis must count their whole shares (nothing else holds a lease), so a third
+/// client asking Redis finds the budget full. Guards the limiter's side of the reservation
+/// (the heartbeat asks for it) as the test above guards the script's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limiters_admitting_locally_after_a_restart_reserve_their_shares_in_redis() {
+    use zai_proxy::config::{ApiKey, BudgetSettings, BuildInfo, RateLimitSettings};
+    use zai_proxy::ratelimit::Limiter;
+    use zai_proxy::ratelimit::leases::LeaseId;
+    use zai_proxy::ratelimit::shared::{Admit, SharedBudget, SharedMetrics};
+    if !gate("limiters_admitting_locally_after_a_restart_reserve_their_shares_in_redis") {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let mut server = RedisServer::start().unwrap();
+    let url = ApiKey::new(server.url());
+    let key = ApiKey::new(KEY);
+    let metrics = || {
+        std::sync::Arc::new(
+            zai_proxy::Metrics::new("test", &BuildInfo::default(), 10, &[], "glm-4").unwrap(),
+        )
+    };
+    let budget = BudgetSettings {
+        redis_url: Some(url.clone()),
+        max_upstream_concurrency: Some(4),
+    };
+    let cancel = CancellationToken::new();
+    let mut limiters = Vec::new();
+    for _ in 0..2 {
+        let limiter = std::sync::Arc::new(
+            Limiter::with_budget(
+                &RateLimitSettings {
+                    state_file: None,
+                    ..RateLimitSettings::default()
+                },
+                &budget,
+                &key,
+                metrics(),
+                "production",
+            )
+            .unwrap(),
+        );
+        limiter.first_sync().await;
+        limiter.start(cancel.clone());
+        limiters.push(limiter);
+    }
+    let all = |up: bool| limiters.iter().all(|l| l.shared_up() == Some(up));
+    // Both see each other (the share is 4 / 2), then lose Redis.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(all(true));
+    server.kill();
+    for _ in 0..40 {
+        if all(false) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(all(false), "both fell back");
+    server.restart().unwrap();
+    let observer = SharedBudget::new(
+        &url,
+        &key,
+        Some(4),
+        SharedMetrics::register(&metrics(), "production"),
+    )
+    .unwrap();
+    // Until both are back on Redis, poll: a grant is given back at once (so the observer
+    // never holds a lease); the budget must be seen full with both still local.
+    let mut seen_full_while_local = false;
+    for id in 1..=60 {
+        if all(true) {
+            break;
+        }
+        match observer.admit(Some(LeaseId(id)), 1000.0).await {
+            Ok(Admit::Granted { .. }) => observer.release(&[LeaseId(id)]).await.unwrap(),
+            Ok(Admit::Full { in_use }) => {
+                assert_eq!(in_use, 4, "two shares of 2");
+                if all(false) {
+                    seen_full_while_local = true;
+                    break;
+                }
+            }
+            Err(_) => {} // Redis still starting.
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cancel.cancel();
+    assert!(
+        seen_full_while_local,
+        "while both limiters admitted locally, Redis never counted their shares"
+    );
+}
