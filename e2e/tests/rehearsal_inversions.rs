@@ -56,6 +56,12 @@ async fn latency_regression_promotes_without_p95_gates() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fast_cut_promotes_without_the_stream_comparison() {
+    let r = inverted("fast-cut").await;
+    assert_eq!(r.outcome, "promoted", "{r:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_counting_off_promotes_without_token_gates() {
     let r = inverted("token-counting-off").await;
     assert_eq!(r.outcome, "promoted", "{r:#?}");

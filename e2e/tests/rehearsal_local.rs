@@ -106,3 +106,14 @@ async fn low_traffic_does_not_promote_blind() {
     let r = rehearse("low-traffic").await;
     assert_eq!(r.outcome, "aborted");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fast_cuts_are_caught_by_the_stream_comparison() {
+    // Cut answers that are neither 5xx nor slow: only pre.canary_stream_cuts sees them.
+    let r = rehearse("fast-cut").await;
+    assert_eq!(r.outcome, "aborted", "{r:#?}");
+    assert!(
+        r.decided_by.iter().any(|id| id == "pre.canary_stream_cuts"),
+        "{r:#?}"
+    );
+}

@@ -135,6 +135,14 @@ pub const CHECKS: &[CheckDef] = &[
         meaning: "judge: share of canary requests slower than production's tail bucket vs production's own share, anytime-valid at [judge] alpha, tolerance [judge.latency]",
     },
     CheckDef {
+        id: "pre.canary_stream_cuts",
+        phase: Phase::Pre,
+        title: "Canary answers are not cut short more often than production's",
+        threshold: 0.0,
+        window: secs(0),
+        meaning: "judge: share of canary requests answered with a stream upstream cut (no terminal event) vs production's, anytime-valid at [judge] alpha, tolerance [judge.streams]",
+    },
+    CheckDef {
         id: "pre.canary_receiving_traffic",
         phase: Phase::Pre,
         title: "Canary is receiving traffic",

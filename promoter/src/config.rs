@@ -139,6 +139,8 @@ pub struct JudgeSettings {
     pub errors: ToleranceSettings,
     /// Tolerance of the slow-request-share comparison.
     pub latency: ToleranceSettings,
+    /// Tolerance of the cut-stream-share comparison.
+    pub streams: ToleranceSettings,
     /// Latency boundary: the histogram bound whose share of slower production requests is
     /// nearest this (0.1: about production's p90), fixed once production has `min_requests`.
     pub latency_tail: f64,
@@ -157,6 +159,10 @@ impl Default for JudgeSettings {
             latency: ToleranceSettings {
                 relative: 0.5,
                 absolute: 0.02,
+            },
+            streams: ToleranceSettings {
+                relative: 0.5,
+                absolute: 0.01,
             },
             latency_tail: 0.1,
         }
@@ -456,7 +462,11 @@ fn resolve(file: FileConfig) -> Result<Config> {
             j.latency_tail
         ));
     }
-    for (name, t) in [("judge.errors", j.errors), ("judge.latency", j.latency)] {
+    for (name, t) in [
+        ("judge.errors", j.errors),
+        ("judge.latency", j.latency),
+        ("judge.streams", j.streams),
+    ] {
         if !(t.relative.is_finite() && t.relative >= 0.0) {
             problems.push(format!("{name}.relative must be >= 0"));
         }

@@ -139,6 +139,13 @@ fn good() -> Snapshot {
         );
         measure(&mut s, Signal::ErrorCount, v, judge, Reading::Value(200.0));
         measure(&mut s, Signal::LatencyBuckets, v, judge, latency(0.1));
+        measure(
+            &mut s,
+            Signal::StreamCutCount,
+            v,
+            judge,
+            Reading::Value(10.0),
+        );
     }
     s
 }
@@ -191,6 +198,11 @@ fn each_check_passes_on_good_data_and_fails_on_bad_data() {
         ("pre.canary_latency", |s, _| {
             let w = s.judge_window.unwrap();
             measure(s, Signal::LatencyBuckets, T, w, latency(0.3));
+        }),
+        ("pre.canary_stream_cuts", |s, _| {
+            // One canary answer in forty cut where production cuts one in two thousand.
+            let w = s.judge_window.unwrap();
+            measure(s, Signal::StreamCutCount, T, w, Reading::Value(500.0));
         }),
         ("pre.canary_receiving_traffic", |s, _| {
             set(s, Signal::RequestCount, T, Reading::Value(0.0))

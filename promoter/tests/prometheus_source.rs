@@ -75,6 +75,17 @@ fn exposition(t: f64) -> String {
             per_s * t
         ));
     }
+    s.push_str("# TYPE zai_proxy_streams_total counter\n");
+    for (outcome, per_s) in [
+        ("complete", 20.0),
+        ("upstream_cut", 2.0),
+        ("client_gone", 9.0),
+    ] {
+        s.push_str(&format!(
+            "zai_proxy_streams_total{{outcome=\"{outcome}\",variant=\"production\"}} {}\n",
+            per_s * t
+        ));
+    }
     s
 }
 
@@ -228,6 +239,20 @@ async fn prometheus_source_reads_a_real_prometheus() {
         auth.source.contains("error_type=\"auth\""),
         "{}",
         auth.source
+    );
+    // Only outcome="upstream_cut" is a cut (2/s, as auth; client_gone 9/s is not).
+    let cut = src
+        .measure(&q(Signal::StreamCutCount, Variant::Production), Utc::now())
+        .await;
+    let cut_count = get(cut.reading);
+    assert!(
+        cut_count > 0.0 && (cut_count - per_window).abs() <= 0.25 * per_window,
+        "cut {cut_count} vs auth {per_window} (same rate)"
+    );
+    assert!(
+        cut.source.contains("outcome=\"upstream_cut\""),
+        "{}",
+        cut.source
     );
     let m = src
         .measure(&q(Signal::UpstreamAuthFailures, Variant::Test), Utc::now())

@@ -419,3 +419,46 @@ fn garbage_exposition_never_panics() {
     .unwrap();
     assert!(d.requests.is_empty());
 }
+
+#[test]
+fn cut_streams_are_the_upstream_cut_series_increase() {
+    let text = |cut: f64, complete: f64| {
+        format!(
+            "# TYPE zai_proxy_streams_total counter\n\
+             zai_proxy_streams_total{{outcome=\"complete\",variant=\"test\"}} {complete}\n\
+             zai_proxy_streams_total{{outcome=\"upstream_cut\",variant=\"test\"}} {cut}\n\
+             zai_proxy_streams_total{{outcome=\"client_gone\",variant=\"test\"}} 7\n\
+             zai_proxy_streams_total{{outcome=\"upstream_cut\",variant=\"production\"}} 99\n"
+        )
+    };
+    let t = Variant::Test;
+    let mut s = ScrapeStore::new(Duration::from_secs(600));
+    s.add(
+        "c",
+        t,
+        at(0),
+        parse_exposition(&text(1.0, 10.0), t).unwrap(),
+    );
+    s.add(
+        "c",
+        t,
+        at(30),
+        parse_exposition(&text(5.0, 50.0), t).unwrap(),
+    );
+    assert_eq!(
+        value(s.measure(&q(Signal::StreamCutCount, t, 60), at(30))),
+        4.0,
+        "the canary's own upstream_cut increase, not complete or client_gone"
+    );
+    // A restart resets the counter: 2 cut since it.
+    s.add(
+        "c",
+        t,
+        at(60),
+        parse_exposition(&text(2.0, 3.0), t).unwrap(),
+    );
+    assert_eq!(
+        value(s.measure(&q(Signal::StreamCutCount, t, 90), at(60))),
+        6.0
+    );
+}

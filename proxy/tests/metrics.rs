@@ -136,11 +136,7 @@ const FAMILIES: &[(&str, &str, &[&str])] = &[
         "histogram",
         &["api", "model", "variant"],
     ),
-    (
-        "zai_proxy_streams_total",
-        "counter",
-        &["outcome", "variant"],
-    ),
+    ("zai_proxy_streams_total", "counter", &["outcome", "variant"]),
 ];
 
 /// Families that stay without series until written (a zero would be a false reading).
@@ -151,7 +147,7 @@ const EMPTY_UNTIL_WRITTEN: &[&str] = &[
     "zai_proxy_quota_sample_age_seconds",
     "zai_proxy_quota_rate_cap",
     "zai_proxy_quota_gate_open",
-    // Per model: created on a model's first stream.
+    // Per model: a series appears with the first stream of that model.
     "zai_proxy_time_to_first_token_seconds",
     "zai_proxy_output_tokens_per_second",
 ];

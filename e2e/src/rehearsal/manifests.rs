@@ -4,27 +4,29 @@
 //! the `-test` suffix, `variant=test` (selectors included) and `DEPLOYMENT_VARIANT=test`. The
 //! image and replica count are the scenario's.
 
-use std::path::{Path, PathBuf};
-
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{EnvVar, Service};
 use zai_promoter::Variant;
 
 use crate::Error;
 
-/// The repository root (where `deploy/` is).
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."))
-}
+// The manifests are compiled in: `zai-rehearse` runs where there is no source tree (the CI
+// image), and the rehearsal must render what was built, not whatever is on disk.
+const DEPLOYMENT: (&str, &str) = (
+    "deploy/k8s/base/deployment.yaml",
+    include_str!("../../../deploy/k8s/base/deployment.yaml"),
+);
+const SERVICE: (&str, &str) = (
+    "deploy/k8s/base/service.yaml",
+    include_str!("../../../deploy/k8s/base/service.yaml"),
+);
+const CANARY_SPLIT: (&str, &str) = (
+    "deploy/k8s/shared/service-canary-split.yaml",
+    include_str!("../../../deploy/k8s/shared/service-canary-split.yaml"),
+);
 
-fn read<T: serde::de::DeserializeOwned>(relative: &str) -> Result<T, Error> {
-    let path = workspace_root().join(relative);
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| Error::Setup(format!("{}: {e}", path.display())))?;
-    serde_yaml_ng::from_str(&text).map_err(|e| Error::Setup(format!("{}: {e}", path.display())))
+fn read<T: serde::de::DeserializeOwned>((name, text): (&str, &str)) -> Result<T, Error> {
+    serde_yaml_ng::from_str(text).map_err(|e| Error::Setup(format!("{name}: {e}")))
 }
 
 fn suffix(variant: Variant) -> &'static str {
@@ -44,7 +46,7 @@ fn set_variant(labels: &mut Option<std::collections::BTreeMap<String, String>>, 
 
 /// The Deployment of one variant running `image` (`version` label = its tag).
 pub fn deployment(variant: Variant, image: &str, replicas: u32) -> Result<Deployment, Error> {
-    let mut d: Deployment = read("deploy/k8s/base/deployment.yaml")?;
+    let mut d: Deployment = read(DEPLOYMENT)?;
     let version = zai_promoter::platform::image_tag(image)
         .unwrap_or(image)
         .to_owned();
@@ -89,7 +91,7 @@ pub fn deployment(variant: Variant, image: &str, replicas: u32) -> Result<Deploy
 pub fn services() -> Result<Vec<Service>, Error> {
     let mut out = Vec::new();
     for variant in Variant::ALL {
-        let mut s: Service = read("deploy/k8s/base/service.yaml")?;
+        let mut s: Service = read(SERVICE)?;
         s.metadata.name = s.metadata.name.map(|n| format!("{n}{}", suffix(variant)));
         set_variant(&mut s.metadata.labels, variant);
         if let Some(spec) = s.spec.as_mut() {
@@ -97,7 +99,7 @@ pub fn services() -> Result<Vec<Service>, Error> {
         }
         out.push(s);
     }
-    out.push(read("deploy/k8s/shared/service-canary-split.yaml")?);
+    out.push(read(CANARY_SPLIT)?);
     Ok(out)
 }
 

@@ -48,11 +48,9 @@ impl PrometheusServer {
             .prefix("zai-rehearsal-prometheus-")
             .tempdir()
             .map_err(setup)?;
-        let rules_src = workspace_root().join("deploy/prometheus/zai-proxy-rules.yml");
-        let rules = std::fs::read_to_string(&rules_src).map_err(setup)?;
         std::fs::write(
             dir.path().join("rules.yml"),
-            compress_durations(&rules, time),
+            compress_durations(RULES, time),
         )
         .map_err(setup)?;
         write_targets(&dir.path().join("targets.json"), &[]).map_err(setup)?;
@@ -125,12 +123,9 @@ impl Drop for PrometheusServer {
     }
 }
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."))
-}
+/// deploy/'s alerting rules, compiled in (`zai-rehearse` runs without a source tree in the CI
+/// image).
+const RULES: &str = include_str!("../../../deploy/prometheus/zai-proxy-rules.yml");
 
 /// Rewrites the pod list for file service discovery every 500 ms.
 async fn keep_targets(cluster: Arc<Cluster>, path: PathBuf, stop: CancellationToken) {

@@ -388,6 +388,24 @@ pub fn builtin() -> Vec<Scenario> {
     };
     out.push(subtle);
 
+    // Cut answers that come fast: neither a 5xx nor slow, so only the cut-stream comparison
+    // sees them (issue 17: a cut that also looked slow was caught by latency alone).
+    let mut fast_cut = Scenario {
+        name: "fast-cut".into(),
+        description: "the new version's upstream cuts 10 % of answers right after their first content (no terminal event), at full speed".into(),
+        expect: expect(ExpectedOutcome::Aborted, &["pre.canary_stream_cuts"]),
+        ..base.clone()
+    };
+    let cutting = Faults {
+        truncate_rate: 0.1,
+        ..latency(80, 20)
+    };
+    fast_cut.faults.new = PhaseFaults {
+        canary: cutting.clone(),
+        rollout: cutting,
+    };
+    out.push(fast_cut);
+
     out.push(Scenario {
         name: "low-traffic".into(),
         description: "the canary sees ~8 requests per second: too few to vouch for it".into(),
@@ -458,6 +476,7 @@ pub fn inversion_disables(name: &str) -> Option<Vec<&'static str>> {
             "trigger.worker_failures",
         ],
         "latency-regression" => &["trigger.p95_latency", "rollout.p95_latency"],
+        "fast-cut" => &["pre.canary_stream_cuts"],
         "crash-loop" => return None,
         // No inversion: with the auth check off the other phase-1 gates (no successful
         // worker request, no tokens) still stop it, and production would roll back too.
@@ -495,7 +514,7 @@ mod tests {
         let mut names: Vec<_> = all.iter().map(|s| s.name.clone()).collect();
         names.sort();
         names.dedup();
-        assert_eq!(names.len(), 11);
+        assert_eq!(names.len(), 12);
         for s in &all {
             for f in [
                 &s.faults.old.canary,

@@ -3,6 +3,13 @@
 //! verdicts (see [`super::judge`] and docs/DECISIONS.md).
 //!
 //! * `pre.canary_error_rate` — 5xx answers out of requests, per variant.
+//! * `pre.canary_stream_cuts` — requests answered with a stream that upstream cut (no
+//!   terminal event: the client got a truncated answer) out of requests, per variant
+//!   (`zai_proxy_streams_total{outcome="upstream_cut"}`). A cut that comes fast is invisible
+//!   to the other two. Out of requests, not out of streams: a workload that streams rarely (or
+//!   never) gets its verdict as fast as the error comparison, instead of waiting for hundreds
+//!   of streams; a canary that cuts 20 % of streams where half the requests stream still
+//!   truncates 10 % of all answers.
 //! * `pre.canary_latency` — requests slower than a fixed histogram bound out of requests: the
 //!   bound is chosen once from production's own histogram (the bucket bound whose share of
 //!   slower production requests is nearest `[judge] latency_tail`) and then kept, so every look
@@ -26,10 +33,12 @@ use crate::signals::{Reading, Signal, SignalQuery};
 pub const ERRORS: &str = "pre.canary_error_rate";
 /// The latency comparison.
 pub const LATENCY: &str = "pre.canary_latency";
+/// The cut-stream comparison.
+pub const STREAM_CUTS: &str = "pre.canary_stream_cuts";
 
 /// Whether the judge decides this check.
 pub fn is_judged(id: &str) -> bool {
-    id == ERRORS || id == LATENCY
+    id == ERRORS || id == LATENCY || id == STREAM_CUTS
 }
 
 fn q(signal: Signal, variant: Variant, window: Duration) -> SignalQuery {
@@ -58,6 +67,10 @@ pub fn judge_queries(config: &Config, window: Duration) -> Vec<SignalQuery> {
                     out.push(q(Signal::ErrorCount, v, window));
                 }
                 LATENCY => out.push(q(Signal::LatencyBuckets, v, window)),
+                STREAM_CUTS => {
+                    out.push(q(Signal::RequestCount, v, window));
+                    out.push(q(Signal::StreamCutCount, v, window));
+                }
                 _ => {}
             }
         }
@@ -215,6 +228,23 @@ pub fn evaluate(spec: &CheckSpec, config: &Config, history: &History, snap: &Sna
             };
             let tol: Tolerance = config.judge.errors.into();
             apply(&mut s, judge::compare(c, b, tol, alpha));
+        }
+        STREAM_CUTS => {
+            s.source = format!(
+                "judge: requests answered with a cut stream / requests per variant since {} before now",
+                crate::duration_serde::human(window)
+            );
+            let mut side = |v: Variant| -> Result<Proportion, ()> {
+                let n = count(snap, q(Signal::RequestCount, v, window), &mut s)?;
+                let cut = count(snap, q(Signal::StreamCutCount, v, window), &mut s)?;
+                Ok(Proportion::new(cut, n))
+            };
+            let (Ok(c), Ok(b)) = (side(Variant::Test), side(Variant::Production)) else {
+                return s;
+            };
+            let tol: Tolerance = config.judge.streams.into();
+            apply(&mut s, judge::compare(c, b, tol, alpha));
+            s.observed = format!("answers cut: {}", s.observed);
         }
         LATENCY => {
             let (Ok(cb), Ok(pb)) = (

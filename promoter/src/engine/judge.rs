@@ -202,11 +202,20 @@ fn ln_beta(a: f64, b: f64) -> f64 {
     libm::lgamma(a) + libm::lgamma(b) - libm::lgamma(a + b)
 }
 
-/// `ln M_n(p)`: the log of the beta-binomial mixture likelihood ratio against `p`.
-fn ln_mixture_ratio(p: &Proportion, at: f64) -> f64 {
+/// The part of `ln M_n` that does not depend on the tested `p` (computed once per look,
+/// not once per bisection step).
+fn ln_mixture_constant(p: &Proportion) -> f64 {
     let s = p.events;
     let f = p.trials - p.events;
-    let mut v = ln_beta(PRIOR_A + s, PRIOR_B + f) - ln_beta(PRIOR_A, PRIOR_B);
+    ln_beta(PRIOR_A + s, PRIOR_B + f) - ln_beta(PRIOR_A, PRIOR_B)
+}
+
+/// `ln M_n(p)`: the log of the beta-binomial mixture likelihood ratio against `p`, given
+/// [`ln_mixture_constant`] of the same counts.
+fn ln_mixture_ratio(p: &Proportion, constant: f64, at: f64) -> f64 {
+    let s = p.events;
+    let f = p.trials - p.events;
+    let mut v = constant;
     if s > 0.0 {
         v -= s * at.ln();
     }
@@ -220,7 +229,8 @@ fn ln_mixture_ratio(p: &Proportion, at: f64) -> f64 {
 /// `{p : M_n(p) < 1/α}` (an interval, since `ln M_n` is convex in `p`).
 pub fn confidence_sequence(p: Proportion, alpha: f64) -> Interval {
     let threshold = (1.0 / alpha.clamp(1e-300, 1.0)).ln();
-    let inside = |x: f64| ln_mixture_ratio(&p, x) < threshold;
+    let constant = ln_mixture_constant(&p);
+    let inside = |x: f64| ln_mixture_ratio(&p, constant, x) < threshold;
     // The mixture ratio is smallest near the estimate, pulled toward the prior a little.
     let centre = ((p.events + PRIOR_A) / (p.trials + PRIOR_A + PRIOR_B)).clamp(1e-12, 1.0 - 1e-12);
     if !inside(centre) {

@@ -53,6 +53,9 @@ pub enum Signal {
     /// Upstream 401/403 answers in the window (the proxy's key refused):
     /// `sum(increase(zai_proxy_upstream_errors_total{error_type="auth"}[w]))`.
     UpstreamAuthFailures,
+    /// Streams upstream cut in the window (no terminal event; the client got a truncated
+    /// answer): `sum(increase(zai_proxy_streams_total{outcome="upstream_cut"}[w]))`.
+    StreamCutCount,
 }
 
 impl fmt::Display for Signal {
@@ -71,6 +74,7 @@ impl fmt::Display for Signal {
             Signal::ErrorCount => f.write_str("5xx count"),
             Signal::LatencyBuckets => f.write_str("request latency buckets"),
             Signal::UpstreamAuthFailures => f.write_str("upstream auth failures"),
+            Signal::StreamCutCount => f.write_str("cut-stream count"),
         }
     }
 }

@@ -60,6 +60,10 @@ pub fn promql(q: &SignalQuery, selector: &str) -> String {
         Signal::UpstreamAuthFailures => format!(
             "sum(increase(zai_proxy_upstream_errors_total{{{v},error_type=\"auth\"}}[{w}]))"
         ),
+        // The proxy pre-creates every outcome's series at zero, as for auth failures.
+        Signal::StreamCutCount => {
+            format!("sum(increase(zai_proxy_streams_total{{{v},outcome=\"upstream_cut\"}}[{w}]))")
+        }
     }
 }
 

@@ -38,6 +38,8 @@ pub struct ScrapeData {
     pub token_series: usize,
     /// `zai_proxy_upstream_errors_total{error_type="auth"}`.
     pub auth_failures: f64,
+    /// `zai_proxy_streams_total{outcome="upstream_cut"}`.
+    pub streams_cut: f64,
 }
 
 fn add_bucket(b: &mut Buckets, le: f64, count: f64) {
@@ -85,6 +87,12 @@ pub fn parse_exposition(text: &str, variant: Variant) -> std::result::Result<Scr
             ) if v.is_finite() && s.labels.get("error_type") == Some("auth") => {
                 d.auth_failures += v;
             }
+            (
+                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v),
+                "zai_proxy_streams_total",
+            ) if v.is_finite() && s.labels.get("outcome") == Some("upstream_cut") => {
+                d.streams_cut += v;
+            }
             (prometheus_parse::Value::Histogram(hs), "zai_proxy_request_duration_seconds") => {
                 for h in hs {
                     add_bucket(&mut d.latency, h.less_than, h.count);
@@ -129,6 +137,7 @@ fn delta(prev: &ScrapeData, cur: &ScrapeData) -> ScrapeData {
     d.tokens = counter_delta(prev.tokens, cur.tokens);
     d.token_series = cur.token_series;
     d.auth_failures = counter_delta(prev.auth_failures, cur.auth_failures);
+    d.streams_cut = counter_delta(prev.streams_cut, cur.streams_cut);
     d
 }
 
@@ -206,6 +215,7 @@ impl ScrapeStore {
                 }
                 w.data.tokens += d.tokens;
                 w.data.auth_failures += d.auth_failures;
+                w.data.streams_cut += d.streams_cut;
                 w.pairs += 1;
                 first = Some(first.map_or(pair[0].0, |f| f.min(pair[0].0)));
                 last = Some(last.map_or(pair[1].0, |l| l.max(pair[1].0)));
@@ -304,6 +314,7 @@ impl ScrapeStore {
             Signal::UpstreamAuthFailures => Reading::Value(w.data.auth_failures),
             Signal::TokenSeries => Reading::NoData("unreachable".into()),
             Signal::ErrorCount => Reading::Value(by_class('5')),
+            Signal::StreamCutCount => Reading::Value(w.data.streams_cut),
             Signal::LatencyBuckets if w.data.latency.is_empty() => {
                 Reading::NoData("no request-duration histogram in the window".into())
             }
@@ -350,6 +361,9 @@ impl ScrapeStore {
             ),
             Signal::UpstreamAuthFailures => format!(
                 "scrape: Σ increase zai_proxy_upstream_errors_total{{variant=\"{v}\",error_type=\"auth\"}} over {w}"
+            ),
+            Signal::StreamCutCount => format!(
+                "scrape: Σ increase zai_proxy_streams_total{{variant=\"{v}\",outcome=\"upstream_cut\"}} over {w}"
             ),
         }
     }
