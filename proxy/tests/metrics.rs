@@ -136,7 +136,11 @@ const FAMILIES: &[(&str, &str, &[&str])] = &[
         "histogram",
         &["api", "model", "variant"],
     ),
-    ("zai_proxy_streams_total", "counter", &["outcome", "variant"]),
+    (
+        "zai_proxy_streams_total",
+        "counter",
+        &["outcome", "variant"],
+    ),
 ];
 
 /// Families that stay without series until written (a zero would be a false reading).
