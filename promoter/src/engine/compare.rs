@@ -202,6 +202,28 @@ fn apply(s: &mut Sample, c: judge::Comparison) {
     s.comparison = Some(Box::new(c));
 }
 
+/// Judges `events` out of requests, canary against production, into `s`; false (and `s`
+/// left inconclusive or in error, with the reason) when a count could not be read.
+fn compare_counts(
+    s: &mut Sample,
+    snap: &Snapshot,
+    events: Signal,
+    window: Duration,
+    tol: Tolerance,
+    alpha: f64,
+) -> bool {
+    let mut side = |v: Variant| -> Result<Proportion, ()> {
+        let n = count(snap, q(Signal::RequestCount, v, window), s)?;
+        let e = count(snap, q(events, v, window), s)?;
+        Ok(Proportion::new(e, n))
+    };
+    let (Ok(c), Ok(b)) = (side(Variant::Test), side(Variant::Production)) else {
+        return false;
+    };
+    apply(s, judge::compare(c, b, tol, alpha));
+    true
+}
+
 /// Evaluates a judged check (pure).
 pub fn evaluate(spec: &CheckSpec, config: &Config, history: &History, snap: &Snapshot) -> Sample {
     let mut s = Sample::new(Status::Inconclusive, snap.at);
@@ -218,33 +240,18 @@ pub fn evaluate(spec: &CheckSpec, config: &Config, history: &History, snap: &Sna
                 "judge: 5xx / requests per variant since {} before now",
                 crate::duration_serde::human(window)
             );
-            let mut side = |v: Variant| -> Result<Proportion, ()> {
-                let n = count(snap, q(Signal::RequestCount, v, window), &mut s)?;
-                let e = count(snap, q(Signal::ErrorCount, v, window), &mut s)?;
-                Ok(Proportion::new(e, n))
-            };
-            let (Ok(c), Ok(b)) = (side(Variant::Test), side(Variant::Production)) else {
-                return s;
-            };
-            let tol: Tolerance = config.judge.errors.into();
-            apply(&mut s, judge::compare(c, b, tol, alpha));
+            let tol = config.judge.errors.into();
+            compare_counts(&mut s, snap, Signal::ErrorCount, window, tol, alpha);
         }
         STREAM_CUTS => {
             s.source = format!(
                 "judge: requests answered with a cut stream / requests per variant since {} before now",
                 crate::duration_serde::human(window)
             );
-            let mut side = |v: Variant| -> Result<Proportion, ()> {
-                let n = count(snap, q(Signal::RequestCount, v, window), &mut s)?;
-                let cut = count(snap, q(Signal::StreamCutCount, v, window), &mut s)?;
-                Ok(Proportion::new(cut, n))
-            };
-            let (Ok(c), Ok(b)) = (side(Variant::Test), side(Variant::Production)) else {
-                return s;
-            };
-            let tol: Tolerance = config.judge.streams.into();
-            apply(&mut s, judge::compare(c, b, tol, alpha));
-            s.observed = format!("answers cut: {}", s.observed);
+            let tol = config.judge.streams.into();
+            if compare_counts(&mut s, snap, Signal::StreamCutCount, window, tol, alpha) {
+                s.observed = format!("answers cut: {}", s.observed);
+            }
         }
         LATENCY => {
             let (Ok(cb), Ok(pb)) = (
