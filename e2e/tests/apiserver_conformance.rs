@@ -20,6 +20,7 @@ use zai_e2e::platform::{ApiServer, Cluster};
 use zai_e2e::rehearsal::manifests;
 use zai_e2e::rehearsal::stack::{kube_client, kube_settings};
 use zai_e2e::service::Endpoints;
+use zai_promoter::platform::RecordWrite;
 use zai_promoter::platform::kube::KubePlatform;
 use zai_promoter::{Error, Platform, Variant};
 
@@ -377,6 +378,50 @@ async fn kube_platform_calls_have_api_server_semantics() {
     assert_eq!(body["kind"], "Scale");
     assert_eq!(body["spec"]["replicas"], 0);
     assert_eq!(body["status"]["selector"], "app=zai-proxy,variant=test");
+
+    // The run record: two promoters that read the same version race to write it; the API
+    // server's resourceVersion precondition lets exactly one through (409 for the other).
+    let other = KubePlatform::from_kubeconfig(&env.kubeconfig, kube_settings())
+        .await
+        .expect("second platform");
+    let a = platform.read_record().await.expect("read record");
+    let b = other.read_record().await.expect("read record");
+    assert_eq!(a.text, None);
+    assert_eq!(a.version, b.version);
+    let first = platform
+        .write_record(Some("{\"by\":\"a\"}"), &a.version)
+        .await
+        .expect("write");
+    let second = other
+        .write_record(Some("{\"by\":\"b\"}"), &b.version)
+        .await
+        .expect("write");
+    assert!(matches!(first, RecordWrite::Written(_)), "{first:?}");
+    assert_eq!(second, RecordWrite::Conflict);
+    let now = other.read_record().await.expect("read record");
+    assert_eq!(now.text.as_deref(), Some("{\"by\":\"a\"}"));
+    // Writing the record changes neither the spec nor the rollout (no new revision).
+    let d = deployments.get("zai-proxy").await.expect("get");
+    assert_eq!(
+        d.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(zai_promoter::runstate::ANNOTATION)),
+        Some(&"{\"by\":\"a\"}".to_owned())
+    );
+    assert!(
+        platform
+            .rollout_status(Variant::Production)
+            .await
+            .expect("status")
+            .complete
+    );
+    let removed = other
+        .write_record(None, &now.version)
+        .await
+        .expect("remove");
+    assert!(matches!(removed, RecordWrite::Written(_)), "{removed:?}");
+    assert_eq!(platform.read_record().await.expect("read").text, None);
 
     env.cluster.shutdown(Duration::from_secs(2)).await;
 }

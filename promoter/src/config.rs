@@ -169,6 +169,29 @@ impl Default for JudgeSettings {
     }
 }
 
+/// The run record's lease (docs/PROMOTER.md, "Interruptions and concurrent runs").
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunSettings {
+    /// A promoter that has not renewed its lease for this long counts as gone: the next run
+    /// takes the promotion over. Renewed at every tick, so at least 2 × interval.
+    #[serde(with = "crate::duration_serde")]
+    pub lease: Duration,
+    /// How long a starting promoter waits for another one's lease to end before it gives up
+    /// (exit 5). 0: give up at once.
+    #[serde(with = "crate::duration_serde")]
+    pub lease_wait: Duration,
+}
+
+impl Default for RunSettings {
+    fn default() -> Self {
+        RunSettings {
+            lease: Duration::from_secs(120),
+            lease_wait: Duration::ZERO,
+        }
+    }
+}
+
 /// Override of one check's defaults.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -228,6 +251,7 @@ struct FileConfig {
     kube: KubeSettings,
     prometheus: PrometheusSettings,
     judge: JudgeSettings,
+    run: RunSettings,
     checks: BTreeMap<String, CheckOverride>,
     triggers: BTreeMap<String, TriggerOverride>,
 }
@@ -252,6 +276,7 @@ impl Default for FileConfig {
             kube: KubeSettings::default(),
             prometheus: PrometheusSettings::default(),
             judge: JudgeSettings::default(),
+            run: RunSettings::default(),
             checks: BTreeMap::new(),
             triggers: BTreeMap::new(),
         }
@@ -345,6 +370,8 @@ pub struct Config {
     pub prometheus: PrometheusSettings,
     /// The judge's settings.
     pub judge: JudgeSettings,
+    /// The run record's lease.
+    pub run: RunSettings,
     /// Every check, in checklist order.
     pub checks: Vec<CheckSpec>,
     /// Every trigger.
@@ -362,6 +389,58 @@ impl Config {
     pub fn from_toml(text: &str) -> Result<Config> {
         let file: FileConfig = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
         resolve(file)
+    }
+
+    /// The configuration as a TOML file that [`Config::from_toml`] reads back to the same
+    /// configuration (every check and trigger written out with its effective settings).
+    pub fn to_toml(&self) -> Result<String> {
+        let file = FileConfig {
+            interval: self.interval,
+            min_requests: self.min_requests,
+            no_data_deadline: self.no_data_deadline,
+            no_data_after_rollout: self.no_data_after_rollout,
+            max_consecutive_errors: self.max_consecutive_errors,
+            rollout_deadline: self.rollout_deadline,
+            post_min_duration: self.post_min_duration,
+            post_deadline: self.post_deadline,
+            rollback_timeout: self.rollback_timeout,
+            http_timeout: self.http_timeout,
+            scale_down_canary: self.scale_down_canary,
+            scale_down_canary_on_rollback: self.scale_down_canary_on_rollback,
+            logs: self.logs.clone(),
+            finalise: self.finalise.clone(),
+            kube: self.kube.clone(),
+            prometheus: self.prometheus.clone(),
+            judge: self.judge.clone(),
+            run: self.run,
+            checks: self
+                .checks
+                .iter()
+                .map(|c| {
+                    let o = CheckOverride {
+                        threshold: Some(c.threshold),
+                        window: Some(c.window),
+                        enabled: Some(c.enabled),
+                    };
+                    (c.id.to_owned(), o)
+                })
+                .collect(),
+            triggers: self
+                .triggers
+                .iter()
+                .map(|t| {
+                    let o = TriggerOverride {
+                        threshold: Some(t.threshold),
+                        hold_for: Some(t.hold_for),
+                        window: Some(t.window),
+                        floor: Some(t.floor),
+                        enabled: Some(t.enabled),
+                    };
+                    (t.id.to_owned(), o)
+                })
+                .collect(),
+        };
+        toml::to_string(&file).map_err(|e| Error::Config(e.to_string()))
     }
 
     /// Reads and parses a TOML file.
@@ -474,6 +553,12 @@ fn resolve(file: FileConfig) -> Result<Config> {
             problems.push(format!("{name}.absolute must be in [0, 1)"));
         }
     }
+    durations.push(("run.lease".into(), file.run.lease));
+    durations.push(("run.lease_wait".into(), file.run.lease_wait));
+    if file.run.lease < file.interval.saturating_mul(2) {
+        problems
+            .push("run.lease must be at least 2 × interval (it is renewed every tick)".to_owned());
+    }
     if j.deadline < file.interval.saturating_mul(2) {
         problems.push("judge.deadline must be at least 2 × interval".to_owned());
     }
@@ -574,6 +659,7 @@ fn resolve(file: FileConfig) -> Result<Config> {
         kube: file.kube,
         prometheus: file.prometheus,
         judge: file.judge,
+        run: file.run,
         checks,
         triggers,
     })
@@ -593,6 +679,22 @@ mod tests {
         let t = c.trigger("trigger.error_rate").unwrap();
         assert_eq!((t.threshold, t.hold_for), (0.10, Duration::from_secs(120)));
         assert_eq!(c.checks.len(), catalog::CHECKS.len());
+    }
+
+    #[test]
+    fn to_toml_reads_back_to_the_same_configuration() {
+        let mut c = Config::from_toml(
+            "interval = \"2s\"\n[run]\nlease = \"9s\"\n[checks.\"rollout.error_rate\"]\nthreshold = 0.03\nenabled = false\n",
+        )
+        .unwrap();
+        c.judge.deadline = Duration::from_secs(77);
+        c.triggers[0].floor = 0.25;
+        let back = Config::from_toml(&c.to_toml().unwrap()).unwrap();
+        assert_eq!(back, c);
+        assert_eq!(
+            Config::from_toml(&Config::default().to_toml().unwrap()).unwrap(),
+            Config::default()
+        );
     }
 
     #[test]

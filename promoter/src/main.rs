@@ -1,7 +1,12 @@
-//! The `zai-promoter` binary: `check`, `promote`, `rollback`, `watch` against Kubernetes.
+//! The `zai-promoter` binary: `check`, `promote`, `resume`, `approve`, `rollback`, `watch`
+//! against Kubernetes.
 //!
 //! Exit codes: 0 promoted/passed, 2 aborted before promotion (production untouched),
-//! 3 rolled back, 1 could not run (configuration, platform).
+//! 3 rolled back, 4 interrupted and left for a resume (`--on-interrupt leave`), 5 another
+//! promoter holds the run, 1 could not run (configuration, platform).
+//!
+//! SIGINT and SIGTERM stop the run at its next safe point (docs/PROMOTER.md); a second one
+//! exits at once.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -14,14 +19,17 @@ use zai_promoter::ci::{
     ReportLinks, STEP_SUMMARY_ENV, SummaryTarget, summary_targets, write_summary,
 };
 use zai_promoter::config::Config;
+use zai_promoter::notify::{Notifier, Receiver};
+use zai_promoter::platform::RecordWrite;
 use zai_promoter::platform::kube::KubePlatform;
 use zai_promoter::progress::Progress;
 use zai_promoter::report::render_step_summary;
 use zai_promoter::report::step_summary::render_error_summary;
+use zai_promoter::runstate::{Approval, RunRecord, Stage};
 use zai_promoter::signals::SignalSource;
 use zai_promoter::signals::prometheus::PrometheusSource;
 use zai_promoter::signals::scrape::{AlertTiming, ScrapeSource};
-use zai_promoter::{Mode, Platform, Promoter, SystemClock};
+use zai_promoter::{Gate, Interrupt, Mode, OnInterrupt, Platform, Promoter, SystemClock};
 
 /// Automates the zai-proxy canary → production promotion checklist.
 #[derive(Debug, Parser)]
@@ -56,6 +64,19 @@ struct Cli {
     /// Who signs off in report.md (default: $USER).
     #[arg(long, global = true, env = "ZAI_PROMOTER_OPERATOR")]
     operator: Option<String>,
+    /// POST every phase change, action and decision as JSON here (repeatable). Slack webhooks
+    /// (`hooks.slack.com`, or any URL written `slack+https://…`) get `text` + `blocks`.
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        env = "ZAI_PROMOTER_NOTIFY",
+        value_delimiter = ','
+    )]
+    notify: Vec<String>,
+    /// Timeout of one notification POST (3 attempts each).
+    #[arg(long, global = true, value_parser = humantime::parse_duration, default_value = "5s")]
+    notify_timeout: Duration,
     #[command(subcommand)]
     command: Command,
 }
@@ -82,6 +103,26 @@ enum Command {
         /// Push the release tag.
         #[arg(long)]
         push: bool,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Carry on a promotion recorded in the cluster (interrupted, or whose promoter died);
+    /// `promote` does the same when it finds one.
+    Resume {
+        /// Git work tree with the VERSION file (overrides [finalise] repo).
+        #[arg(long, env = "ZAI_PROMOTER_REPO")]
+        repo: Option<PathBuf>,
+        /// Push the release tag.
+        #[arg(long)]
+        push: bool,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Approve the running promotion's before-promotion gate (recorded in the cluster).
+    Approve {
+        /// Recorded as the approver (default: $USER).
+        #[arg(long)]
+        by: Option<String>,
     },
     /// Roll production back to its previous revision now.
     Rollback {
@@ -95,6 +136,42 @@ enum Command {
         #[arg(long, value_parser = humantime::parse_duration, default_value = "1h")]
         duration: Duration,
     },
+}
+
+/// What `promote` and `resume` do on interruption, at the gate, and with a held lease.
+#[derive(Debug, Clone, clap::Args)]
+struct RunArgs {
+    /// On SIGINT/SIGTERM after production's image changed: roll back (exit 3), or leave
+    /// production as it is with the run recorded for `resume` (exit 4). Before the image
+    /// changed an interruption always aborts (exit 2).
+    #[arg(long, value_enum, default_value_t = InterruptArg::Rollback, env = "ZAI_PROMOTER_ON_INTERRUPT")]
+    on_interrupt: InterruptArg,
+    /// Pause after phase 1 until approved (`zai-promoter approve`, or --gate-url).
+    #[arg(long, value_enum)]
+    gate: Option<GateArg>,
+    /// How long the gate waits before aborting (production untouched).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "1h")]
+    gate_timeout: Duration,
+    /// Also approve the gate when this URL answers 2xx to a GET (polled every interval).
+    #[arg(long, value_name = "URL")]
+    gate_url: Option<String>,
+    /// Wait up to this long for another promoter's lease to end (overrides [run] lease_wait).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    lease_wait: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum InterruptArg {
+    /// Roll production back.
+    Rollback,
+    /// Leave production as it is; `resume` carries on.
+    Leave,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum GateArg {
+    /// After phase 1, before the production image is set.
+    BeforePromotion,
 }
 
 #[tokio::main]
@@ -135,6 +212,8 @@ impl Command {
         match self {
             Command::Check => "check",
             Command::Promote { .. } => "promote",
+            Command::Resume { .. } => "resume",
+            Command::Approve { .. } => "approve",
             Command::Rollback { .. } => "rollback",
             Command::Watch { .. } => "watch",
         }
@@ -152,13 +231,31 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
     if let Some(url) = &cli.prometheus_url {
         config.prometheus.url = url.clone();
     }
+    let mut run_args: Option<RunArgs> = None;
     let (mode, push) = match &cli.command {
         Command::Check => (Mode::Check, false),
-        Command::Promote { repo, push } => {
+        Command::Approve { by } => {
+            let by = by
+                .clone()
+                .or_else(|| cli.operator.clone())
+                .or_else(|| std::env::var("USER").ok())
+                .unwrap_or_else(|| "unknown".into());
+            return approve(config, by).await;
+        }
+        Command::Promote { repo, push, run } | Command::Resume { repo, push, run } => {
             if let Some(r) = repo {
                 config.finalise.repo = Some(r.clone());
             }
-            (Mode::Promote, *push)
+            if let Some(w) = run.lease_wait {
+                config.run.lease_wait = w;
+            }
+            run_args = Some(run.clone());
+            let mode = if matches!(cli.command, Command::Resume { .. }) {
+                Mode::Resume
+            } else {
+                Mode::Promote
+            };
+            (mode, *push)
         }
         Command::Rollback { reason } => (
             Mode::Rollback {
@@ -208,16 +305,62 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
     };
 
+    let receivers = cli
+        .notify
+        .iter()
+        .filter(|u| !u.trim().is_empty())
+        .map(|u| Receiver::parse(u.trim()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(anyhow::Error::msg)?;
+    let notifier = (!receivers.is_empty())
+        .then(|| Notifier::new(receivers, cli.notify_timeout))
+        .transpose()
+        .map_err(anyhow::Error::msg)?
+        .map(Arc::new);
+    let interrupt = Interrupt::new();
+    watch_signals(interrupt.clone());
+
     let progress = Arc::new(Progress::new(std::io::stderr().is_terminal()));
     let sink = progress.clone();
+    let notify_sink = notifier.clone();
+    let policy = match run_args.as_ref().map(|r| r.on_interrupt) {
+        Some(InterruptArg::Leave) => OnInterrupt::Leave,
+        _ => OnInterrupt::Rollback,
+    };
+    let gate = run_args.as_ref().and_then(|r| {
+        r.gate.map(|GateArg::BeforePromotion| Gate {
+            timeout: r.gate_timeout,
+            url: r.gate_url.clone(),
+        })
+    });
     let mut promoter = Promoter::new(config, platform, signals, Arc::new(SystemClock))
         .dry_run(cli.dry_run)
         .push(push)
-        .on_event(move |e| sink.show(e));
+        .interrupt(interrupt, policy)
+        .gate(gate)
+        .on_event(move |e| {
+            sink.show(e);
+            if let Some(n) = &notify_sink {
+                n.send(e);
+            }
+        });
     if let Some(who) = &cli.operator {
         promoter = promoter.operator(who.clone());
     }
     let report = promoter.run(mode).await;
+    drop(promoter);
+    if let Some(n) = notifier {
+        // Bounded: every lane gives up after its timeout × attempts.
+        let grace = cli.notify_timeout * zai_promoter::notify::ATTEMPTS + Duration::from_secs(1);
+        match Arc::try_unwrap(n) {
+            Ok(n) => {
+                for line in n.finish(grace).await {
+                    eprintln!("{line}");
+                }
+            }
+            Err(_) => eprintln!("zai-promoter: notifications still in use; not waited for"),
+        }
+    }
     if let Some(dir) = &cli.report_dir {
         report.write_to(dir)?;
         eprintln!("report written to {}", dir.display());
@@ -236,4 +379,85 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         println!("reason: {reason}");
     }
     Ok(report.exit_code())
+}
+
+/// SIGINT/SIGTERM: the first asks the run to stop at its next safe point, a second exits now.
+fn watch_signals(interrupt: Interrupt) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        eprintln!("zai-promoter: cannot install signal handlers; SIGTERM will kill the run");
+        return;
+    };
+    tokio::spawn(async move {
+        let mut seen = 0;
+        loop {
+            let name = tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            };
+            seen += 1;
+            if seen > 1 {
+                eprintln!(
+                    "zai-promoter: second {name}: exiting now (the run record stays for `resume`)"
+                );
+                std::process::exit(130);
+            }
+            eprintln!("zai-promoter: {name}: stopping at the next safe point (again to exit now)");
+            interrupt.trigger(format!("interrupted by {name}"));
+        }
+    });
+}
+
+/// `approve`: records an approval in the run record (precondition: its version).
+async fn approve(config: Config, by: String) -> anyhow::Result<i32> {
+    let platform = KubePlatform::connect(config.kube.clone())
+        .await
+        .context("cannot reach Kubernetes")?;
+    for _ in 0..10 {
+        let slot = platform.read_record().await?;
+        let Some(text) = slot.text else {
+            anyhow::bail!("no promotion is recorded in the cluster: nothing to approve");
+        };
+        let mut record = RunRecord::parse(&text).map_err(anyhow::Error::msg)?;
+        if record.stage > Stage::Gate {
+            anyhow::bail!(
+                "run {} is at stage {}: past the gate, nothing to approve",
+                record.run_id,
+                record.stage.as_str()
+            );
+        }
+        if let Some(a) = &record.approval {
+            println!(
+                "run {} was already approved by {} at {}",
+                record.run_id,
+                a.by,
+                a.at.to_rfc3339()
+            );
+            return Ok(0);
+        }
+        let now = chrono::Utc::now();
+        record.approval = Some(Approval {
+            by: by.clone(),
+            at: now,
+        });
+        record.note(now, format!("gate approved by {by}"));
+        match platform
+            .write_record(Some(&record.to_text()), &slot.version)
+            .await?
+        {
+            RecordWrite::Written(_) => {
+                println!(
+                    "approved run {} (stage {}) as {by}",
+                    record.run_id,
+                    record.stage.as_str()
+                );
+                return Ok(0);
+            }
+            RecordWrite::Conflict => continue,
+        }
+    }
+    anyhow::bail!("the run record kept changing; try again")
 }

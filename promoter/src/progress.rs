@@ -59,6 +59,9 @@ impl Progress {
             Event::Action { at, message } => {
                 vec![format!("-> {} {message}", at.format("%H:%M:%S"))]
             }
+            Event::Run { run_id, at, note } => {
+                vec![format!("-> {} run {run_id}: {note}", at.format("%H:%M:%S"))]
+            }
             Event::Finished { outcome, verdict } => {
                 vec![format!("== {}: {verdict}", outcome.as_str())]
             }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use common::{at, http, pod};
-use zai_promoter::platform::{LogLine, PodInfo, RolloutStatus};
+use zai_promoter::platform::{LogLine, PodInfo, RecordSlot, RecordWrite, RolloutStatus};
 use zai_promoter::signals::scrape::{
     AlertTiming, ScrapeSource, ScrapeStore, canary_alert_conditions, parse_exposition,
 };
@@ -267,6 +267,12 @@ impl Platform for UrlPlatform {
     }
     async fn logs_since(&self, _: Variant, _: DateTime<Utc>) -> Result<Vec<LogLine>> {
         Ok(Vec::new())
+    }
+    async fn read_record(&self) -> Result<RecordSlot> {
+        Err(Error::platform("url", "read record", "n/a"))
+    }
+    async fn write_record(&self, _: Option<&str>, _: &str) -> Result<RecordWrite> {
+        Err(Error::platform("url", "write record", "n/a"))
     }
 }
 

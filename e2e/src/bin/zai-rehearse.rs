@@ -19,7 +19,7 @@ use zai_e2e::rehearsal::suite::{PlatformKind, runtime_choice};
 use zai_e2e::rehearsal::summary::{Summary, table};
 use zai_e2e::rehearsal::{
     DEFAULT_SEED, DEFAULT_TIME_SCALE, RunOptions, Scenario, ScenarioResult, ScenarioSeeds,
-    SignalsChoice, TimeScale, builtin, parse_scenario_file, run_scenario_then,
+    SignalsChoice, TimeScale, builtin, interruptions, parse_scenario_file, run_scenario_then,
 };
 use zai_promoter::ci::{
     ReportLinks, STEP_SUMMARY_ENV, SummaryTarget, could_not_run, summary_targets, write_summary,
@@ -48,7 +48,8 @@ struct Args {
     /// Where the proxies run.
     #[arg(long, value_enum, default_value_t = PlatformArg::Local, env = "ZAI_REHEARSE_PLATFORM")]
     platform: PlatformArg,
-    /// A built-in scenario name, or `all` (repeatable; default all).
+    /// A built-in scenario name, `all` (the default), or `interruptions` (the promoter binary
+    /// stopped/killed during the rollout and run again; not part of `all`). Repeatable.
     #[arg(long = "scenario", value_name = "NAME")]
     scenarios: Vec<String>,
     /// Custom scenarios from a TOML file (`[[scenario]]` tables).
@@ -132,15 +133,18 @@ fn select(args: &Args) -> anyhow::Result<Selection> {
     } else {
         args.scenarios.iter().map(String::as_str).collect()
     };
+    let extra = interruptions();
     for name in names {
         if name == "all" {
             chosen.extend(all.iter().cloned());
-        } else if let Some(s) = all.iter().find(|s| s.name == name) {
+        } else if name == "interruptions" {
+            chosen.extend(extra.iter().cloned());
+        } else if let Some(s) = all.iter().chain(&extra).find(|s| s.name == name) {
             chosen.push(s.clone());
         } else if custom.iter().any(|s| s.name == name) {
             // Added below, in the file's order.
         } else {
-            let known: Vec<&str> = all.iter().map(|s| s.name.as_str()).collect();
+            let known: Vec<&str> = all.iter().chain(&extra).map(|s| s.name.as_str()).collect();
             bail!("unknown scenario {name:?}; built-in: {}", known.join(", "));
         }
     }

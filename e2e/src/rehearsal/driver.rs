@@ -17,6 +17,7 @@ use zai_promoter::{
     WorkerStats,
 };
 
+use super::interrupt;
 use super::prometheus::{NAMESPACE, PrometheusServer};
 use super::scenario::{ExpectedOutcome, NEW_VERSION, OLD_VERSION, Scenario};
 use super::seeds::ScenarioSeeds;
@@ -277,6 +278,13 @@ async fn drive(
         }
     };
     let name = scenario.name.clone();
+    // An interruption scenario runs the promoter binary with the same configuration.
+    let mut binary_config = config.clone();
+    binary_config.prometheus.selector = format!("namespace=\"{NAMESPACE}\"");
+    let binary_signals = match &prometheus {
+        Some(p) => vec!["--prometheus-url".to_owned(), p.url().to_owned()],
+        None => vec!["--signals".to_owned(), "scrape".to_owned()],
+    };
     let mut promoter = Promoter::new(
         config,
         Arc::clone(&stack.platform) as Arc<dyn Platform>,
@@ -294,15 +302,36 @@ async fn drive(
     let fake_old = &stack.fake_old;
     let fake_new = &stack.fake_new;
     let live = handle.live();
-    let run = promoter.run(Mode::Promote);
+    let runs_dir = options
+        .report_dir
+        .join(&scenario.name)
+        .join("promoter-runs");
+    let repo = stack.repo_path();
+    let run = async {
+        match &scenario.interrupt {
+            None => Ok((promoter.run(Mode::Promote).await, Vec::new(), Vec::new())),
+            Some(plan) => interrupt::run(
+                plan,
+                &binary_config,
+                &stack.cluster,
+                &stack.kubeconfig,
+                &repo,
+                &runs_dir,
+                binary_signals,
+                seeds.scenario,
+            )
+            .await
+            .map(|i| (i.report, i.problems, i.runs)),
+        }
+    };
     tokio::pin!(run);
     // Requests to the canary service after the canary was deliberately scaled to 0 (cleanup)
     // find no endpoint; they are the workers' stale configuration, not a loss of the
     // promotion, and are excluded from the totals.
     let mut canary_gone_at: Option<crate::workers::Snapshot> = None;
-    let report: Report = loop {
+    let outcome: Result<(Report, Vec<String>, Vec<String>), Error> = loop {
         tokio::select! {
-            report = &mut run => break report,
+            outcome = &mut run => break outcome,
             event = events.recv() => match event {
                 Ok(PlatformEvent::SetImage { variant: Variant::Production, image }) if image.ends_with(NEW_VERSION) => {
                     let _ = fake_old.set_faults(rollout_faults.0.clone());
@@ -314,12 +343,23 @@ async fn drive(
                 }
                 Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => {
-                    let report = (&mut run).await;
-                    break report;
+                    break (&mut run).await;
                 }
             }
         }
     };
+
+    let (report, interrupt_problems, promoter_runs) = match outcome {
+        Ok(r) => r,
+        Err(e) => {
+            handle.stop();
+            let _ = handle.join().await;
+            return Err(e);
+        }
+    };
+    for line in &promoter_runs {
+        tracing::info!(scenario = %scenario.name, "{line}");
+    }
 
     // Events sent in the promoter's last poll (e.g. the cleanup's scale-down).
     while let Ok(event) = events.try_recv() {
@@ -372,6 +412,17 @@ async fn drive(
     if scenario.expect.outcome == ExpectedOutcome::Promoted {
         problems.extend(check_release_repo(&stack.repo_path()));
     }
+    if scenario.interrupt.is_some() {
+        problems.extend(interrupt_problems);
+        // A healthy canary: nothing is lost whatever happens to the promoter.
+        if totals.lost > 0 {
+            problems.push(format!(
+                "{} worker requests lost around an interrupted promoter",
+                totals.lost
+            ));
+        }
+        problems.extend(production_settled(stack).await);
+    }
     let decision_seconds = (report.decided_at - report.started_at)
         .to_std()
         .unwrap_or(Duration::ZERO)
@@ -393,6 +444,32 @@ async fn drive(
         wall_seconds: 0.0,
         seeds: *seeds,
     })
+}
+
+/// Production on one version, every pod Ready, the rollout complete.
+async fn production_settled(stack: &Stack) -> Vec<String> {
+    let mut problems = Vec::new();
+    let pods = stack
+        .platform
+        .list_pods(Variant::Production)
+        .await
+        .unwrap_or_default();
+    let images: std::collections::BTreeSet<&str> = pods.iter().map(|p| p.image.as_str()).collect();
+    if images.len() != 1 {
+        problems.push(format!(
+            "production pods run {images:?}, expected one version"
+        ));
+    }
+    if pods.is_empty() || pods.iter().any(|p| !p.ready) {
+        let ready = pods.iter().filter(|p| p.ready).count();
+        problems.push(format!("{ready} of {} production pods Ready", pods.len()));
+    }
+    match stack.platform.rollout_status(Variant::Production).await {
+        Ok(s) if s.complete => {}
+        Ok(s) => problems.push(format!("production rollout not complete: {}", s.message)),
+        Err(e) => problems.push(format!("production rollout status: {e}")),
+    }
+    problems
 }
 
 /// Failed checks and fired triggers, in report order.

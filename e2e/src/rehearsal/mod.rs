@@ -7,6 +7,7 @@
 //! `zai-rehearse` is the command; docs/REHEARSALS.md the guide.
 
 pub mod driver;
+pub mod interrupt;
 pub mod junit;
 pub mod manifests;
 pub mod prometheus;
@@ -22,7 +23,7 @@ pub mod timing;
 pub use driver::{
     RunOptions, ScenarioResult, SignalsChoice, WorkerTotals, run_scenario, run_scenario_then,
 };
-pub use scenario::{Scenario, builtin, inversion_disables, parse_scenario_file};
+pub use scenario::{Scenario, builtin, interruptions, inversion_disables, parse_scenario_file};
 pub use seeds::{DEFAULT_SEED, ScenarioSeeds};
 pub use stack::RuntimeChoice;
 pub use timing::{DEFAULT_TIME_SCALE, TimeScale};

@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use super::interrupt::{InterruptPlan, KillSignal};
+
 use crate::fake::Faults;
 
 /// The versions every scenario promotes between.
@@ -156,6 +158,9 @@ pub struct Scenario {
     /// verdict needs requests, not minutes: scenarios whose canary needs more requests to be
     /// vouched for (shared noise) get longer.
     pub judge_deadline_secs: Option<u64>,
+    /// Run the `zai-promoter` binary and interrupt it during the rollout (then run it again
+    /// as a retried CI job would); `None`: the promoter runs in the rehearsal's process.
+    pub interrupt: Option<InterruptPlan>,
 }
 
 impl Default for Scenario {
@@ -178,6 +183,7 @@ impl Default for Scenario {
             load: Load::default(),
             disable: Vec::new(),
             judge_deadline_secs: None,
+            interrupt: None,
         }
     }
 }
@@ -254,6 +260,51 @@ fn steady(ms: u64, jitter: u64) -> FaultPlan {
         old: phase.clone(),
         new: phase,
     }
+}
+
+/// The interruption scenarios (`zai-rehearse --scenario interruptions`): a healthy canary,
+/// the promoter binary stopped or killed at a seeded point of the rollout and run again.
+/// Not part of `all` (each runs the promoter twice).
+pub fn interruptions() -> Vec<Scenario> {
+    let base = Scenario {
+        faults: steady(80, 20),
+        ..Scenario::default()
+    };
+    vec![
+        Scenario {
+            name: "interrupted-kill".into(),
+            description: "two promoters start together (one must refuse); the acting one is killed with SIGKILL during the rollout and a retried job takes the run over once its lease expired".into(),
+            expect: expect(ExpectedOutcome::Promoted, &[]),
+            interrupt: Some(InterruptPlan {
+                signal: KillSignal::Kill,
+                leave: false,
+                concurrent: true,
+            }),
+            ..base.clone()
+        },
+        Scenario {
+            name: "interrupted-leave".into(),
+            description: "SIGTERM during the rollout with --on-interrupt leave (exit 4); `resume` carries the run on".into(),
+            expect: expect(ExpectedOutcome::Promoted, &[]),
+            interrupt: Some(InterruptPlan {
+                signal: KillSignal::Term,
+                leave: true,
+                concurrent: false,
+            }),
+            ..base.clone()
+        },
+        Scenario {
+            name: "interrupted-term".into(),
+            description: "SIGTERM during the rollout with the default --on-interrupt rollback: rolled back (exit 3)".into(),
+            expect: expect(ExpectedOutcome::RolledBack, &[]),
+            interrupt: Some(InterruptPlan {
+                signal: KillSignal::Term,
+                leave: false,
+                concurrent: false,
+            }),
+            ..base
+        },
+    ]
 }
 
 /// The built-in scenarios, in the order they run.

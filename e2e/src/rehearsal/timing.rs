@@ -69,6 +69,8 @@ impl TimeScale {
             .scale(config.rollback_timeout)
             .max(Duration::from_secs(30));
         config.http_timeout = Duration::from_secs(2);
+        // Renewed every tick: a killed promoter's run is taken over a few ticks later.
+        config.run.lease = self.scale(config.run.lease);
         // Fewer requests fit in a compressed window; keep the guard meaningful.
         config.min_requests = REHEARSAL_MIN_REQUESTS;
         // Evidence is counted in requests, not minutes: compressing the judge's deadline as

@@ -7,6 +7,9 @@
 //! * rollout status: from the Deployment's status and conditions, like `kubectl rollout status`;
 //! * undo: like `kubectl rollout undo` — the ReplicaSet with the highest revision below the
 //!   current one supplies the template (minus `pod-template-hash`);
+//! * run record: the annotation `zai-promoter.io/run` on the production Deployment, written
+//!   with a merge patch that names the `resourceVersion` read (409 Conflict if anyone wrote
+//!   in between);
 //! * crash loops: the engine reads container `restartCount` and `CrashLoopBackOff` waiting
 //!   reasons from the pods, never the progress deadline.
 //!
@@ -29,7 +32,9 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use serde_json::json;
 
-use super::{HttpReply, LogLine, Platform, PodInfo, RolloutStatus, Variant};
+use super::{
+    HttpReply, LogLine, Platform, PodInfo, RecordSlot, RecordWrite, RolloutStatus, Variant,
+};
 use crate::config::KubeSettings;
 use crate::error::{Error, Result};
 
@@ -463,6 +468,41 @@ impl Platform for KubePlatform {
             }));
         }
         Ok(out)
+    }
+
+    async fn read_record(&self) -> Result<RecordSlot> {
+        let d = self.deployment(Variant::Production).await?;
+        Ok(RecordSlot {
+            text: d
+                .metadata
+                .annotations
+                .and_then(|mut a| a.remove(crate::runstate::ANNOTATION)),
+            version: d.metadata.resource_version.unwrap_or_default(),
+        })
+    }
+
+    async fn write_record(&self, text: Option<&str>, version: &str) -> Result<RecordWrite> {
+        // A merge patch naming the resourceVersion is applied only if the object is still at
+        // that version; otherwise the API server answers 409 Conflict.
+        let patch = json!({ "metadata": {
+            "resourceVersion": version,
+            "annotations": { crate::runstate::ANNOTATION: text },
+        } });
+        let name = self.name_of(Variant::Production);
+        match self
+            .deployments()
+            .patch(name, &patch_params(), &Patch::Merge(patch))
+            .await
+        {
+            Ok(d) => Ok(RecordWrite::Written(
+                d.metadata.resource_version.unwrap_or_default(),
+            )),
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(RecordWrite::Conflict),
+            Err(e) => Err(err(
+                &format!("write the run record on deployment/{name}"),
+                e,
+            )),
+        }
     }
 
     async fn pod_get(&self, pod: &PodInfo, path: &str, timeout: Duration) -> Result<HttpReply> {

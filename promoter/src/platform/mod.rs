@@ -2,7 +2,8 @@
 //!
 //! The [`Platform`] trait holds exactly what the checklist needs: list pods (ready, restarts,
 //! waiting reason, version, image), read and set the image, rollout status, undo to the previous
-//! revision, scale, and logs since a time. `kube` implements it for Kubernetes; the e2e crate
+//! revision, scale, logs since a time, and a slot for the run record (read, and written only
+//! if nobody wrote in between). `kube` implements it for Kubernetes; the e2e crate
 //! adds local-process and Docker platforms. Implementations are used as `Arc<dyn Platform>`.
 
 pub mod kube;
@@ -117,6 +118,25 @@ pub struct HttpReply {
     pub body: String,
 }
 
+/// Where the run record ([`crate::runstate`]) is kept: its text (`None`: no record) and the
+/// version a write must name (the object's `resourceVersion` on Kubernetes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordSlot {
+    /// The stored record, if any.
+    pub text: Option<String>,
+    /// The version to write against.
+    pub version: String,
+}
+
+/// The result of a conditional write of the run record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordWrite {
+    /// Written; the slot's new version.
+    Written(String),
+    /// Somebody wrote in between (409 Conflict): read again.
+    Conflict,
+}
+
 /// The operations the checklist needs from wherever the proxy runs.
 ///
 /// Every method is a single step; waiting and retrying are the engine's job. Implementations
@@ -154,6 +174,12 @@ pub trait Platform: Send + Sync {
 
     /// Log lines of the deployment's pods written at or after `since`.
     async fn logs_since(&self, variant: Variant, since: DateTime<Utc>) -> Result<Vec<LogLine>>;
+
+    /// Reads the run record's slot (kept with the production deployment).
+    async fn read_record(&self) -> Result<RecordSlot>;
+
+    /// Writes (`Some`) or removes (`None`) the run record if the slot is still at `version`.
+    async fn write_record(&self, text: Option<&str>, version: &str) -> Result<RecordWrite>;
 
     /// `GET path` on one pod. The default uses the pod's `base_url`; platforms whose pods have no
     /// reachable URL (kube) override it, e.g. through the API server's pod proxy.

@@ -38,6 +38,11 @@ pub enum Outcome {
     Error,
     /// `--dry-run`: nothing changed; see `verdict`.
     DryRun,
+    /// Stopped by a signal with `--on-interrupt leave`: the run is recorded in the cluster
+    /// and production left as it was; `promote` or `resume` carries it on.
+    Interrupted,
+    /// Another promoter holds the run (its lease is live), or took it over: nothing done.
+    Busy,
 }
 
 impl Outcome {
@@ -50,6 +55,8 @@ impl Outcome {
             Outcome::RolledBack => "rolled_back",
             Outcome::Error => "error",
             Outcome::DryRun => "dry_run",
+            Outcome::Interrupted => "interrupted",
+            Outcome::Busy => "busy",
         }
     }
 }
@@ -272,6 +279,8 @@ impl Report {
             Outcome::Aborted => 2,
             Outcome::RolledBack => 3,
             Outcome::Error => 1,
+            Outcome::Interrupted => 4,
+            Outcome::Busy => 5,
             Outcome::DryRun => {
                 if self.verdict.starts_with("would roll back") {
                     3

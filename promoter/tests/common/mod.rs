@@ -12,7 +12,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
 use zai_promoter::engine::Snapshot;
-use zai_promoter::platform::{HttpReply, LogLine, PodInfo, RolloutStatus, Variant};
+use zai_promoter::platform::{
+    HttpReply, LogLine, PodInfo, RecordSlot, RecordWrite, RolloutStatus, Variant,
+};
 use zai_promoter::signals::{Alert, Measurement, Reading, Signal, SignalQuery, SignalSource};
 use zai_promoter::{Error, Platform, Result};
 
@@ -166,6 +168,10 @@ pub struct FakePlatform {
     pub metrics_urls: Arc<Mutex<HashMap<Variant, String>>>,
     /// `scale` answers Ok but changes nothing (a controller that ignores it).
     pub scale_ignored: Arc<Mutex<bool>>,
+    /// The run record and its version (bumped by every write, as a resourceVersion).
+    pub record: Arc<Mutex<(Option<String>, u64)>>,
+    /// Another writer's record, stored right after the next read returned (a lost race).
+    pub record_race: Arc<Mutex<Option<String>>>,
 }
 
 impl FakePlatform {
@@ -196,7 +202,15 @@ impl FakePlatform {
             on_set_image: Arc::new(Mutex::new(None)),
             metrics_urls: Arc::new(Mutex::new(HashMap::new())),
             scale_ignored: Arc::new(Mutex::new(false)),
+            record: Arc::new(Mutex::new((None, 1))),
+            record_race: Arc::new(Mutex::new(None)),
         }
+    }
+
+    /// The stored run record, parsed.
+    pub fn run_record(&self) -> Option<zai_promoter::runstate::RunRecord> {
+        let text = self.record.lock().unwrap().0.clone()?;
+        Some(zai_promoter::runstate::RunRecord::parse(&text).expect("stored record parses"))
     }
 
     pub fn calls(&self) -> Vec<String> {
@@ -318,6 +332,29 @@ impl Platform for FakePlatform {
 
     async fn replicas(&self, variant: Variant) -> Result<u32> {
         Ok(self.state.lock().unwrap()[&variant].replicas)
+    }
+
+    async fn read_record(&self) -> Result<RecordSlot> {
+        let mut r = self.record.lock().unwrap();
+        let slot = RecordSlot {
+            text: r.0.clone(),
+            version: r.1.to_string(),
+        };
+        if let Some(other) = self.record_race.lock().unwrap().take() {
+            r.0 = Some(other);
+            r.1 += 1;
+        }
+        Ok(slot)
+    }
+
+    async fn write_record(&self, text: Option<&str>, version: &str) -> Result<RecordWrite> {
+        let mut r = self.record.lock().unwrap();
+        if r.1.to_string() != version {
+            return Ok(RecordWrite::Conflict);
+        }
+        r.0 = text.map(str::to_owned);
+        r.1 += 1;
+        Ok(RecordWrite::Written(r.1.to_string()))
     }
 
     async fn logs_since(&self, variant: Variant, _since: DateTime<Utc>) -> Result<Vec<LogLine>> {

@@ -13,8 +13,12 @@
 //! # }
 //! ```
 
+mod interrupt;
+mod record;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -31,8 +35,12 @@ use crate::platform::{Platform, Variant, image_tag, stable_version, with_tag};
 use crate::report::{
     ActionRecord, CheckReport, Outcome, PhaseReport, Report, RollbackReport, SignOff, TriggerReport,
 };
+use crate::runstate::{ResumeAt, Stage};
 use crate::signals::{SignalQuery, SignalSource};
 use crate::workers::WorkerSignals;
+
+pub use self::interrupt::{Interrupt, OnInterrupt};
+use self::record::{Claimed, Held, Stop};
 
 /// What to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +49,8 @@ pub enum Mode {
     Check,
     /// All phases.
     Promote,
+    /// Carry on a run recorded in the cluster (an error if there is none to carry on).
+    Resume,
     /// Roll production back now.
     Rollback {
         /// Recorded in the report.
@@ -58,6 +68,7 @@ impl Mode {
         match self {
             Mode::Check => "check",
             Mode::Promote => "promote",
+            Mode::Resume => "resume",
             Mode::Rollback { .. } => "rollback",
             Mode::Watch { .. } => "watch",
         }
@@ -98,6 +109,15 @@ pub enum Event {
         /// What.
         message: String,
     },
+    /// The run was claimed in the cluster: a new run, or one taken over.
+    Run {
+        /// The run's id (kept across resumes).
+        run_id: String,
+        /// When.
+        at: DateTime<Utc>,
+        /// `run started`, or whose run was taken over at which stage.
+        note: String,
+    },
     /// The run ended.
     Finished {
         /// Outcome.
@@ -123,6 +143,24 @@ pub struct Promoter {
     operator: String,
     host: String,
     state: RunState,
+    interrupt: Interrupt,
+    on_interrupt: OnInterrupt,
+    gate: Option<Gate>,
+    run_id: String,
+    holder: String,
+    held: Option<Held>,
+    lost: Option<String>,
+    from_image: Option<String>,
+}
+
+/// The manual gate after phase 1 (`--gate before-promotion`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gate {
+    /// Approval must come within this, else the run is aborted (production untouched).
+    pub timeout: Duration,
+    /// A URL that approves by answering 2xx to a GET (polled every tick), besides
+    /// `zai-promoter approve`.
+    pub url: Option<String>,
 }
 
 #[derive(Default)]
@@ -173,7 +211,28 @@ impl Promoter {
             operator: std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
             host: hostname(),
             state: RunState::default(),
+            interrupt: Interrupt::new(),
+            on_interrupt: OnInterrupt::default(),
+            gate: None,
+            run_id: String::new(),
+            holder: String::new(),
+            held: None,
+            lost: None,
+            from_image: None,
         }
+    }
+
+    /// Stops at the next safe point once `interrupt` is triggered (see [`OnInterrupt`]).
+    pub fn interrupt(mut self, interrupt: Interrupt, policy: OnInterrupt) -> Self {
+        self.interrupt = interrupt;
+        self.on_interrupt = policy;
+        self
+    }
+
+    /// Pauses after phase 1 until approved (`zai-promoter approve`, or the gate URL).
+    pub fn gate(mut self, gate: Option<Gate>) -> Self {
+        self.gate = gate;
+        self
     }
 
     /// Attaches a worker-statistics feed (rehearsals); without it, worker checks use the
@@ -241,18 +300,24 @@ impl Promoter {
             ..RunState::default()
         };
         self.state.ctx.dry_run = self.dry_run;
+        self.held = None;
+        self.lost = None;
+        self.from_image = None;
+        self.run_id = new_run_id(self.clock.now());
+        self.holder = format!("{}/{}/{}", self.host, std::process::id(), self.run_id);
         let end = match &mode {
             Mode::Check => {
                 self.state.phases_in_report = vec![Phase::Pre];
                 self.run_check().await
             }
-            Mode::Promote => {
+            Mode::Promote | Mode::Resume => {
                 self.state.phases_in_report = Phase::ALL.to_vec();
-                self.run_promote().await
+                self.run_promote(mode == Mode::Resume).await
             }
             Mode::Rollback { reason } => self.run_rollback(reason.clone()).await,
             Mode::Watch { duration } => self.run_watch(*duration).await,
         };
+        self.release(&end).await;
         let report = self.build_report(&mode, end);
         self.emit(Event::Finished {
             outcome: report.outcome,
@@ -274,6 +339,7 @@ impl Promoter {
             .image(Variant::Test)
             .await
             .map_err(|e| e.to_string())?;
+        self.from_image = Some(prod.clone());
         let ctx = &mut self.state.ctx;
         ctx.from_version = image_tag(&prod).map(str::to_owned);
         if let Some(tag) = image_tag(&canary) {
@@ -312,11 +378,25 @@ impl Promoter {
         }
     }
 
-    async fn run_promote(&mut self) -> End {
+    async fn run_promote(&mut self, must_resume: bool) -> End {
         if let Err(e) = self.resolve_versions().await {
             return End::new(Outcome::Error, "could not read the deployments", Some(e));
         }
-        if let Some(plan) = self.finalise_plan()
+        let resumed = if self.dry_run {
+            None
+        } else {
+            match self.claim_run(must_resume).await {
+                Err(end) => return end,
+                Ok(Claimed::Fresh) => None,
+                Ok(Claimed::Resumed(record)) => Some(record),
+            }
+        };
+        let from = match &resumed {
+            None => None,
+            Some(record) => Some(self.restore(record).await),
+        };
+        if from.is_none()
+            && let Some(plan) = self.finalise_plan()
             && let Err(e) = finalise::preflight(&plan).await
         {
             return End::new(
@@ -325,22 +405,51 @@ impl Promoter {
                 Some(e.to_string()),
             );
         }
-        // Phase 1.
-        match self.run_phase(Phase::Pre).await {
-            Decision::Passed => {}
-            Decision::Abort { reason } | Decision::Rollback { reason, .. } => {
-                return self.aborted_before(reason);
+        if let Some(ResumeAt::RollBack { undo }) = from {
+            return self
+                .roll_back_with("resuming an interrupted rollback".into(), undo)
+                .await;
+        }
+        let from = from.unwrap_or(ResumeAt::Exec);
+        let fresh = resumed.is_none();
+        if fresh {
+            // Phase 1.
+            match self.run_phase(Phase::Pre).await {
+                Decision::Passed => {}
+                Decision::Abort { reason } | Decision::Rollback { reason, .. } => {
+                    return self.aborted_before(reason);
+                }
+                Decision::Hold { .. } => return self.stopped_end(Phase::Pre).await,
             }
-            Decision::Hold { .. } => {
-                return End::new(Outcome::Error, "phase 1 did not finish", None);
+            if let Err(end) = self.wait_gate().await {
+                return end;
+            }
+            // The last safe point before production changes.
+            if self.stopped().is_err() {
+                return self.stopped_end(Phase::Pre).await;
             }
         }
         // Phase 2.
-        if let Err(end) = self.execute().await {
-            return end;
+        if from == ResumeAt::Exec {
+            self.set_stage(Stage::Exec, "phase 1 passed: setting the production image")
+                .await;
+            if let Err(end) = self.execute().await {
+                return end;
+            }
         }
         // Phases 3 and 4.
-        for phase in [Phase::Rollout, Phase::Post] {
+        for (phase, stage, at) in [
+            (Phase::Rollout, Stage::Rollout, ResumeAt::Rollout),
+            (Phase::Post, Stage::Post, ResumeAt::Post),
+        ] {
+            if rank(from) > rank(at) {
+                continue;
+            }
+            self.set_stage(stage, format!("{} started", phase.title()))
+                .await;
+            if self.stopped().is_err() {
+                return self.stopped_end(phase).await;
+            }
             match self.run_phase(phase).await {
                 Decision::Passed => {}
                 Decision::Rollback { reason, .. } => return self.roll_back(reason).await,
@@ -358,12 +467,12 @@ impl Promoter {
                         Some(reason),
                     );
                 }
-                Decision::Hold { .. } => {
-                    return End::new(Outcome::Error, "phase did not finish", None);
-                }
+                Decision::Hold { .. } => return self.stopped_end(phase).await,
             }
         }
         // Phase 5 and cleanup.
+        self.set_stage(Stage::Final, "verification passed: finalising")
+            .await;
         self.finalise().await;
         self.cleanup().await;
         let (from, to) = (
@@ -404,6 +513,150 @@ impl Promoter {
         .collect();
         let reason = (!problems.is_empty()).then(|| problems.join("; "));
         End::new(Outcome::Promoted, format!("promoted {from} → {to}"), reason)
+    }
+
+    /// Takes a recorded run's facts over and says where it carries on.
+    async fn restore(&mut self, record: &crate::runstate::RunRecord) -> ResumeAt {
+        let ctx = &mut self.state.ctx;
+        ctx.from_version = record.from_version.clone();
+        ctx.to_version = record.to_version.clone().or(ctx.to_version.take());
+        ctx.target_image = record.target_image.clone().or(ctx.target_image.take());
+        ctx.baseline = record.baseline.clone();
+        ctx.rollout_started = record.rollout_started;
+        self.from_image = record.from_image.clone();
+        self.state.started_at = record.started_at;
+        for d in &record.decisions {
+            self.state.actions.push(ActionRecord {
+                at: d.at,
+                message: format!("(recorded) {}", d.message),
+            });
+        }
+        let production = self
+            .platform
+            .image(Variant::Production)
+            .await
+            .unwrap_or_default();
+        let at = crate::runstate::resume_point(record, &production);
+        let phases: &[Phase] = match at {
+            ResumeAt::Exec => &[
+                Phase::Exec,
+                Phase::Rollout,
+                Phase::Post,
+                Phase::Final,
+                Phase::Cleanup,
+            ],
+            ResumeAt::Rollout => &[Phase::Rollout, Phase::Post, Phase::Final, Phase::Cleanup],
+            ResumeAt::Post => &[Phase::Post, Phase::Final, Phase::Cleanup],
+            ResumeAt::Final | ResumeAt::Watch => &[Phase::Final, Phase::Cleanup],
+            ResumeAt::RollBack { .. } => &[],
+        };
+        self.state.phases_in_report = phases.to_vec();
+        self.action(format!(
+            "resumed run {} (taken over {} time(s)) at stage {}; production runs {production}",
+            record.run_id,
+            record.resumes + 1,
+            record.stage.as_str()
+        ));
+        at
+    }
+
+    /// The end of a run whose phase stopped without a decision: interrupted, or taken over.
+    async fn stopped_end(&mut self, phase: Phase) -> End {
+        match self.stopped() {
+            Ok(()) => End::new(Outcome::Error, "phase did not finish", None),
+            Err(Stop::Lost(holder)) => End::new(
+                Outcome::Busy,
+                "another promoter took this run over; stopped without acting",
+                Some(format!("the run is now held by {holder}")),
+            ),
+            Err(Stop::Interrupted(why)) if phase == Phase::Pre || self.dry_run => End::new(
+                Outcome::Aborted,
+                "interrupted before the image changed; production untouched",
+                Some(why),
+            ),
+            Err(Stop::Interrupted(why)) => match self.on_interrupt {
+                OnInterrupt::Rollback => {
+                    self.roll_back(format!(
+                        "{why} during {} (--on-interrupt rollback)",
+                        phase.title()
+                    ))
+                    .await
+                }
+                OnInterrupt::Leave => End::new(
+                    Outcome::Interrupted,
+                    format!(
+                        "interrupted during {}; production left as it is and the run recorded: `zai-promoter resume` carries it on",
+                        phase.title()
+                    ),
+                    Some(why),
+                ),
+            },
+        }
+    }
+
+    /// The `before-promotion` gate: waits for an approval (recorded by `zai-promoter
+    /// approve`, or the gate URL answering 2xx) until its timeout.
+    async fn wait_gate(&mut self) -> Result<(), End> {
+        let Some(gate) = self.gate.clone() else {
+            return Ok(());
+        };
+        if self.dry_run {
+            self.action("dry run: would wait at the before-promotion gate".into());
+            return Ok(());
+        }
+        let started = self.clock.now();
+        self.set_stage(Stage::Gate, "phase 1 passed: waiting for approval")
+            .await;
+        self.action(format!(
+            "waiting at the before-promotion gate for up to {} (zai-promoter approve{})",
+            human(gate.timeout),
+            if gate.url.is_some() {
+                ", or the gate URL"
+            } else {
+                ""
+            }
+        ));
+        loop {
+            if let Some(a) = self.held.as_ref().and_then(|h| h.record.approval.clone()) {
+                self.action(format!(
+                    "gate approved by {} at {}",
+                    a.by,
+                    a.at.to_rfc3339()
+                ));
+                return Ok(());
+            }
+            if let Some(url) = &gate.url {
+                match crate::platform::http_get(url, self.config.http_timeout).await {
+                    Ok(r) if (200..300).contains(&r.status) => {
+                        self.action(format!("gate approved: {url} answered {}", r.status));
+                        return Ok(());
+                    }
+                    Ok(r) => tracing::info!(status = r.status, "gate URL: not approved yet"),
+                    Err(e) => tracing::info!(error = %e, "gate URL: no answer"),
+                }
+            }
+            let waited = (self.clock.now() - started)
+                .to_std()
+                .unwrap_or(Duration::ZERO);
+            if waited >= gate.timeout {
+                return Err(End::new(
+                    Outcome::Aborted,
+                    "aborted at the before-promotion gate: not approved in time; production untouched",
+                    Some(format!("no approval within {}", human(gate.timeout))),
+                ));
+            }
+            let step = self.config.interval.min(gate.timeout - waited);
+            if let Err(stop) = self.pause(step).await {
+                let why = match stop {
+                    Stop::Interrupted(w) | Stop::Lost(w) => w,
+                };
+                return Err(End::new(
+                    Outcome::Aborted,
+                    "interrupted at the before-promotion gate; production untouched",
+                    Some(why),
+                ));
+            }
+        }
     }
 
     fn aborted_before(&self, reason: String) -> End {
@@ -496,7 +749,19 @@ impl Promoter {
                     None,
                 );
             }
-            self.clock.sleep(self.config.interval).await;
+            if let Err(stop) = self.pause(self.config.interval).await {
+                let why = match stop {
+                    Stop::Interrupted(w) | Stop::Lost(w) => w,
+                };
+                return End::new(
+                    Outcome::Interrupted,
+                    format!(
+                        "watch interrupted after {}; nothing had fired",
+                        human(watched)
+                    ),
+                    Some(why),
+                );
+            }
         }
     }
 
@@ -557,7 +822,11 @@ impl Promoter {
                 time_left,
             });
             match decision {
-                Decision::Hold { .. } => self.clock.sleep(self.config.interval).await,
+                Decision::Hold { waiting } => {
+                    if self.pause(self.config.interval).await.is_err() {
+                        return Decision::Hold { waiting };
+                    }
+                }
                 other => {
                     if other == Decision::Passed && phase == Phase::Pre {
                         self.capture_baseline(&snap);
@@ -766,6 +1035,12 @@ impl Promoter {
     // === rollback ===
 
     async fn roll_back(&mut self, reason: String) -> End {
+        self.roll_back_with(reason, true).await
+    }
+
+    /// Rolls back; `undo` false when production already runs its previous image (a resumed
+    /// rollback whose undo had been applied) and only readiness is awaited.
+    async fn roll_back_with(&mut self, reason: String, undo: bool) -> End {
         let started = self.clock.now();
         if self.dry_run {
             let verdict = format!(
@@ -776,12 +1051,22 @@ impl Promoter {
             return End::new(Outcome::DryRun, verdict, Some(reason));
         }
         let mut steps = Vec::new();
+        self.set_stage(Stage::RollingBack, format!("rolling back: {reason}"))
+            .await;
         self.action(format!("roll back production: {reason}"));
         let mut ready = false;
-        match self.platform.undo(Variant::Production).await {
+        let undone = if undo {
+            self.platform.undo(Variant::Production).await
+        } else {
+            steps.push("production already runs its previous image (undo applied earlier)".into());
+            Ok(())
+        };
+        match undone {
             Err(e) => steps.push(format!("undo failed: {e}")),
             Ok(()) => {
-                steps.push("undo production to the previous revision".into());
+                if undo {
+                    steps.push("undo production to the previous revision".into());
+                }
                 ready = self.wait_production_ready(&mut steps).await;
             }
         }
@@ -910,6 +1195,8 @@ impl Promoter {
                 ));
                 return false;
             }
+            // A rollback is not interrupted; the lease is still renewed.
+            self.save().await;
             self.clock.sleep(self.config.interval).await;
         }
     }
@@ -1132,6 +1419,28 @@ fn phase_status(checks: &[CheckReport], finished: bool) -> Status {
     } else {
         Status::Pending
     }
+}
+
+/// Order of resume points (phases run from the resume point on).
+fn rank(at: ResumeAt) -> u8 {
+    match at {
+        ResumeAt::Exec => 0,
+        ResumeAt::Rollout => 1,
+        ResumeAt::Post => 2,
+        ResumeAt::Final | ResumeAt::Watch => 3,
+        ResumeAt::RollBack { .. } => 4,
+    }
+}
+
+/// A run id: start time and a per-process counter (two promoters in one process differ).
+fn new_run_id(now: DateTime<Utc>) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}-{}-{}",
+        now.format("%Y%m%dT%H%M%SZ"),
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 fn human(d: Duration) -> String {
