@@ -88,6 +88,9 @@ pub struct FinaliseSettings {
     pub version_file: PathBuf,
     /// Remote the tag is pushed to (only with --push).
     pub remote: String,
+    /// The canary overlay's kustomization directory, relative to the repo: its image tag and
+    /// `version` label are set to the next development version in the release commit.
+    pub bump_canary: Option<PathBuf>,
 }
 
 impl Default for FinaliseSettings {
@@ -96,6 +99,7 @@ impl Default for FinaliseSettings {
             repo: None,
             version_file: PathBuf::from("VERSION"),
             remote: "origin".into(),
+            bump_canary: None,
         }
     }
 }
@@ -192,6 +196,34 @@ impl Default for RunSettings {
     }
 }
 
+/// The checklist's first-hour monitoring after a promotion (`promote --watch`): its own
+/// thresholds against the pre-rollout baseline; the other rollback triggers stay armed.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FirstHourSettings {
+    /// Error rate that must not be exceeded ("stays below 5%").
+    pub error_rate: f64,
+    /// Allowed p95 increase over the baseline ("doesn't increase by >20%").
+    pub p95_increase: f64,
+    /// Window of both rates.
+    #[serde(with = "crate::duration_serde")]
+    pub window: Duration,
+    /// How long a breach must hold before it rolls back.
+    #[serde(rename = "for", with = "crate::duration_serde")]
+    pub hold_for: Duration,
+}
+
+impl Default for FirstHourSettings {
+    fn default() -> Self {
+        FirstHourSettings {
+            error_rate: 0.05,
+            p95_increase: 0.2,
+            window: Duration::from_secs(300),
+            hold_for: Duration::from_secs(120),
+        }
+    }
+}
+
 /// Override of one check's defaults.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -252,6 +284,7 @@ struct FileConfig {
     prometheus: PrometheusSettings,
     judge: JudgeSettings,
     run: RunSettings,
+    first_hour: FirstHourSettings,
     checks: BTreeMap<String, CheckOverride>,
     triggers: BTreeMap<String, TriggerOverride>,
 }
@@ -277,6 +310,7 @@ impl Default for FileConfig {
             prometheus: PrometheusSettings::default(),
             judge: JudgeSettings::default(),
             run: RunSettings::default(),
+            first_hour: FirstHourSettings::default(),
             checks: BTreeMap::new(),
             triggers: BTreeMap::new(),
         }
@@ -372,6 +406,8 @@ pub struct Config {
     pub judge: JudgeSettings,
     /// The run record's lease.
     pub run: RunSettings,
+    /// First-hour monitoring.
+    pub first_hour: FirstHourSettings,
     /// Every check, in checklist order.
     pub checks: Vec<CheckSpec>,
     /// Every trigger.
@@ -413,6 +449,7 @@ impl Config {
             prometheus: self.prometheus.clone(),
             judge: self.judge.clone(),
             run: self.run,
+            first_hour: self.first_hour,
             checks: self
                 .checks
                 .iter()
@@ -473,6 +510,32 @@ impl Config {
             .chain(triggers)
             .max()
             .unwrap_or(Duration::from_secs(600))
+    }
+
+    /// The triggers of the first-hour watch: the error-rate and p95 triggers with the
+    /// `[first_hour]` thresholds, window and duration; the others as configured.
+    pub fn first_hour_triggers(&self) -> Vec<TriggerSpec> {
+        let fh = &self.first_hour;
+        self.triggers
+            .iter()
+            .map(|t| {
+                let mut t = t.clone();
+                match t.id {
+                    "trigger.error_rate" => {
+                        t.title = "First hour: error rate stays below 5%";
+                        t.threshold = fh.error_rate;
+                    }
+                    "trigger.p95_latency" => {
+                        t.title = "First hour: P95 latency doesn't increase by >20%";
+                        t.threshold = fh.p95_increase;
+                    }
+                    _ => return t,
+                }
+                t.window = fh.window;
+                t.hold_for = fh.hold_for;
+                t
+            })
+            .collect()
     }
 
     /// The enabled checks decided by the judge (they share `[judge] alpha`).
@@ -554,6 +617,24 @@ fn resolve(file: FileConfig) -> Result<Config> {
         }
     }
     durations.push(("run.lease".into(), file.run.lease));
+    durations.push(("first_hour.window".into(), file.first_hour.window));
+    durations.push(("first_hour.for".into(), file.first_hour.hold_for));
+    let fh = &file.first_hour;
+    if !(fh.error_rate > 0.0 && fh.error_rate < 1.0) {
+        problems.push(format!(
+            "first_hour.error_rate must be in (0, 1), got {}",
+            fh.error_rate
+        ));
+    }
+    if !(fh.p95_increase.is_finite() && fh.p95_increase > 0.0) {
+        problems.push(format!(
+            "first_hour.p95_increase must be > 0, got {}",
+            fh.p95_increase
+        ));
+    }
+    if fh.window < file.interval.saturating_mul(2) {
+        problems.push("first_hour.window must be at least 2 × interval".to_owned());
+    }
     durations.push(("run.lease_wait".into(), file.run.lease_wait));
     if file.run.lease < file.interval.saturating_mul(2) {
         problems
@@ -660,6 +741,7 @@ fn resolve(file: FileConfig) -> Result<Config> {
         prometheus: file.prometheus,
         judge: file.judge,
         run: file.run,
+        first_hour: file.first_hour,
         checks,
         triggers,
     })

@@ -103,6 +103,11 @@ enum Command {
         /// Push the release tag.
         #[arg(long)]
         push: bool,
+        /// In the release commit, set the canary overlay's image tag and version label (the
+        /// kustomization in this directory, relative to the repo) to the next development
+        /// version, e.g. 1.2.2-canary (overrides [finalise] bump_canary).
+        #[arg(long, value_name = "DIR")]
+        bump_canary: Option<PathBuf>,
         #[command(flatten)]
         run: RunArgs,
     },
@@ -115,6 +120,9 @@ enum Command {
         /// Push the release tag.
         #[arg(long)]
         push: bool,
+        /// As for `promote`.
+        #[arg(long, value_name = "DIR")]
+        bump_canary: Option<PathBuf>,
         #[command(flatten)]
         run: RunArgs,
     },
@@ -155,6 +163,10 @@ struct RunArgs {
     /// Also approve the gate when this URL answers 2xx to a GET (polled every interval).
     #[arg(long, value_name = "URL")]
     gate_url: Option<String>,
+    /// After the promotion, watch production this long with the checklist's first-hour
+    /// thresholds ([first_hour]) against the pre-rollout baseline; a breach rolls back.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    watch: Option<Duration>,
     /// Wait up to this long for another promoter's lease to end (overrides [run] lease_wait).
     #[arg(long, value_parser = humantime::parse_duration)]
     lease_wait: Option<Duration>,
@@ -242,9 +254,23 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 .unwrap_or_else(|| "unknown".into());
             return approve(config, by).await;
         }
-        Command::Promote { repo, push, run } | Command::Resume { repo, push, run } => {
+        Command::Promote {
+            repo,
+            push,
+            run,
+            bump_canary,
+        }
+        | Command::Resume {
+            repo,
+            push,
+            run,
+            bump_canary,
+        } => {
             if let Some(r) = repo {
                 config.finalise.repo = Some(r.clone());
+            }
+            if let Some(dir) = bump_canary {
+                config.finalise.bump_canary = Some(dir.clone());
             }
             if let Some(w) = run.lease_wait {
                 config.run.lease_wait = w;
@@ -333,11 +359,13 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             url: r.gate_url.clone(),
         })
     });
+    let first_hour = run_args.as_ref().and_then(|r| r.watch);
     let mut promoter = Promoter::new(config, platform, signals, Arc::new(SystemClock))
         .dry_run(cli.dry_run)
         .push(push)
         .interrupt(interrupt, policy)
         .gate(gate)
+        .first_hour(first_hour)
         .on_event(move |e| {
             sink.show(e);
             if let Some(n) = &notify_sink {

@@ -144,6 +144,9 @@ pub struct RunRecord {
     /// Approval of the `before-promotion` gate.
     #[serde(default)]
     pub approval: Option<Approval>,
+    /// End of the first-hour watch (stage `watch`).
+    #[serde(default)]
+    pub watch_until: Option<DateTime<Utc>>,
     /// The last decisions and stage changes, oldest first.
     #[serde(default)]
     pub decisions: Vec<RecordedDecision>,
@@ -167,6 +170,7 @@ impl RunRecord {
             resumes: 0,
             outcome: None,
             approval: None,
+            watch_until: None,
             decisions: Vec::new(),
         }
     }

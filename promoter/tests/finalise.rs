@@ -52,6 +52,7 @@ fn plan(work: &Path, push: bool) -> Finalise {
         version: "1.2.1".into(),
         remote: "origin".into(),
         push,
+        bump_canary: None,
     }
 }
 
@@ -140,4 +141,44 @@ async fn an_unchanged_version_file_is_tagged_without_an_empty_commit() {
     assert_eq!(out[1].1.status, Status::Skipped);
     assert_eq!(out[2].1.status, Status::Pass);
     assert_eq!(git(&work, &["rev-parse", "HEAD"]), before);
+}
+
+#[tokio::test]
+async fn the_canary_overlay_is_bumped_in_the_release_commit() {
+    let (_root, work, _) = setup("1.2.1-canary");
+    let overlay = work.join("deploy/k8s/overlays/canary");
+    std::fs::create_dir_all(&overlay).unwrap();
+    let shipped = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/k8s/overlays/canary/kustomization.yaml"
+    ))
+    .unwrap();
+    std::fs::write(overlay.join("kustomization.yaml"), &shipped).unwrap();
+    git(&work, &["add", "."]);
+    git(&work, &["commit", "-q", "-m", "overlay"]);
+    let mut p = plan(&work, false);
+    p.bump_canary = Some("deploy/k8s/overlays/canary".into());
+    finalise::preflight(&p).await.unwrap();
+    let out = finalise::run(&p, chrono::Utc::now()).await;
+    assert_eq!(out[1].1.status, Status::Pass, "{out:?}");
+    assert_eq!(
+        git(&work, &["log", "-1", "--format=%s"]).trim(),
+        "chore: release zai-proxy v1.2.1; canary 1.2.2-canary"
+    );
+    let files = git(&work, &["show", "--name-only", "--format=", "HEAD"]);
+    assert_eq!(
+        files.lines().collect::<Vec<_>>(),
+        ["VERSION", "deploy/k8s/overlays/canary/kustomization.yaml"]
+    );
+    let bumped = std::fs::read_to_string(overlay.join("kustomization.yaml")).unwrap();
+    assert!(bumped.contains("newTag: \"1.2.2-canary\""), "{bumped}");
+    assert!(bumped.contains("version: \"1.2.2-canary\""), "{bumped}");
+    assert!(git(&work, &["status", "--porcelain"]).trim().is_empty());
+
+    // A directory without a kustomization is refused before anything changes.
+    let (_root, work, _) = setup("1.2.1-canary");
+    let mut p = plan(&work, false);
+    p.bump_canary = Some("nowhere".into());
+    let e = finalise::preflight(&p).await.unwrap_err().to_string();
+    assert!(e.contains("--bump-canary") && e.contains("nowhere"), "{e}");
 }

@@ -146,6 +146,7 @@ pub struct Promoter {
     interrupt: Interrupt,
     on_interrupt: OnInterrupt,
     gate: Option<Gate>,
+    first_hour: Option<Duration>,
     run_id: String,
     holder: String,
     held: Option<Held>,
@@ -172,6 +173,8 @@ struct RunState {
     rollback: Option<RollbackReport>,
     started_at: DateTime<Utc>,
     phases_in_report: Vec<Phase>,
+    first_hour: Option<crate::report::FirstHourReport>,
+    promotion_triggers: Option<Vec<TriggerReport>>,
 }
 
 /// How a run ended, before the report is built.
@@ -214,6 +217,7 @@ impl Promoter {
             interrupt: Interrupt::new(),
             on_interrupt: OnInterrupt::default(),
             gate: None,
+            first_hour: None,
             run_id: String::new(),
             holder: String::new(),
             held: None,
@@ -226,6 +230,13 @@ impl Promoter {
     pub fn interrupt(mut self, interrupt: Interrupt, policy: OnInterrupt) -> Self {
         self.interrupt = interrupt;
         self.on_interrupt = policy;
+        self
+    }
+
+    /// After a promotion, watches production this long with the first-hour thresholds
+    /// (`[first_hour]`) against the pre-rollout baseline; a breach rolls back.
+    pub fn first_hour(mut self, duration: Option<Duration>) -> Self {
+        self.first_hour = duration.filter(|d| !d.is_zero());
         self
     }
 
@@ -315,7 +326,10 @@ impl Promoter {
                 self.run_promote(mode == Mode::Resume).await
             }
             Mode::Rollback { reason } => self.run_rollback(reason.clone()).await,
-            Mode::Watch { duration } => self.run_watch(*duration).await,
+            Mode::Watch { duration } => {
+                self.adopt_recorded_baseline().await;
+                self.run_watch(*duration).await
+            }
         };
         self.release(&end).await;
         let report = self.build_report(&mode, end);
@@ -358,6 +372,7 @@ impl Promoter {
             version: self.state.ctx.to_version.clone()?,
             remote: self.config.finalise.remote.clone(),
             push: self.push,
+            bump_canary: self.config.finalise.bump_canary.clone(),
         })
     }
 
@@ -470,11 +485,14 @@ impl Promoter {
                 Decision::Hold { .. } => return self.stopped_end(phase).await,
             }
         }
+        let resumed_at = from;
         // Phase 5 and cleanup.
-        self.set_stage(Stage::Final, "verification passed: finalising")
-            .await;
-        self.finalise().await;
-        self.cleanup().await;
+        if rank(from) <= rank(ResumeAt::Final) {
+            self.set_stage(Stage::Final, "verification passed: finalising")
+                .await;
+            self.finalise().await;
+            self.cleanup().await;
+        }
         let (from, to) = (
             self.state
                 .ctx
@@ -512,7 +530,94 @@ impl Promoter {
         })
         .collect();
         let reason = (!problems.is_empty()).then(|| problems.join("; "));
-        End::new(Outcome::Promoted, format!("promoted {from} → {to}"), reason)
+        let promoted = End::new(Outcome::Promoted, format!("promoted {from} → {to}"), reason);
+        // A run taken over during its first hour carries the watch on until the recorded end.
+        let watch = match resumed_at {
+            ResumeAt::Watch => Some(self.first_hour.unwrap_or(Duration::from_secs(3600))),
+            _ => self.first_hour,
+        };
+        match watch {
+            Some(duration) if !self.dry_run => self.watch_first_hour(duration, promoted).await,
+            _ => promoted,
+        }
+    }
+
+    /// The checklist's first-hour monitoring: production watched with the `[first_hour]`
+    /// thresholds (the other triggers armed as configured) against the pre-rollout baseline.
+    async fn watch_first_hour(&mut self, duration: Duration, promoted: End) -> End {
+        let now = self.clock.now();
+        let until = match self.held.as_ref().and_then(|h| h.record.watch_until) {
+            Some(until) => until,
+            None => crate::duration_serde::plus(now, duration),
+        };
+        if let Some(h) = self.held.as_mut() {
+            h.record.watch_until = Some(until);
+        }
+        self.set_stage(Stage::Watch, "promoted: first-hour monitoring")
+            .await;
+        let left = (until - now).to_std().unwrap_or(Duration::ZERO);
+        self.action(format!(
+            "first-hour monitoring for {} against the pre-rollout baseline",
+            human(left)
+        ));
+        self.state.promotion_triggers = Some(self.trigger_reports());
+        let first_hour_triggers = self.config.first_hour_triggers();
+        let promotion_triggers = std::mem::replace(&mut self.config.triggers, first_hour_triggers);
+        self.state.history.triggers.clear();
+        let started = self.clock.now();
+        let end = self.run_watch(left).await;
+        let watched = (self.clock.now() - started)
+            .to_std()
+            .unwrap_or(Duration::ZERO);
+        let status = match end.outcome {
+            Outcome::Passed => "healthy",
+            Outcome::RolledBack => "breached",
+            _ => "interrupted",
+        };
+        self.state.first_hour = Some(crate::report::FirstHourReport {
+            duration,
+            watched,
+            status: status.into(),
+            triggers: self.trigger_reports(),
+        });
+        self.config.triggers = promotion_triggers;
+        match end.outcome {
+            Outcome::Passed => End::new(
+                Outcome::Promoted,
+                format!(
+                    "{}; first hour healthy ({})",
+                    promoted.verdict,
+                    human(watched)
+                ),
+                promoted.reason,
+            ),
+            Outcome::RolledBack => End::new(
+                Outcome::RolledBack,
+                format!(
+                    "rolled back in the first hour after the promotion: {}",
+                    end.verdict
+                ),
+                end.reason,
+            ),
+            Outcome::Interrupted if self.on_interrupt == OnInterrupt::Leave => End::new(
+                Outcome::Interrupted,
+                format!(
+                    "{}; first-hour monitoring interrupted after {} (`zai-promoter resume` carries it on)",
+                    promoted.verdict,
+                    human(watched)
+                ),
+                end.reason,
+            ),
+            _ => End::new(
+                Outcome::Promoted,
+                format!(
+                    "{}; first-hour monitoring stopped after {}",
+                    promoted.verdict,
+                    human(watched)
+                ),
+                end.reason.or(promoted.reason),
+            ),
+        }
     }
 
     /// Takes a recorded run's facts over and says where it carries on.
@@ -547,7 +652,8 @@ impl Promoter {
             ],
             ResumeAt::Rollout => &[Phase::Rollout, Phase::Post, Phase::Final, Phase::Cleanup],
             ResumeAt::Post => &[Phase::Post, Phase::Final, Phase::Cleanup],
-            ResumeAt::Final | ResumeAt::Watch => &[Phase::Final, Phase::Cleanup],
+            ResumeAt::Final => &[Phase::Final, Phase::Cleanup],
+            ResumeAt::Watch => &[],
             ResumeAt::RollBack { .. } => &[],
         };
         self.state.phases_in_report = phases.to_vec();
@@ -558,6 +664,36 @@ impl Promoter {
             record.stage.as_str()
         ));
         at
+    }
+
+    /// `watch` after a recorded promotion: its pre-rollout baseline, not one sampled now.
+    async fn adopt_recorded_baseline(&mut self) {
+        let Ok(slot) = self.platform.read_record().await else {
+            return;
+        };
+        let Some(record) = slot
+            .text
+            .as_deref()
+            .and_then(|t| crate::runstate::RunRecord::parse(t).ok())
+        else {
+            return;
+        };
+        if record.baseline.captured_at.is_some() {
+            self.state.ctx.baseline = record.baseline.clone();
+            self.state.ctx.from_version = record.from_version.clone();
+            self.state.ctx.to_version = record.to_version.clone();
+            self.action(format!(
+                "baseline from the recorded run {} ({} → {}, captured {})",
+                record.run_id,
+                record.from_version.as_deref().unwrap_or("?"),
+                record.to_version.as_deref().unwrap_or("?"),
+                record
+                    .baseline
+                    .captured_at
+                    .map(|t| t.to_rfc3339())
+                    .unwrap_or_default()
+            ));
+        }
     }
 
     /// The end of a run whose phase stopped without a decision: interrupted, or taken over.
@@ -838,6 +974,42 @@ impl Promoter {
                 }
             }
         }
+    }
+
+    fn trigger_reports(&self) -> Vec<TriggerReport> {
+        let h = &self.state.history;
+        self.config
+            .triggers
+            .iter()
+            .map(|spec| {
+                let st = h.triggers.get(spec.id);
+                let last = st.and_then(|s| s.last.as_ref());
+                let status = if !spec.enabled {
+                    "disabled"
+                } else if st.is_some_and(|s| s.fired_at.is_some()) {
+                    "fired"
+                } else if st.is_some_and(|s| s.held_since.is_some()) {
+                    "holding"
+                } else if last.is_some() {
+                    "clear"
+                } else {
+                    "not_evaluated"
+                };
+                TriggerReport {
+                    id: spec.id.into(),
+                    title: spec.title.into(),
+                    status: status.into(),
+                    threshold: last.map(|l| l.threshold.clone()).unwrap_or_default(),
+                    hold_for: spec.hold_for,
+                    window: spec.window,
+                    first_seen: st.and_then(|s| s.first_seen),
+                    fired_at: st.and_then(|s| s.fired_at),
+                    held_samples: st.map(|s| s.held_samples).unwrap_or(0),
+                    observed: last.map(|l| l.observed.clone()).unwrap_or_default(),
+                    query: last.map(|l| l.source.clone()).unwrap_or_default(),
+                }
+            })
+            .collect()
     }
 
     fn trigger_samples(&self) -> Vec<(&'static str, Sample)> {
@@ -1333,38 +1505,10 @@ impl Promoter {
             })
             .collect();
         let triggers = self
-            .config
-            .triggers
-            .iter()
-            .map(|spec| {
-                let st = h.triggers.get(spec.id);
-                let last = st.and_then(|s| s.last.as_ref());
-                let status = if !spec.enabled {
-                    "disabled"
-                } else if st.is_some_and(|s| s.fired_at.is_some()) {
-                    "fired"
-                } else if st.is_some_and(|s| s.held_since.is_some()) {
-                    "holding"
-                } else if last.is_some() {
-                    "clear"
-                } else {
-                    "not_evaluated"
-                };
-                TriggerReport {
-                    id: spec.id.into(),
-                    title: spec.title.into(),
-                    status: status.into(),
-                    threshold: last.map(|l| l.threshold.clone()).unwrap_or_default(),
-                    hold_for: spec.hold_for,
-                    window: spec.window,
-                    first_seen: st.and_then(|s| s.first_seen),
-                    fired_at: st.and_then(|s| s.fired_at),
-                    held_samples: st.map(|s| s.held_samples).unwrap_or(0),
-                    observed: last.map(|l| l.observed.clone()).unwrap_or_default(),
-                    query: last.map(|l| l.source.clone()).unwrap_or_default(),
-                }
-            })
-            .collect();
+            .state
+            .promotion_triggers
+            .clone()
+            .unwrap_or_else(|| self.trigger_reports());
         Report {
             schema: 1,
             mode: mode.name().into(),
@@ -1382,6 +1526,7 @@ impl Promoter {
             phases,
             triggers,
             rollback: self.state.rollback.clone(),
+            first_hour: self.state.first_hour.clone(),
             actions: self.state.actions.clone(),
             sign_off: SignOff {
                 by: self.operator.clone(),
@@ -1427,8 +1572,9 @@ fn rank(at: ResumeAt) -> u8 {
         ResumeAt::Exec => 0,
         ResumeAt::Rollout => 1,
         ResumeAt::Post => 2,
-        ResumeAt::Final | ResumeAt::Watch => 3,
-        ResumeAt::RollBack { .. } => 4,
+        ResumeAt::Final => 3,
+        ResumeAt::Watch => 4,
+        ResumeAt::RollBack { .. } => 5,
     }
 }
 

@@ -80,6 +80,33 @@ pub fn render_markdown(r: &Report) -> String {
         }
         let _ = writeln!(out, "{line} `{}`", t.id);
     }
+    if let Some(fh) = &r.first_hour {
+        let _ = writeln!(
+            out,
+            "\n## Post-Promotion Monitoring (First Hour)\n\n{} after {} of {}\n",
+            fh.status,
+            crate::duration_serde::human(fh.watched),
+            crate::duration_serde::human(fh.duration)
+        );
+        for t in &fh.triggers {
+            let mark = match t.status.as_str() {
+                "fired" => "✗",
+                "holding" => "…",
+                "clear" => "✓",
+                _ => " ",
+            };
+            let last = if t.observed.is_empty() {
+                String::new()
+            } else {
+                format!(", last {}", t.observed)
+            };
+            let _ = writeln!(
+                out,
+                "- [{mark}] {} — {}{last} `{}`",
+                t.title, t.status, t.id
+            );
+        }
+    }
     if let Some(rb) = &r.rollback {
         let _ = writeln!(out, "\n## Rollback\n");
         let _ = writeln!(out, "- Reason: {}", rb.reason);

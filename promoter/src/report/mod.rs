@@ -264,10 +264,28 @@ pub struct Report {
     pub triggers: Vec<TriggerReport>,
     /// Rollback details, if one happened.
     pub rollback: Option<RollbackReport>,
+    /// The first hour after the promotion (`promote --watch`), if watched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_hour: Option<FirstHourReport>,
     /// Actions in order.
     pub actions: Vec<ActionRecord>,
     /// Sign-off.
     pub sign_off: SignOff,
+}
+
+/// The checklist's first-hour monitoring after a promotion.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FirstHourReport {
+    /// How long it was to watch.
+    #[serde(with = "crate::duration_serde")]
+    pub duration: Duration,
+    /// How long it watched.
+    #[serde(with = "crate::duration_serde")]
+    pub watched: Duration,
+    /// `healthy` (watched to the end), `breached` (rolled back), `interrupted`.
+    pub status: String,
+    /// The first-hour conditions, against the pre-rollout baseline.
+    pub triggers: Vec<TriggerReport>,
 }
 
 impl Report {
