@@ -394,6 +394,19 @@ fn a_locally_evaluated_alert_counts_once_firing_as_in_prometheus() {
         detail: String::new(),
     }]));
     assert_eq!(status("pre.no_canary_alerts", &s, &ctx()).0, Status::Pass);
+    // Too few canary requests to evaluate it: no data, not a pass on nothing.
+    let mut unevaluated = alert(AlertState::NotEvaluated);
+    unevaluated.detail = "not evaluated: 3 canary requests in the window < min_requests 50".into();
+    s.alerts = Some(Ok(vec![unevaluated.clone()]));
+    let (st, why) = status("pre.no_canary_alerts", &s, &ctx());
+    assert_eq!(st, Status::NoData, "{why}");
+    // A firing one still fails, whatever else could not be evaluated.
+    s.alerts = Some(Ok(vec![unevaluated, {
+        let mut a = alert(AlertState::Firing);
+        a.name = "ZaiProxyCanaryDeploymentDown".into();
+        a
+    }]));
+    assert_eq!(status("pre.no_canary_alerts", &s, &ctx()).0, Status::Fail);
 }
 
 #[test]

@@ -308,6 +308,14 @@ async fn scrapes_real_http_on_loopback_and_evaluates_canary_alerts_locally() {
     };
     *canary_body.lock().unwrap() = canary_at(0, 0);
     src.refresh(&pods, at(0)).await.unwrap();
+    // No canary request yet: the error alerts are reported as not evaluated (never as clear).
+    let alerts = src.alerts(at(0)).await.unwrap();
+    let high = alerts
+        .iter()
+        .find(|a| a.name == "ZaiProxyCanaryHighErrorRate")
+        .unwrap();
+    assert_eq!(high.state, AlertState::NotEvaluated, "{alerts:?}");
+    assert!(high.detail.contains("min_requests 50"), "{}", high.detail);
     *prod_body.lock().unwrap() = fixture("prod_t1.prom");
     *canary_body.lock().unwrap() = canary_at(80, 20);
     src.refresh(&pods, at(30)).await.unwrap();

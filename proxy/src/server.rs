@@ -89,8 +89,11 @@ async fn require_admin(
     }
 }
 
+/// Compares without an early exit on the first different byte (`subtle`); only the length
+/// shows in the timing.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use subtle::ConstantTimeEq;
+    a.ct_eq(b).into()
 }
 
 /// `GET /metrics`: Prometheus text exposition of every `zai_proxy_*` family.

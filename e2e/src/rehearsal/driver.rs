@@ -609,3 +609,82 @@ fn check_release_repo(repo: &Path) -> Vec<String> {
     }
     problems
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rehearsal::scenario::builtin;
+
+    fn report(name: &str) -> Report {
+        let path = format!(
+            "{}/../promoter/tests/golden/{name}.report.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    fn scenario(name: &str) -> Scenario {
+        builtin().into_iter().find(|s| s.name == name).unwrap()
+    }
+
+    const CLEAN: WorkerTotals = WorkerTotals {
+        sent: 100,
+        ok: 100,
+        failed: 0,
+        lost: 0,
+    };
+
+    #[test]
+    fn a_met_expectation_has_no_problems() {
+        let r = report("promoted");
+        let problems = judge(
+            &scenario("healthy"),
+            &r,
+            &decided_by(&r),
+            Some(&image(NEW_VERSION)),
+            CLEAN,
+        );
+        assert_eq!(problems, Vec::<String>::new());
+    }
+
+    #[test]
+    fn mismatches_are_named() {
+        // Wrong outcome.
+        let r = report("rolled_back");
+        let problems = judge(
+            &scenario("healthy"),
+            &r,
+            &decided_by(&r),
+            Some(&image(OLD_VERSION)),
+            CLEAN,
+        );
+        assert!(
+            problems[0].starts_with("expected promoted, got rolled_back"),
+            "{problems:?}"
+        );
+        // Promoted, but production still on the old image and requests lost.
+        let r = report("promoted");
+        let lost = WorkerTotals { lost: 3, ..CLEAN };
+        let problems = judge(
+            &scenario("healthy"),
+            &r,
+            &decided_by(&r),
+            Some(&image(OLD_VERSION)),
+            lost,
+        );
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems[1].contains("3 worker requests lost"),
+            "{problems:?}"
+        );
+        // Rolled back, but by another gate than the one that measures the defect.
+        let r = report("rolled_back");
+        let mut s = scenario("latency-regression");
+        s.expect.by = vec!["trigger.no_such_trigger".into()];
+        let problems = judge(&s, &r, &decided_by(&r), Some(&image(OLD_VERSION)), CLEAN);
+        assert!(
+            problems.iter().any(|p| p.starts_with("decided by")),
+            "{problems:?}"
+        );
+    }
+}

@@ -5,6 +5,9 @@
 //! --lease-wait`). Optionally a second promoter is started together with the first: exactly
 //! one may act, the other must exit 5.
 //!
+//! Every run also notifies a local HTTP receiver (`--notify`): each run must announce itself
+//! and the last message must be the final decision.
+//!
 //! The scenario's verdict is the last run's report; every run's exit code, and what each
 //! should have been, is checked here.
 
@@ -61,8 +64,56 @@ pub struct Interrupted {
     pub runs: Vec<String>,
 }
 
+/// A local notification receiver: keeps every JSON body POSTed to it.
+struct Receiver {
+    url: String,
+    bodies: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+    stop: tokio_util::sync::CancellationToken,
+}
+
+impl Receiver {
+    async fn start() -> Result<Receiver, Error> {
+        use axum::routing::post;
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        let url = format!("http://{}/notify", listener.local_addr()?);
+        let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = bodies.clone();
+        let app = axum::Router::new().route(
+            "/notify",
+            post(move |axum::Json(v): axum::Json<serde_json::Value>| {
+                let sink = sink.clone();
+                async move {
+                    if let Ok(mut b) = sink.lock() {
+                        b.push(v);
+                    }
+                    "ok"
+                }
+            }),
+        );
+        let stop = tokio_util::sync::CancellationToken::new();
+        let token = stop.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { token.cancelled().await })
+                .await;
+        });
+        Ok(Receiver { url, bodies, stop })
+    }
+
+    fn bodies(&self) -> Vec<serde_json::Value> {
+        self.bodies.lock().map(|b| b.clone()).unwrap_or_default()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
 struct Runner {
     bin: PathBuf,
+    notify: String,
     config: PathBuf,
     kubeconfig: PathBuf,
     repo: PathBuf,
@@ -84,7 +135,7 @@ impl Runner {
             .args(&self.signals)
             .arg("--report-dir")
             .arg(&out)
-            .args(["--operator", "zai-rehearse"])
+            .args(["--operator", "zai-rehearse", "--notify", &self.notify])
             .args(args)
             .arg("--repo")
             .arg(&self.repo)
@@ -152,7 +203,9 @@ pub async fn run(
         .to_toml()
         .map_err(|e| Error::Setup(format!("promoter configuration: {e}")))?;
     std::fs::write(&config_path, text)?;
+    let receiver = Receiver::start().await?;
     let mut runner = Runner {
+        notify: receiver.url.clone(),
         bin: workspace_binary(
             "zai-promoter",
             "zai-promoter",
@@ -343,6 +396,11 @@ pub async fn run(
         last_dir = again_dir;
     }
     let report = read_report(&last_dir)?;
+    problems.extend(check_notifications(
+        &receiver.bodies(),
+        runner.started,
+        &report,
+    ));
     if plan.signal == KillSignal::Kill || plan.leave {
         let resumed = report
             .actions
@@ -357,4 +415,30 @@ pub async fn run(
         problems,
         runs,
     })
+}
+
+/// Every run announced itself (`run`), and the last message is the final decision.
+fn check_notifications(bodies: &[serde_json::Value], runs: usize, last: &Report) -> Vec<String> {
+    let mut problems = Vec::new();
+    let announced = bodies.iter().filter(|b| b["event"] == "run").count();
+    // A run refused as busy never claims the run, so it does not announce one.
+    let refused = bodies
+        .iter()
+        .filter(|b| b["event"] == "finished" && b["outcome"] == "busy")
+        .count();
+    if announced + refused < runs {
+        problems.push(format!(
+            "notifications: {announced} runs announced (+{refused} refused) for {runs} promoter runs"
+        ));
+    }
+    match bodies.iter().rev().find(|b| b["event"] == "finished") {
+        Some(b) if b["outcome"] == last.outcome.as_str() => {}
+        Some(b) => problems.push(format!(
+            "notifications: the last decision sent was {}, the report says {}",
+            b["outcome"],
+            last.outcome.as_str()
+        )),
+        None => problems.push("notifications: no decision was sent".to_owned()),
+    }
+    problems
 }

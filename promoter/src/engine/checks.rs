@@ -265,11 +265,27 @@ pub fn evaluate_check(
                         let state = match a.state {
                             crate::signals::AlertState::Firing => "firing",
                             crate::signals::AlertState::Pending => "pending",
+                            crate::signals::AlertState::NotEvaluated => "not evaluated",
                         };
                         s.evidence
                             .push(format!("{} {state} ({why}): {}", a.name, a.detail));
                     }
-                    judge(&mut s, firing.len() as f64 <= t);
+                    // An alert that could not be evaluated is not a clear one: without a firing
+                    // alert, the check waits for data instead of passing on none.
+                    let unevaluated: Vec<&str> = alerts
+                        .iter()
+                        .filter(|a| {
+                            a.state == crate::signals::AlertState::NotEvaluated
+                                && counted.contains(&a.name.as_str())
+                        })
+                        .map(|a| a.name.as_str())
+                        .collect();
+                    if firing.is_empty() && !unevaluated.is_empty() {
+                        s.status = Status::NoData;
+                        s.observed = format!("{} not evaluated", unevaluated.len());
+                    } else {
+                        judge(&mut s, firing.len() as f64 <= t);
+                    }
                 }
                 Some(Err(e)) => {
                     s.status = Status::Error;

@@ -197,17 +197,29 @@ pub trait Platform: Send + Sync {
     }
 }
 
-/// A plain GET with a timeout; the error is a message.
+/// A plain GET with a timeout; the error is a message. One client (and its connection pool)
+/// for every call: pods are asked every tick.
 pub(crate) async fn http_get(
     url: &str,
     timeout: Duration,
 ) -> std::result::Result<HttpReply, String> {
-    let client = reqwest::Client::builder()
+    static CLIENT: std::sync::OnceLock<std::result::Result<reqwest::Client, String>> =
+        std::sync::OnceLock::new();
+    let client = CLIENT
+        .get_or_init(|| {
+            reqwest::Client::builder()
+                .no_proxy()
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(Clone::clone)?;
+    let response = client
+        .get(url)
         .timeout(timeout)
-        .no_proxy()
-        .build()
+        .send()
+        .await
         .map_err(|e| e.to_string())?;
-    let response = client.get(url).send().await.map_err(|e| e.to_string())?;
     let status = response.status().as_u16();
     let body = response.text().await.map_err(|e| e.to_string())?;
     Ok(HttpReply { status, body })

@@ -140,6 +140,9 @@ pub enum AlertState {
     Pending,
     /// Firing.
     Firing,
+    /// The condition could not be evaluated (a locally evaluated alert below `min_requests`):
+    /// neither firing nor clear.
+    NotEvaluated,
 }
 
 /// One active alert.

@@ -12,6 +12,9 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How a locally evaluated alert that could not be evaluated says so.
+const NOT_EVALUATED: &str = "not evaluated";
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
@@ -427,7 +430,7 @@ pub fn canary_alert_conditions(
         .unwrap_or(0.0);
     if canary_requests < min_requests as f64 {
         let detail = format!(
-            "not evaluated: {canary_requests:.0} canary requests in the window < min_requests {min_requests}"
+            "{NOT_EVALUATED}: {canary_requests:.0} canary requests in the window < min_requests {min_requests}"
         );
         for name in [
             "ZaiProxyCanaryHighErrorRate",
@@ -552,6 +555,16 @@ impl SignalSource for ScrapeSource {
         );
         self.alerts.clear();
         for (name, holds, detail) in conditions {
+            if !holds && detail.starts_with(NOT_EVALUATED) {
+                self.alert_since.remove(name);
+                self.alerts.push(Alert {
+                    name: name.into(),
+                    state: AlertState::NotEvaluated,
+                    evaluated_locally: true,
+                    detail,
+                });
+                continue;
+            }
             if !holds {
                 self.alert_since.remove(name);
                 continue;
