@@ -699,3 +699,80 @@ async fn kubectl_works_against_the_simulated_api_server() {
 
     env.cluster.shutdown(Duration::from_secs(2)).await;
 }
+
+/// `zai-promoter approve` against the simulated API server: it writes an approval into the
+/// run record of a run waiting at its gate, and refuses with exit 1 when there is none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_approve_command_records_an_approval_in_the_run_record() {
+    use zai_promoter::runstate::{Lease, RunRecord, Stage};
+    let env = env().await;
+    let deployments: Api<Deployment> = Api::namespaced(env.client.clone(), NS);
+    deployments
+        .create(
+            &PostParams::default(),
+            &manifests::deployment(Variant::Production, "zai-proxy:1.0.0", 1).expect("renders"),
+        )
+        .await
+        .expect("create production");
+    let platform = KubePlatform::from_kubeconfig(&env.kubeconfig, kube_settings())
+        .await
+        .expect("platform");
+    let bin = zai_e2e::platform::local::binary::workspace_binary(
+        "zai-promoter",
+        "zai-promoter",
+        Some("ZAI_PROMOTER_BIN"),
+        false,
+    )
+    .expect("zai-promoter binary");
+    let approve = || {
+        std::process::Command::new(&bin)
+            .args(["--namespace", NS, "approve", "--by", "release-manager"])
+            .env("KUBECONFIG", &env.kubeconfig)
+            .output()
+            .expect("runs")
+    };
+
+    // Nothing recorded: refused.
+    let out = approve();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to approve"));
+
+    // A run waiting at its gate: approved, and recorded.
+    let mut record = RunRecord::new(
+        "run-7".into(),
+        Lease {
+            holder: "ci/1/run-7".into(),
+            renewed_at: chrono::Utc::now(),
+            duration: Duration::from_secs(120),
+        },
+        chrono::Utc::now(),
+    );
+    record.stage = Stage::Gate;
+    let slot = platform.read_record().await.expect("read");
+    platform
+        .write_record(Some(&record.to_text()), &slot.version)
+        .await
+        .expect("write");
+    let out = approve();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("approved run run-7"));
+    let stored = platform.read_record().await.expect("read").text.expect("record");
+    let stored = RunRecord::parse(&stored).expect("parses");
+    assert_eq!(stored.approval.as_ref().expect("approval").by, "release-manager");
+    assert_eq!(stored.lease, record.lease, "the holder's lease is untouched");
+
+    // Past the gate: nothing to approve.
+    let mut past = stored.clone();
+    past.stage = Stage::Post;
+    past.approval = None;
+    let slot = platform.read_record().await.expect("read");
+    platform
+        .write_record(Some(&past.to_text()), &slot.version)
+        .await
+        .expect("write");
+    let out = approve();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("past the gate"));
+
+    env.cluster.shutdown(Duration::from_secs(2)).await;
+}
