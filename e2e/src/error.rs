@@ -28,11 +28,6 @@ pub enum Error {
     /// The HTTP client could not be built.
     #[error("HTTP client: {0}")]
     Client(String),
-    /// The zai-proxy binary could not be located.
-    #[error(
-        "zai-proxy binary not found at {0} (build it with `cargo build -p zai-proxy` or set ZAI_PROXY_BIN)"
-    )]
-    ProxyBinMissing(std::path::PathBuf),
     // ---- platforms
     /// No free loopback port could be found.
     #[error("no free port on 127.0.0.1: {0}")]

@@ -1,5 +1,4 @@
 //! zai-e2e: the test harness.
-pub mod binaries;
 pub mod ci_image;
 pub mod error;
 pub mod fake;
@@ -9,5 +8,5 @@ pub mod rehearsal;
 pub mod seed;
 pub mod service;
 pub mod workers;
-pub use binaries::proxy_bin;
+pub use platform::local::binary::proxy_binary;
 pub use error::Error;

@@ -23,7 +23,7 @@ struct Proxy {
 
 impl Proxy {
     fn spawn(fake: &FakeZai) -> Proxy {
-        let bin = zai_e2e::proxy_bin().unwrap_or_else(|error| panic!("{error}"));
+        let bin = zai_e2e::proxy_binary(false).unwrap_or_else(|error| panic!("{error}"));
         let mut child = Command::new(bin)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())

@@ -31,7 +31,7 @@ struct Proxy {
 
 impl Proxy {
     fn spawn(fake: &FakeZai, key: &str, env: &[(&str, &str)]) -> Proxy {
-        let bin = zai_e2e::proxy_bin().unwrap_or_else(|error| panic!("{error}"));
+        let bin = zai_e2e::proxy_binary(false).unwrap_or_else(|error| panic!("{error}"));
         let mut command = Command::new(bin);
         command
             .env_clear()

@@ -66,7 +66,7 @@ async fn spawn_proxy(name: &str, fake: &FakeZai, env: &[(&str, String)]) -> Prox
     let port = free_port().unwrap();
     let log = log_dir().join(format!("{name}.log"));
     let file = std::fs::File::create(&log).unwrap();
-    let mut command = Command::new(zai_e2e::proxy_bin().unwrap());
+    let mut command = Command::new(zai_e2e::proxy_binary(false).unwrap());
     command
         .env_clear()
         .env("ZAI_API_KEY", KEY)
