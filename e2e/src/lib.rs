@@ -8,5 +8,5 @@ pub mod rehearsal;
 pub mod seed;
 pub mod service;
 pub mod workers;
-pub use platform::local::binary::proxy_binary;
 pub use error::Error;
+pub use platform::local::binary::proxy_binary;

@@ -756,10 +756,21 @@ async fn the_approve_command_records_an_approval_in_the_run_record() {
     let out = approve();
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("approved run run-7"));
-    let stored = platform.read_record().await.expect("read").text.expect("record");
+    let stored = platform
+        .read_record()
+        .await
+        .expect("read")
+        .text
+        .expect("record");
     let stored = RunRecord::parse(&stored).expect("parses");
-    assert_eq!(stored.approval.as_ref().expect("approval").by, "release-manager");
-    assert_eq!(stored.lease, record.lease, "the holder's lease is untouched");
+    assert_eq!(
+        stored.approval.as_ref().expect("approval").by,
+        "release-manager"
+    );
+    assert_eq!(
+        stored.lease, record.lease,
+        "the holder's lease is untouched"
+    );
 
     // Past the gate: nothing to approve.
     let mut past = stored.clone();
