@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::promoter::Event;
+use crate::driver::Event;
 
 /// Attempts per message (first try included).
 pub const ATTEMPTS: u32 = 3;

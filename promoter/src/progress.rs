@@ -4,8 +4,8 @@
 use std::io::Write;
 use std::sync::Mutex;
 
+use crate::driver::Event;
 use crate::duration_serde::human;
-use crate::promoter::Event;
 
 /// Renders events to stderr.
 pub struct Progress {

@@ -1,6 +1,6 @@
 //! The engine: pure decisions over snapshots of signals.
 //!
-//! Nothing here does IO. The driver ([`crate::promoter`]) collects a [`Snapshot`] per tick,
+//! Nothing here does IO. The driver ([`crate::driver`]) collects a [`Snapshot`] per tick,
 //! then calls [`tick`] which evaluates the phase's checks and the rollback triggers against the
 //! run's [`History`] and returns a [`Decision`]. Tests drive it tick by tick.
 
