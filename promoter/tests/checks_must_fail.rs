@@ -420,3 +420,29 @@ fn health_of_unreachable_pods_is_not_evaluated_never_guessed() {
     assert!(why.contains("not evaluated"), "{why}");
     assert!(why.contains("pod proxy is turned off"), "{why}");
 }
+
+/// A check id the evaluator does not know falls through to "evaluated when performed" — a
+/// skip, which must never happen to a check the engine itself evaluates (a typo in an id
+/// would otherwise be a silent pass). Every catalog check of phases 1–4 is evaluated.
+#[test]
+fn every_engine_check_of_the_catalog_has_an_evaluator() {
+    use zai_promoter::Phase;
+    let config = Config::default();
+    let snap = zai_promoter::engine::Snapshot::default();
+    let history = zai_promoter::engine::History::default();
+    let mut ctx = zai_promoter::engine::RunContext::default();
+    ctx.dry_run = false;
+    for spec in config.checks.iter() {
+        let s = zai_promoter::engine::evaluate_check(spec, &config, &ctx, &history, &snap);
+        let performed = matches!(spec.phase, Phase::Final | Phase::Cleanup);
+        let fell_through = s.status == Status::Skipped
+            && s.evidence
+                .iter()
+                .any(|e| e.contains("evaluated when performed"));
+        assert_eq!(
+            fell_through, performed,
+            "{} ({:?}): {:?} {:?}",
+            spec.id, spec.phase, s.status, s.evidence
+        );
+    }
+}
