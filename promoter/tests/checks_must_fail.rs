@@ -430,8 +430,7 @@ fn every_engine_check_of_the_catalog_has_an_evaluator() {
     let config = Config::default();
     let snap = zai_promoter::engine::Snapshot::default();
     let history = zai_promoter::engine::History::default();
-    let mut ctx = zai_promoter::engine::RunContext::default();
-    ctx.dry_run = false;
+    let ctx = zai_promoter::engine::RunContext::default();
     for spec in config.checks.iter() {
         let s = zai_promoter::engine::evaluate_check(spec, &config, &ctx, &history, &snap);
         let performed = matches!(spec.phase, Phase::Final | Phase::Cleanup);
