@@ -70,6 +70,8 @@ impl TimeScale {
             .max(Duration::from_secs(30));
         config.http_timeout = Duration::from_secs(2);
         // Renewed every tick: a killed promoter's run is taken over a few ticks later.
+        // Renewed once a third of it passed: a killed promoter's run is taken over a few
+        // seconds later.
         config.run.lease = self.scale(config.run.lease);
         // Fewer requests fit in a compressed window; keep the guard meaningful.
         config.min_requests = REHEARSAL_MIN_REQUESTS;

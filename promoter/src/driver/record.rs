@@ -284,9 +284,38 @@ impl Promoter {
         }
     }
 
-    /// Waits `d`, renewing the lease first; `Err` if the run must stop (interrupted or lost).
+    /// Renews the lease once a third of it has passed since the last write (stage changes
+    /// write at once): the Deployment is not patched every tick.
+    pub(super) async fn renew_if_due(&mut self) {
+        let now = self.clock.now();
+        let due = self.held.as_ref().is_some_and(|h| {
+            h.record.lease.as_ref().is_none_or(|l| {
+                let age = (now - l.renewed_at).to_std().unwrap_or(Duration::ZERO);
+                age >= l.duration / 3
+            })
+        });
+        if due {
+            self.save().await;
+        }
+    }
+
+    /// Reads the record's approval (written by `zai-promoter approve`) without writing.
+    pub(super) async fn refresh_approval(&mut self) {
+        let Ok(slot) = self.platform.read_record().await else {
+            return;
+        };
+        let stored = slot.text.as_deref().and_then(|t| RunRecord::parse(t).ok());
+        if let (Some(stored), Some(h)) = (stored, self.held.as_mut())
+            && stored.run_id == h.record.run_id
+            && h.record.approval.is_none()
+        {
+            h.record.approval = stored.approval;
+        }
+    }
+
+    /// Waits `d`, renewing the lease when due; `Err` if the run must stop (interrupted or lost).
     pub(super) async fn pause(&mut self, d: Duration) -> Result<(), Stop> {
-        self.save().await;
+        self.renew_if_due().await;
         self.stopped()?;
         let interrupt = self.interrupt.clone();
         tokio::select! {

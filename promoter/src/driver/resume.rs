@@ -106,6 +106,7 @@ impl Promoter {
             }
         ));
         loop {
+            self.refresh_approval().await;
             if let Some(a) = self.held.as_ref().and_then(|h| h.record.approval.clone()) {
                 self.action(format!(
                     "gate approved by {} at {}",

@@ -172,7 +172,7 @@ impl Promoter {
                 return false;
             }
             // A rollback is not interrupted; the lease is still renewed.
-            self.save().await;
+            self.renew_if_due().await;
             self.clock.sleep(self.config.interval).await;
         }
     }

@@ -12,9 +12,6 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How a locally evaluated alert that could not be evaluated says so.
-const NOT_EVALUATED: &str = "not evaluated";
-
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
@@ -22,6 +19,9 @@ use super::histogram::histogram_quantile;
 use super::{Alert, AlertState, Measurement, Reading, Signal, SignalQuery, SignalSource};
 use crate::error::{Error, Result};
 use crate::platform::{Platform, PodInfo, Variant};
+
+/// How a locally evaluated alert that could not be evaluated says so.
+const NOT_EVALUATED: &str = "not evaluated";
 
 /// Cumulative histogram buckets: (upper bound, cumulative count), sorted by bound.
 pub type Buckets = Vec<(f64, f64)>;
