@@ -178,7 +178,8 @@ impl Default for JudgeSettings {
 #[serde(default, deny_unknown_fields)]
 pub struct RunSettings {
     /// A promoter that has not renewed its lease for this long counts as gone: the next run
-    /// takes the promotion over. Renewed at every tick, so at least 2 × interval.
+    /// takes the promotion over. Renewed once a third of it passed (checked every tick), so
+    /// at least 2 × interval.
     #[serde(with = "crate::duration_serde")]
     pub lease: Duration,
     /// How long a starting promoter waits for another one's lease to end before it gives up
@@ -637,8 +638,9 @@ fn resolve(file: FileConfig) -> Result<Config> {
     }
     durations.push(("run.lease_wait".into(), file.run.lease_wait));
     if file.run.lease < file.interval.saturating_mul(2) {
-        problems
-            .push("run.lease must be at least 2 × interval (it is renewed every tick)".to_owned());
+        problems.push(
+            "run.lease must be at least 2 × interval (it is renewed between ticks)".to_owned(),
+        );
     }
     if j.deadline < file.interval.saturating_mul(2) {
         problems.push("judge.deadline must be at least 2 × interval".to_owned());
