@@ -95,10 +95,18 @@ async fn load_only_defect_rolls_back_by_error_rate() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn subtle_regression_is_caught_by_the_judge() {
+async fn subtle_regression_is_caught_in_phase_one() {
     let r = rehearse("subtle-regression").await;
     assert_eq!(r.outcome, "aborted");
-    assert!(r.decided_by.iter().any(|id| id == "pre.canary_error_rate"));
+    // The judge, or the absolute 5 % alert when a compressed window's noise crosses it (see
+    // the scenario); never a deadline, never another gate.
+    assert!(
+        r.decided_by
+            .iter()
+            .any(|id| id == "pre.canary_error_rate" || id == "pre.no_canary_alerts"),
+        "decided by {:?}",
+        r.decided_by
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -97,32 +97,16 @@ enum Command {
     Check,
     /// All phases: validate, set the image, monitor, verify, finalise, clean up.
     Promote {
-        /// Git work tree with the VERSION file (overrides [finalise] repo).
-        #[arg(long, env = "ZAI_PROMOTER_REPO")]
-        repo: Option<PathBuf>,
-        /// Push the release tag.
-        #[arg(long)]
-        push: bool,
-        /// In the release commit, set the canary overlay's image tag and version label (the
-        /// kustomization in this directory, relative to the repo) to the next development
-        /// version, e.g. 1.2.2-canary (overrides [finalise] bump_canary).
-        #[arg(long, value_name = "DIR")]
-        bump_canary: Option<PathBuf>,
+        #[command(flatten)]
+        release: ReleaseArgs,
         #[command(flatten)]
         run: RunArgs,
     },
     /// Carry on a promotion recorded in the cluster (interrupted, or whose promoter died);
     /// `promote` does the same when it finds one.
     Resume {
-        /// Git work tree with the VERSION file (overrides [finalise] repo).
-        #[arg(long, env = "ZAI_PROMOTER_REPO")]
-        repo: Option<PathBuf>,
-        /// Push the release tag.
-        #[arg(long)]
-        push: bool,
-        /// As for `promote`.
-        #[arg(long, value_name = "DIR")]
-        bump_canary: Option<PathBuf>,
+        #[command(flatten)]
+        release: ReleaseArgs,
         #[command(flatten)]
         run: RunArgs,
     },
@@ -144,6 +128,22 @@ enum Command {
         #[arg(long, value_parser = humantime::parse_duration, default_value = "1h")]
         duration: Duration,
     },
+}
+
+/// Phase 5 of `promote` and `resume`.
+#[derive(Debug, Clone, clap::Args)]
+struct ReleaseArgs {
+    /// Git work tree with the VERSION file (overrides [finalise] repo).
+    #[arg(long, env = "ZAI_PROMOTER_REPO")]
+    repo: Option<PathBuf>,
+    /// Push the release tag.
+    #[arg(long)]
+    push: bool,
+    /// In the release commit, set the canary overlay's image tag and version label (the
+    /// kustomization in this directory, relative to the repo) to the next development
+    /// version, e.g. 1.2.2-canary (overrides [finalise] bump_canary).
+    #[arg(long, value_name = "DIR")]
+    bump_canary: Option<PathBuf>,
 }
 
 /// What `promote` and `resume` do on interruption, at the gate, and with a held lease.
@@ -254,22 +254,11 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 .unwrap_or_else(|| "unknown".into());
             return approve(config, by).await;
         }
-        Command::Promote {
-            repo,
-            push,
-            run,
-            bump_canary,
-        }
-        | Command::Resume {
-            repo,
-            push,
-            run,
-            bump_canary,
-        } => {
-            if let Some(r) = repo {
+        Command::Promote { release, run } | Command::Resume { release, run } => {
+            if let Some(r) = &release.repo {
                 config.finalise.repo = Some(r.clone());
             }
-            if let Some(dir) = bump_canary {
+            if let Some(dir) = &release.bump_canary {
                 config.finalise.bump_canary = Some(dir.clone());
             }
             if let Some(w) = run.lease_wait {
@@ -281,7 +270,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             } else {
                 Mode::Promote
             };
-            (mode, *push)
+            (mode, release.push)
         }
         Command::Rollback { reason } => (
             Mode::Rollback {

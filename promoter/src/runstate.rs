@@ -62,11 +62,6 @@ impl Stage {
             Stage::Done => "done",
         }
     }
-
-    /// Whether production may already differ from what it was before the run.
-    pub fn changed_production(self) -> bool {
-        self >= Stage::Exec && self != Stage::Done
-    }
 }
 
 /// Who holds the run, and until when.

@@ -111,6 +111,13 @@ impl Drop for Receiver {
     }
 }
 
+/// One started promoter: its process, its output directory, its number (`runN`).
+struct Started {
+    child: Child,
+    dir: PathBuf,
+    number: usize,
+}
+
 struct Runner {
     bin: PathBuf,
     notify: String,
@@ -123,7 +130,7 @@ struct Runner {
 }
 
 impl Runner {
-    fn spawn(&mut self, args: &[&str]) -> Result<(Child, PathBuf), Error> {
+    fn spawn(&mut self, args: &[&str]) -> Result<Started, Error> {
         self.started += 1;
         let out = self.dir.join(format!("run{}", self.started));
         std::fs::create_dir_all(&out)?;
@@ -149,7 +156,11 @@ impl Runner {
         let child = cmd
             .spawn()
             .map_err(|e| Error::Setup(format!("starting {}: {e}", self.bin.display())))?;
-        Ok((child, out))
+        Ok(Started {
+            child,
+            dir: out,
+            number: self.started,
+        })
     }
 }
 
@@ -226,33 +237,29 @@ pub async fn run(
     let promote = ["promote", "--on-interrupt", leave];
 
     let mut events = cluster.subscribe();
-    let (mut first, first_dir) = runner.spawn(&promote)?;
-    let mut acting = (first, first_dir);
+    let mut first = runner.spawn(&promote)?;
     if plan.concurrent {
-        let (mut second, second_dir) = runner.spawn(&promote)?;
-        // One of the two claims the run; the other must refuse at once with exit 5.
+        let mut other = runner.spawn(&promote)?;
+        // One of the two claims the run; the other must refuse at once with exit 5. The one
+        // still running is `first` from here on, the refused one `other`.
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut refused = None;
         while refused.is_none() && Instant::now() < deadline {
-            if let Some(s) = acting.0.try_wait()? {
-                refused = Some((s, 1));
-            } else if let Some(s) = second.try_wait()? {
-                refused = Some((s, 2));
+            if let Some(s) = first.child.try_wait()? {
+                refused = Some(s);
+                std::mem::swap(&mut first, &mut other);
+            } else if let Some(s) = other.child.try_wait()? {
+                refused = Some(s);
             } else {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
         match refused {
             None => problems.push("two promoters started together both kept running".to_owned()),
-            Some((status, which)) => {
-                let (refused_dir, keep) = if which == 1 {
-                    (acting.1.clone(), (second, second_dir))
-                } else {
-                    (second_dir.clone(), acting)
-                };
+            Some(status) => {
                 runs.push(format!(
                     "run{} (started together): {}",
-                    if which == 1 { 1 } else { 2 },
+                    other.number,
                     code(status)
                 ));
                 if status.code() != Some(BUSY) {
@@ -261,7 +268,7 @@ pub async fn run(
                         code(status)
                     ));
                 }
-                if let Ok(r) = read_report(&refused_dir)
+                if let Ok(r) = read_report(&other.dir)
                     && r.outcome != zai_promoter::Outcome::Busy
                 {
                     problems.push(format!(
@@ -269,12 +276,9 @@ pub async fn run(
                         r.outcome.as_str()
                     ));
                 }
-                acting = keep;
             }
         }
     }
-    first = acting.0;
-    let first_dir = acting.1;
 
     // Wait for the rollout to begin (the image change), or for the promoter to end first.
     let image_changed = async {
@@ -292,7 +296,7 @@ pub async fn run(
     let limit = config.judge.deadline + config.no_data_deadline + Duration::from_secs(60);
     let changed = tokio::select! {
         changed = image_changed => changed,
-        status = first.wait() => {
+        status = first.child.wait() => {
             let status = status?;
             runs.push(format!("run: {} before the image changed", code(status)));
             problems.push(format!("the promoter ended ({}) before the rollout began", code(status)));
@@ -304,9 +308,9 @@ pub async fn run(
         }
     };
     if !changed {
-        let _ = first.start_kill();
-        let _ = first.wait().await;
-        let report = read_report(&first_dir)?;
+        let _ = first.child.start_kill();
+        let _ = first.child.wait().await;
+        let report = read_report(&first.dir)?;
         return Ok(Interrupted {
             report,
             problems,
@@ -319,21 +323,24 @@ pub async fn run(
     let span = config.post_min_duration.as_secs_f64().max(1.0);
     let delay = Duration::from_secs_f64(rng.random_range(0.05..0.9) * span);
     tokio::time::sleep(delay).await;
-    let pid = first.id().map(|p| nix::unistd::Pid::from_raw(p as i32));
+    let pid = first
+        .child
+        .id()
+        .map(|p| nix::unistd::Pid::from_raw(p as i32));
     let sig = match plan.signal {
         KillSignal::Term => nix::sys::signal::Signal::SIGTERM,
         KillSignal::Kill => nix::sys::signal::Signal::SIGKILL,
     };
-    let already = first.try_wait()?;
+    let already = first.child.try_wait()?;
     if let (None, Some(pid)) = (already, pid) {
         nix::sys::signal::kill(pid, sig)
             .map_err(|e| Error::Setup(format!("sending {sig}: {e}")))?;
     }
     let outer = config.rollback_timeout + config.post_deadline + Duration::from_secs(60);
-    let status = wait(&mut first, outer, "the interrupted promoter").await?;
+    let status = wait(&mut first.child, outer, "the interrupted promoter").await?;
     runs.push(format!(
         "run{}: {sig} {:.1}s after the image changed → {}",
-        runner.started - usize::from(plan.concurrent),
+        first.number,
         delay.as_secs_f64(),
         code(status)
     ));
@@ -372,7 +379,7 @@ pub async fn run(
             ])
         }
     };
-    let mut last_dir = first_dir;
+    let mut last_dir = first.dir.clone();
     if let Some(args) = rerun {
         if plan.signal == KillSignal::Term
             && let Err(e) = read_report(&last_dir)
@@ -380,20 +387,20 @@ pub async fn run(
             problems.push(format!("the interrupted promoter wrote no report: {e}"));
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let (mut again, again_dir) = runner.spawn(&args)?;
+        let mut again = runner.spawn(&args)?;
         let limit = config.run.lease * 3
             + config.rollout_deadline
             + config.post_deadline
             + config.rollback_timeout
             + Duration::from_secs(60);
-        let status = wait(&mut again, limit, "the re-run promoter").await?;
+        let status = wait(&mut again.child, limit, "the re-run promoter").await?;
         runs.push(format!(
             "run{} ({}): {}",
             runner.started,
             args.join(" "),
             code(status)
         ));
-        last_dir = again_dir;
+        last_dir = again.dir;
     }
     let report = read_report(&last_dir)?;
     problems.extend(check_notifications(

@@ -424,7 +424,15 @@ pub fn builtin() -> Vec<Scenario> {
     let mut subtle = Scenario {
         name: "subtle-regression".into(),
         description: "the new version's upstream fails 4 % where the old one fails 1 %".into(),
-        expect: expect(ExpectedOutcome::Aborted, &["pre.canary_error_rate"]),
+        // Caught by the judge — or, in some seeds, first by the absolute 5 % canary alert: the
+        // compressed 10 s window holds ~1 000 canary requests, so a 4 % canary's window ratio
+        // (σ ≈ 0.6 points) can stay above 5 % for the whole compressed `for`. Aborting on a
+        // firing canary alert is what the checklist asks; a real 5-minute window at this
+        // traffic holds ~30 000 requests and would not cross it.
+        expect: expect(
+            ExpectedOutcome::Aborted,
+            &["pre.canary_error_rate", "pre.no_canary_alerts"],
+        ),
         faults: noisy_plan,
         load: busy,
         ..base.clone()

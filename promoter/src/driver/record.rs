@@ -75,9 +75,19 @@ impl Promoter {
                     if waited < self.config.run.lease_wait {
                         tracing::info!(%holder, stage = stage.as_str(), "run held by another promoter; waiting for its lease");
                         let left = (expires_at - now).to_std().unwrap_or(Duration::ZERO);
-                        self.clock
-                            .sleep(left.clamp(Duration::from_millis(200), self.config.interval))
-                            .await;
+                        let step = left.clamp(Duration::from_millis(200), self.config.interval);
+                        let interrupt = self.interrupt.clone();
+                        tokio::select! {
+                            () = self.clock.sleep(step) => {}
+                            () = interrupt.triggered() => {}
+                        }
+                        if let Err(Stop::Interrupted(why)) = self.stopped() {
+                            return Err(End::new(
+                                Outcome::Aborted,
+                                "interrupted while waiting for another promoter's lease; nothing done",
+                                Some(why),
+                            ));
+                        }
                         continue;
                     }
                     return Err(End::new(
@@ -267,17 +277,9 @@ impl Promoter {
         let text = h.record.to_text();
         match self.platform.write_record(Some(&text), &h.version).await {
             Ok(RecordWrite::Written(v)) => h.version = v,
-            Ok(RecordWrite::Conflict) => {
-                // One more read-and-write; failing that, the lease simply expires.
-                if let Ok(slot) = self.platform.read_record().await
-                    && let Some(h) = self.held.as_mut()
-                {
-                    let _ = self
-                        .platform
-                        .write_record(Some(&h.record.to_text()), &slot.version)
-                        .await;
-                }
-            }
+            // Somebody wrote in between: one more try through `save`, which only writes
+            // while the record is still this run's; failing that, the lease expires.
+            Ok(RecordWrite::Conflict) => self.save().await,
             Err(e) => {
                 tracing::warn!(error = %e, "could not release the run; its lease will expire")
             }

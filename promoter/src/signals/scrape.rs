@@ -20,9 +20,6 @@ use super::{Alert, AlertState, Measurement, Reading, Signal, SignalQuery, Signal
 use crate::error::{Error, Result};
 use crate::platform::{Platform, PodInfo, Variant};
 
-/// How a locally evaluated alert that could not be evaluated says so.
-const NOT_EVALUATED: &str = "not evaluated";
-
 /// Cumulative histogram buckets: (upper bound, cumulative count), sorted by bound.
 pub type Buckets = Vec<(f64, f64)>;
 
@@ -400,19 +397,20 @@ impl Default for AlertTiming {
     }
 }
 
-/// Conditions of the four canary alerts at one instant (pure). The three error/latency
-/// conditions hold only when the canary served at least `min_requests` in the window.
+/// Conditions of the four canary alerts at one instant (pure): `Some(holds)`, or `None` when
+/// it cannot be evaluated — the three error/latency conditions need the canary to have served
+/// at least `min_requests` in the window.
 pub fn canary_alert_conditions(
     store: &ScrapeStore,
     canary_pods: &[PodInfo],
     now: DateTime<Utc>,
     window: Duration,
     min_requests: u64,
-) -> Vec<(&'static str, bool, String)> {
+) -> Vec<(&'static str, Option<bool>, String)> {
     let down = !canary_pods.is_empty() && canary_pods.iter().all(|p| !p.ready);
     let mut out = vec![(
         "ZaiProxyCanaryDeploymentDown",
-        down,
+        Some(down),
         format!(
             "{}/{} canary pods ready",
             canary_pods.iter().filter(|p| p.ready).count(),
@@ -430,14 +428,14 @@ pub fn canary_alert_conditions(
         .unwrap_or(0.0);
     if canary_requests < min_requests as f64 {
         let detail = format!(
-            "{NOT_EVALUATED}: {canary_requests:.0} canary requests in the window < min_requests {min_requests}"
+            "not evaluated: {canary_requests:.0} canary requests in the window < min_requests {min_requests}"
         );
         for name in [
             "ZaiProxyCanaryHighErrorRate",
             "ZaiProxyCanaryErrorRateHigherThanProduction",
             "ZaiProxyCanaryLatencyDegraded",
         ] {
-            out.push((name, false, detail.clone()));
+            out.push((name, None, detail.clone()));
         }
         return out;
     }
@@ -449,12 +447,12 @@ pub fn canary_alert_conditions(
         .value();
     out.push((
         "ZaiProxyCanaryHighErrorRate",
-        canary_err.is_some_and(|e| e > 0.05),
+        Some(canary_err.is_some_and(|e| e > 0.05)),
         format!("canary 5xx ratio {canary_err:?} > 0.05"),
     ));
     out.push((
         "ZaiProxyCanaryErrorRateHigherThanProduction",
-        matches!((canary_err, prod_err), (Some(c), Some(p)) if c > 2.0 * (p + 0.01)),
+        Some(matches!((canary_err, prod_err), (Some(c), Some(p)) if c > 2.0 * (p + 0.01))),
         format!("canary 5xx ratio {canary_err:?} > 2 × (production {prod_err:?} + 0.01)"),
     ));
     let p95 = SignalQuery {
@@ -474,7 +472,7 @@ pub fn canary_alert_conditions(
         .value();
     out.push((
         "ZaiProxyCanaryLatencyDegraded",
-        matches!((canary_p95, prod_p95), (Some(c), Some(p)) if c > 1.5 * p),
+        Some(matches!((canary_p95, prod_p95), (Some(c), Some(p)) if c > 1.5 * p)),
         format!("canary p95 {canary_p95:?} > 1.5 × production {prod_p95:?}"),
     ));
     out
@@ -555,19 +553,22 @@ impl SignalSource for ScrapeSource {
         );
         self.alerts.clear();
         for (name, holds, detail) in conditions {
-            if !holds && detail.starts_with(NOT_EVALUATED) {
-                self.alert_since.remove(name);
-                self.alerts.push(Alert {
-                    name: name.into(),
-                    state: AlertState::NotEvaluated,
-                    evaluated_locally: true,
-                    detail,
-                });
-                continue;
-            }
-            if !holds {
-                self.alert_since.remove(name);
-                continue;
+            match holds {
+                Some(true) => {}
+                Some(false) => {
+                    self.alert_since.remove(name);
+                    continue;
+                }
+                None => {
+                    self.alert_since.remove(name);
+                    self.alerts.push(Alert {
+                        name: name.into(),
+                        state: AlertState::NotEvaluated,
+                        evaluated_locally: true,
+                        detail,
+                    });
+                    continue;
+                }
             }
             let since = *self.alert_since.entry(name).or_insert(now);
             let hold = if name == "ZaiProxyCanaryDeploymentDown" {

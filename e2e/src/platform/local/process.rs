@@ -23,8 +23,12 @@ use zai_promoter::LogLine;
 use crate::platform::runtime::{Container, ContainerStatus, Launch, LogBuffer};
 use crate::platform::spec::Backoff;
 
-/// Log lines kept per pod.
-const LOG_CAPACITY: usize = 2000;
+/// Log lines kept per pod: about what the kubelet keeps before it rotates a container's log
+/// (`containerLogMaxSize`, 10 MiB, at ~200 bytes per proxy log line). At rehearsal rates
+/// (two lines per request, a few hundred requests per second per pod) 2 000 lines were a few
+/// seconds: a promotion resumed after its promoter was killed no longer found its new pods'
+/// start-up lines, which a real node still has.
+const LOG_CAPACITY: usize = 50_000;
 
 #[derive(Debug, Default)]
 struct State {
