@@ -615,3 +615,157 @@ async fn limiters_admitting_locally_after_a_restart_reserve_their_shares_in_redi
         "while both limiters admitted locally, Redis never counted their shares"
     );
 }
+
+/// A TCP relay on a loopback port in front of Redis: `cut` drops every connection through it
+/// and refuses new ones (a network partition between one replica and Redis, while the
+/// others still reach it); `restore` listens on the same port again.
+struct Relay {
+    port: u16,
+    target: u16,
+    tasks: Option<tokio::task::JoinSet<()>>,
+}
+
+impl Relay {
+    async fn start(target: u16) -> Relay {
+        let mut relay = Relay {
+            port: free_port().unwrap(),
+            target,
+            tasks: None,
+        };
+        relay.restore().await;
+        relay
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    async fn restore(&mut self) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .unwrap();
+        let target = self.target;
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                connections.spawn(async move {
+                    if let Ok(mut outbound) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        self.tasks = Some(tasks);
+    }
+
+    /// Aborting the accept task drops the listener and, with its `JoinSet`, every relayed
+    /// connection.
+    fn cut(&mut self) {
+        self.tasks = None;
+    }
+}
+
+/// A replica cut off from a Redis the other two still reach (docs/SHARED_BUDGET.md,
+/// "Bounds"): it falls back to its share (⌊20/3⌋ = 6) while the others keep admitting
+/// through Redis, so the fleet sends at most budget + share = 26 at once while the
+/// partition lasts (its stale leases in Redis expire after 5 s, after which the other two
+/// may fill the whole budget); it comes back by itself, and then the fleet is within the
+/// budget again. The fake applies no limit here, so its peak concurrency is exactly what the
+/// fleet sent, measured per phase.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_cut_off_from_redis_takes_only_its_share_and_comes_back() {
+    if !gate("a_replica_cut_off_from_redis_takes_only_its_share_and_comes_back") {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let server = RedisServer::start().unwrap();
+    let mut relay = Relay::start(server.port()).await;
+    let fake = fake_with(Faults {
+        max_concurrency: None,
+        ..overload_faults()
+    })
+    .await;
+    let mut proxies = fleet(&fake, Some(&server.url()), &[]).await;
+    proxies.truncate(2);
+    let env = [
+        ("MAX_UPSTREAM_CONCURRENCY", BUDGET.to_string()),
+        ("RATE_LIMIT_INITIAL", "1000".to_owned()),
+        ("RATE_LIMIT_MIN", "1000".to_owned()),
+        ("RATE_LIMIT_MAX", "1000".to_owned()),
+        ("RATE_LIMIT_REDIS_URL", relay.url()),
+    ];
+    proxies.push(spawn_proxy("redis-cut", &fake, &env).await);
+
+    fake.reset_stats();
+    let handle = workers::spawn(
+        workers_config(&proxies, 75, Duration::from_secs(16)),
+        CancellationToken::new(),
+    )
+    .unwrap();
+    // Peaks per phase: before the cut (1.5-3 s), cut off (3-12 s), back (13.5-15.5 s).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    fake.reset_stats();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before = fake.stats().limits.peak_concurrency;
+    relay.cut();
+    fake.reset_stats();
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    let during = fake.stats().limits.peak_concurrency;
+    let mut during_metrics = Vec::new();
+    for p in &proxies {
+        during_metrics.push(metrics(p).await);
+    }
+    relay.restore().await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    fake.reset_stats();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = fake.stats().limits.peak_concurrency;
+    let report = handle.join().await;
+    let mut after_metrics = Vec::new();
+    for p in &proxies {
+        after_metrics.push(metrics(p).await);
+    }
+    let share = BUDGET / 3;
+    println!(
+        "shared-budget: {}",
+        json!({"cut_off_replica": {
+            "upstream_peak_concurrency": {"before": before, "cut_off": during, "back": after},
+            "budget": BUDGET, "share": share,
+            "sent": report.sent, "ok": report.ok, "lost": report.lost, "outcomes": report.outcomes,
+            "leases_during_cut": during_metrics.iter().map(|m| metric(m, "zai_proxy_upstream_leases")).collect::<Vec<_>>(),
+            "budget_during_cut": during_metrics.iter().map(|m| metric(m, "zai_proxy_upstream_concurrency_budget")).collect::<Vec<_>>(),
+        }})
+    );
+    assert_eq!(report.lost, 0, "{report:?}");
+    assert_eq!(report.ok, report.sent, "{:?}", report.outcomes);
+    assert!(before <= BUDGET, "before the cut: peak {before}");
+    assert!(
+        during <= BUDGET + share,
+        "cut off: peak {during} > budget {BUDGET} + share {share}"
+    );
+    assert!(after <= BUDGET, "back: peak {after}");
+    // The cut-off replica fell back to its share and recovered; the other two never left Redis.
+    let cut = &during_metrics[2];
+    assert_eq!(metric(cut, "zai_proxy_shared_budget_up"), 0.0, "{cut:?}");
+    assert_eq!(
+        metric(cut, "zai_proxy_upstream_concurrency_budget"),
+        f64::from(share),
+        "{cut:?}"
+    );
+    let back = &after_metrics[2];
+    assert_eq!(metric(back, "zai_proxy_shared_budget_up"), 1.0, "{back:?}");
+    assert!(
+        metric(back, "zai_proxy_shared_budget_recoveries_total") >= 1.0,
+        "{back:?}"
+    );
+    for m in &after_metrics[..2] {
+        assert_eq!(
+            metric(m, "zai_proxy_shared_budget_fallbacks_total"),
+            0.0,
+            "{m:?}"
+        );
+    }
+}
