@@ -10,7 +10,9 @@
 //!   the restart (only at the failure edge, bounded), the fallback and the recovery show
 //!   in every replica's metrics;
 //! * against a request-rate limit (`max_rps`) the shared adaptive limiter learns a ceiling
-//!   near the real limit.
+//!   near the real limit;
+//! * one replica cut off from the Redis the others still reach (a TCP relay cut mid-run)
+//!   sends at most its share, and comes back by itself.
 //!
 //! `redis-server` (Debian package `redis-server`) is started by the tests on a loopback
 //! port; without it these tests skip with a one-line reason, and fail when `CI` is set.
