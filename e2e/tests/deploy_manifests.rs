@@ -1056,6 +1056,45 @@ fn promoter_mirrors_the_canary_alerts_timing() -> Result<()> {
     Ok(())
 }
 
+/// One source for the canary alerts' numbers: a threshold changed in the rules file reaches
+/// the promoter's locally evaluated condition through the generated file, and the file the
+/// promoter embeds is the one generated from today's rules.
+#[test]
+fn a_canary_threshold_changed_in_the_rules_file_changes_the_promoters_condition() -> Result<()> {
+    use zai_promoter::signals::canary_rules::CanaryRules;
+    let (text, rules) = load_rules()?;
+    let embedded = CanaryRules::embedded();
+    ensure!(
+        CanaryRules::from_json(&render_canary_alerts(&rules)?).map_err(anyhow::Error::msg)?
+            == *embedded,
+        "the promoter embeds canary alerts other than the rules file's: run deploy/prometheus/generate.sh"
+    );
+    // The canary group's absolute error line (the production group has its own 0.10).
+    let canary_start = text
+        .find("- alert: ZaiProxyCanaryHighErrorRate")
+        .context("alert")?;
+    let line = "\n          > 0.05\n";
+    let at = canary_start + text[canary_start..].find(line).context("its threshold")?;
+    let changed_text = format!(
+        "{}\n          > 0.07\n{}",
+        &text[..at],
+        &text[at + line.len()..]
+    );
+    let changed: RuleFile = serde_yaml_ng::from_str(&changed_text)?;
+    let changed =
+        CanaryRules::from_json(&render_canary_alerts(&changed)?).map_err(anyhow::Error::msg)?;
+    ensure!(
+        changed.high_error_ratio == 0.07,
+        "read {}",
+        changed.high_error_ratio
+    );
+    ensure!(
+        embedded.high_error(0.06) && !changed.high_error(0.06),
+        "a 6 % canary fires at 5 % and not at 7 %"
+    );
+    Ok(())
+}
+
 #[test]
 fn promoter_kube_defaults_name_the_manifests_objects() {
     let kube = zai_promoter::config::KubeSettings::default();

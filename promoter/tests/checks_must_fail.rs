@@ -369,6 +369,25 @@ fn too_little_traffic_is_no_data_not_pass() {
     assert_eq!(status("rollout.error_rate", &s, &ctx()).0, Status::Error);
 }
 
+/// Without the pre-rollout rate, "traffic held up" is unknown: no data, never a pass on
+/// `rate > 0`; a measured zero before the rollout leaves only `> 0`, and says so.
+#[test]
+fn request_rate_without_a_baseline_is_no_data() {
+    let s = good();
+    let mut c = ctx();
+    c.baseline.request_rate = None;
+    let (st, why) = status("post.request_rate_healthy", &s, &c);
+    assert_eq!(st, Status::NoData, "{why}");
+    assert!(why.contains("no pre-rollout request rate"), "{why}");
+    c.baseline.request_rate = Some(0.0);
+    let (st, why) = status("post.request_rate_healthy", &s, &c);
+    assert_eq!(st, Status::Pass, "{why}");
+    assert!(
+        why.contains("no production requests before the rollout"),
+        "{why}"
+    );
+}
+
 #[test]
 fn a_locally_evaluated_alert_counts_once_firing_as_in_prometheus() {
     let mut s = good();

@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use common::{at, http, pod};
 use zai_promoter::platform::{LogLine, PodInfo, RecordSlot, RecordWrite, RolloutStatus};
+use zai_promoter::signals::canary_rules::CanaryRules;
 use zai_promoter::signals::scrape::{
     AlertTiming, ScrapeSource, ScrapeStore, canary_alert_conditions, parse_exposition,
 };
@@ -393,10 +394,18 @@ fn error_alerts_need_min_requests_in_the_window() {
         parse_exposition(&canary_text(8, 2), t).unwrap(),
     );
     let high = |min| {
-        canary_alert_conditions(&s, &[], at(30), Duration::from_secs(60), min)
-            .into_iter()
-            .find(|(name, ..)| *name == "ZaiProxyCanaryHighErrorRate")
-            .unwrap()
+        canary_alert_conditions(
+            &s,
+            1,
+            &[],
+            at(30),
+            Duration::from_secs(60),
+            min,
+            CanaryRules::embedded(),
+        )
+        .into_iter()
+        .find(|(name, ..)| *name == "ZaiProxyCanaryHighErrorRate")
+        .unwrap()
     };
     let (_, holds, detail) = high(50);
     assert_eq!(holds, None, "10 requests < 50: {detail}");
@@ -475,4 +484,57 @@ fn cut_streams_are_the_upstream_cut_series_increase() {
         value(s.measure(&q(Signal::StreamCutCount, t, 90), at(60))),
         6.0
     );
+}
+
+/// A Ready pod whose `/metrics` cannot be reached is reported (its requests are missing from
+/// the ratios); a pod that is not Ready (starting, crashing) serves nothing and is not.
+#[tokio::test]
+async fn an_unreachable_ready_pod_is_a_reported_gap() {
+    let body = Arc::new(Mutex::new(fixture("prod_t0.prom")));
+    let mut reachable = pod("prod-0", Variant::Production, true, 0, "1.2.0");
+    reachable.base_url = Some(http::serve(body).await);
+    // A closed port: nothing listens.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut gone = pod("prod-1", Variant::Production, true, 0, "1.2.0");
+    gone.base_url = Some(format!("http://127.0.0.1:{closed}"));
+    let pods = vec![reachable.clone(), gone.clone()];
+    let platform = Arc::new(UrlPlatform { pods: pods.clone() });
+    let mut src = ScrapeSource::new(platform, Duration::from_secs(600), Duration::from_secs(2));
+    let err = src.refresh(&pods, at(0)).await.unwrap_err().to_string();
+    assert!(
+        err.contains("prod-1: /metrics unreachable") && !err.contains("prod-0"),
+        "{err}"
+    );
+    gone.ready = false;
+    let pods = vec![reachable, gone];
+    src.refresh(&pods, at(30)).await.unwrap();
+}
+
+/// "Deployment down" as the rule says it: replicas wanted and none available — also when
+/// no pod exists at all; nothing wanted is not down.
+#[test]
+fn deployment_down_is_wanted_replicas_without_a_ready_pod() {
+    let s = ScrapeStore::new(Duration::from_secs(600));
+    let down = |replicas, pods: &[PodInfo]| {
+        canary_alert_conditions(
+            &s,
+            replicas,
+            pods,
+            at(0),
+            Duration::from_secs(60),
+            50,
+            CanaryRules::embedded(),
+        )[0]
+        .1
+    };
+    let not_ready = pod("c-0", Variant::Test, false, 0, "1.2.1-canary");
+    let ready = pod("c-1", Variant::Test, true, 0, "1.2.1-canary");
+    assert_eq!(down(1, &[]), Some(true));
+    assert_eq!(down(1, std::slice::from_ref(&not_ready)), Some(true));
+    assert_eq!(down(2, &[not_ready.clone(), ready]), Some(false));
+    assert_eq!(down(0, &[]), Some(false));
 }

@@ -19,6 +19,7 @@ use std::collections::VecDeque;
 
 use serde::Serialize;
 use zai_promoter::engine::judge::{self, Proportion, Tolerance, Verdict};
+use zai_promoter::signals::canary_rules::CanaryRules;
 use zai_promoter::signals::histogram::histogram_quantile;
 use zai_proxy::metrics::REQUEST_DURATION_BUCKETS;
 
@@ -31,15 +32,6 @@ pub const MIN_REQUESTS: u64 = 50;
 pub const WINDOW_INTERVALS: usize = 10;
 /// Share of slower production requests the latency bound aims at.
 pub const LATENCY_TAIL_TARGET: f64 = 0.1;
-/// Thresholds of the canary alerts (deploy/prometheus/zai-proxy-rules.yml and
-/// `zai_promoter::signals::scrape::canary_alert_conditions`, where they are inline).
-pub const HIGH_ERROR_RATE: f64 = 0.05;
-/// `canary > RELATIVE_FACTOR × (production + RELATIVE_POINTS)`.
-pub const RELATIVE_FACTOR: f64 = 2.0;
-/// See [`RELATIVE_FACTOR`].
-pub const RELATIVE_POINTS: f64 = 0.01;
-/// `canary p95 > LATENCY_FACTOR × production p95`.
-pub const LATENCY_FACTOR: f64 = 1.5;
 
 /// A decided run, or one still open at the deadline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -227,13 +219,18 @@ pub fn alert_conditions(t: &Tally) -> ([bool; 3], u64) {
     let (pn, pe, pb) = t.production.windowed();
     let ratio = |e: u64, n: u64| if n > 0 { e as f64 / n as f64 } else { f64::NAN };
     let (cr, pr) = (ratio(ce, cn), ratio(pe, pn));
-    let (cq, pq) = (histogram_quantile(0.95, &cb), histogram_quantile(0.95, &pb));
+    // The thresholds are the rules file's, as the promoter's scrape source reads them.
+    let rules = CanaryRules::embedded();
+    let (cq, pq) = (
+        histogram_quantile(rules.latency_quantile, &cb),
+        histogram_quantile(rules.latency_quantile, &pb),
+    );
     // NaN (no requests) compares false, as in PromQL.
     (
         [
-            cr > HIGH_ERROR_RATE,
-            cr > RELATIVE_FACTOR * (pr + RELATIVE_POINTS),
-            cq > LATENCY_FACTOR * pq,
+            rules.high_error(cr),
+            rules.higher_than_production(cr, pr),
+            rules.latency_degraded(cq, pq),
         ],
         cn,
     )

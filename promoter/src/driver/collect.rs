@@ -33,6 +33,11 @@ impl Promoter {
         }
         if let Err(e) = self.signals.refresh(&all_pods, now).await {
             tracing::warn!(error = %e, "signal source refresh failed");
+            let text = match &e {
+                crate::Error::Signals(text) => text.clone(),
+                other => other.to_string(),
+            };
+            crate::report::note_signal_gaps(&mut self.state.signal_gaps, now, &text);
         }
         for q in queries {
             let m = self.signals.measure(q, now).await;

@@ -187,6 +187,7 @@ struct RunState {
     phases_in_report: Vec<Phase>,
     first_hour: Option<crate::report::FirstHourReport>,
     promotion_triggers: Option<Vec<TriggerReport>>,
+    signal_gaps: Vec<crate::report::SignalGap>,
 }
 
 /// How a run ended, before the report is built.

@@ -65,6 +65,7 @@ impl Promoter {
             rollback: self.state.rollback.clone(),
             first_hour: self.state.first_hour.clone(),
             actions: self.state.actions.clone(),
+            signal_gaps: self.state.signal_gaps.clone(),
             sign_off: SignOff {
                 by: self.operator.clone(),
                 host: self.host.clone(),

@@ -133,6 +133,22 @@ pub fn render_markdown(r: &Report) -> String {
             let _ = writeln!(out, "- {} {}", a.at.format("%H:%M:%S"), a.message);
         }
     }
+    if !r.signal_gaps.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n## Signal gaps\n\nWhat could not be collected; the ticks listed judged without it.\n"
+        );
+        for g in &r.signal_gaps {
+            let _ = writeln!(
+                out,
+                "- {} ({} ticks, {}–{})",
+                g.message,
+                g.ticks,
+                g.first_at.format("%H:%M:%S"),
+                g.last_at.format("%H:%M:%S")
+            );
+        }
+    }
     let date = r.sign_off.at.format("%Y-%m-%d %H:%M UTC");
     let _ = writeln!(out, "\n## Sign-off\n");
     let who = format!("{}@{} (zai-promoter)", r.sign_off.by, r.sign_off.host);

@@ -269,8 +269,62 @@ pub struct Report {
     pub first_hour: Option<FirstHourReport>,
     /// Actions in order.
     pub actions: Vec<ActionRecord>,
+    /// What the signal source could not collect (e.g. a Ready pod whose `/metrics` failed,
+    /// so its requests were missing from the ratios of those ticks), by message.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signal_gaps: Vec<SignalGap>,
     /// Sign-off.
     pub sign_off: SignOff,
+}
+
+/// One kind of signal collection failure, over the ticks it was seen in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignalGap {
+    /// What failed (the source's message).
+    pub message: String,
+    /// Ticks it was seen in.
+    pub ticks: u32,
+    /// First seen.
+    pub first_at: DateTime<Utc>,
+    /// Last seen.
+    pub last_at: DateTime<Utc>,
+}
+
+/// Distinct gap messages kept in a report; later new ones are counted in the last entry.
+pub const MAX_SIGNAL_GAPS: usize = 20;
+
+/// Adds one tick's collection failures (`; `-separated messages) to `gaps` (pure).
+pub fn note_signal_gaps(gaps: &mut Vec<SignalGap>, at: DateTime<Utc>, messages: &str) {
+    for message in messages.split("; ").filter(|m| !m.is_empty()) {
+        if let Some(g) = gaps.iter_mut().find(|g| g.message == message) {
+            g.ticks += 1;
+            g.last_at = at;
+            continue;
+        }
+        if gaps.len() >= MAX_SIGNAL_GAPS {
+            const OTHER: &str = "(other signal gaps, not listed)";
+            if let Some(last) = gaps.last_mut()
+                && last.message == OTHER
+            {
+                last.ticks += 1;
+                last.last_at = at;
+            } else if let Some(last) = gaps.last_mut() {
+                *last = SignalGap {
+                    message: OTHER.into(),
+                    ticks: last.ticks + 1,
+                    first_at: last.first_at,
+                    last_at: at,
+                };
+            }
+            continue;
+        }
+        gaps.push(SignalGap {
+            message: message.to_owned(),
+            ticks: 1,
+            first_at: at,
+            last_at: at,
+        });
+    }
 }
 
 /// The checklist's first-hour monitoring after a promotion.
@@ -336,5 +390,34 @@ impl Report {
         let p = dir.join("junit.xml");
         std::fs::write(&p, render_junit(self)).map_err(io(&p))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signal_gaps_are_counted_by_message_and_bounded() {
+        let t = |s| DateTime::<Utc>::from_timestamp(s, 0).unwrap_or_default();
+        let mut gaps = Vec::new();
+        note_signal_gaps(
+            &mut gaps,
+            t(0),
+            "p-0: /metrics unreachable: refused; p-1: x",
+        );
+        note_signal_gaps(&mut gaps, t(30), "p-0: /metrics unreachable: refused");
+        assert_eq!(gaps.len(), 2);
+        assert_eq!(
+            (gaps[0].ticks, gaps[0].first_at, gaps[0].last_at),
+            (2, t(0), t(30))
+        );
+        for i in 0..50 {
+            note_signal_gaps(&mut gaps, t(60), &format!("pod-{i}: gone"));
+        }
+        assert_eq!(gaps.len(), MAX_SIGNAL_GAPS);
+        let last = gaps.last().unwrap();
+        assert!(last.message.starts_with("(other"), "{last:?}");
+        assert_eq!(last.ticks, 50 - (MAX_SIGNAL_GAPS as u32 - 2) + 1);
     }
 }

@@ -4,6 +4,7 @@
 //! Prometheus HTTP API, alerts from `/api/v1/alerts`) and [`scrape`] (scrapes each pod's
 //! `/metrics` itself, keeps a bounded window of samples, evaluates the canary alerts locally).
 
+pub mod canary_rules;
 pub mod histogram;
 pub mod prometheus;
 pub mod scrape;

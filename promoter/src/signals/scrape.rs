@@ -15,6 +15,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use super::canary_rules::{self, CanaryRules};
 use super::histogram::histogram_quantile;
 use super::{Alert, AlertState, Measurement, Reading, Signal, SignalQuery, SignalSource};
 use crate::error::{Error, Result};
@@ -372,11 +373,11 @@ impl ScrapeStore {
 /// Timing and sample guard of the locally evaluated canary alerts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AlertTiming {
-    /// Rate window of the error/latency alerts (rules: 5m).
+    /// Rate window of the error/latency alerts (the rules file's, by default).
     pub window: Duration,
-    /// `for` of ZaiProxyCanaryDeploymentDown (rules: 2m).
+    /// `for` of ZaiProxyCanaryDeploymentDown.
     pub down_for: Duration,
-    /// `for` of the three error/latency alerts (rules: 5m).
+    /// `for` of the three error/latency alerts.
     pub degraded_for: Duration,
     /// Canary requests the window must hold before the three error/latency alerts are
     /// evaluated (the configuration's `min_requests`). Fewer, and the alert is reported as
@@ -387,33 +388,41 @@ pub struct AlertTiming {
 }
 
 impl Default for AlertTiming {
+    /// The rules file's window and `for`s ([`CanaryRules::embedded`]).
     fn default() -> Self {
+        let rules = CanaryRules::embedded();
         AlertTiming {
-            window: Duration::from_secs(300),
-            down_for: Duration::from_secs(120),
-            degraded_for: Duration::from_secs(300),
+            window: rules.window,
+            down_for: rules.down_for,
+            degraded_for: rules.degraded_for,
             min_requests: 50,
         }
     }
 }
 
-/// Conditions of the four canary alerts at one instant (pure): `Some(holds)`, or `None` when
-/// it cannot be evaluated — the three error/latency conditions need the canary to have served
-/// at least `min_requests` in the window.
+/// Conditions of the four canary alerts at one instant (pure), with the thresholds of
+/// `rules`: `Some(holds)`, or `None` when it cannot be evaluated — the three error/latency
+/// conditions need the canary to have served at least `min_requests` in the window.
+///
+/// "Deployment down" is the rule's `spec.replicas > 0 and available == 0`: the canary
+/// Deployment wants `canary_replicas` and none of `canary_pods` is ready (no pod at all
+/// counts as down).
 pub fn canary_alert_conditions(
     store: &ScrapeStore,
+    canary_replicas: u32,
     canary_pods: &[PodInfo],
     now: DateTime<Utc>,
     window: Duration,
     min_requests: u64,
+    rules: &CanaryRules,
 ) -> Vec<(&'static str, Option<bool>, String)> {
-    let down = !canary_pods.is_empty() && canary_pods.iter().all(|p| !p.ready);
+    let ready = canary_pods.iter().filter(|p| p.ready).count();
+    let down = canary_replicas > 0 && ready == 0;
     let mut out = vec![(
-        "ZaiProxyCanaryDeploymentDown",
+        canary_rules::DEPLOYMENT_DOWN,
         Some(down),
         format!(
-            "{}/{} canary pods ready",
-            canary_pods.iter().filter(|p| p.ready).count(),
+            "{ready}/{} canary pods ready, {canary_replicas} wanted",
             canary_pods.len()
         ),
     )];
@@ -431,9 +440,9 @@ pub fn canary_alert_conditions(
             "not evaluated: {canary_requests:.0} canary requests in the window < min_requests {min_requests}"
         );
         for name in [
-            "ZaiProxyCanaryHighErrorRate",
-            "ZaiProxyCanaryErrorRateHigherThanProduction",
-            "ZaiProxyCanaryLatencyDegraded",
+            canary_rules::HIGH_ERROR_RATE,
+            canary_rules::ERROR_RATE_HIGHER_THAN_PRODUCTION,
+            canary_rules::LATENCY_DEGRADED,
         ] {
             out.push((name, None, detail.clone()));
         }
@@ -446,34 +455,46 @@ pub fn canary_alert_conditions(
         .measure(&q(Signal::ErrorRatio, Variant::Production), now)
         .value();
     out.push((
-        "ZaiProxyCanaryHighErrorRate",
-        Some(canary_err.is_some_and(|e| e > 0.05)),
-        format!("canary 5xx ratio {canary_err:?} > 0.05"),
+        canary_rules::HIGH_ERROR_RATE,
+        Some(canary_err.is_some_and(|e| rules.high_error(e))),
+        format!(
+            "canary 5xx ratio {canary_err:?} > {}",
+            rules.high_error_ratio
+        ),
     ));
     out.push((
-        "ZaiProxyCanaryErrorRateHigherThanProduction",
-        Some(matches!((canary_err, prod_err), (Some(c), Some(p)) if c > 2.0 * (p + 0.01))),
-        format!("canary 5xx ratio {canary_err:?} > 2 × (production {prod_err:?} + 0.01)"),
+        canary_rules::ERROR_RATE_HIGHER_THAN_PRODUCTION,
+        Some(matches!((canary_err, prod_err), (Some(c), Some(p)) if rules.higher_than_production(c, p))),
+        format!(
+            "canary 5xx ratio {canary_err:?} > {} × (production {prod_err:?} + {})",
+            rules.relative_factor, rules.relative_points
+        ),
     ));
-    let p95 = SignalQuery {
-        signal: Signal::LatencyQuantile { permille: 950 },
+    let quantile = SignalQuery {
+        signal: Signal::LatencyQuantile {
+            permille: rules.latency_permille(),
+        },
         variant: Variant::Test,
         window,
     };
-    let canary_p95 = store.measure(&p95, now).value();
-    let prod_p95 = store
+    let canary_q = store.measure(&quantile, now).value();
+    let prod_q = store
         .measure(
             &SignalQuery {
                 variant: Variant::Production,
-                ..p95
+                ..quantile
             },
             now,
         )
         .value();
     out.push((
-        "ZaiProxyCanaryLatencyDegraded",
-        Some(matches!((canary_p95, prod_p95), (Some(c), Some(p)) if c > 1.5 * p)),
-        format!("canary p95 {canary_p95:?} > 1.5 × production {prod_p95:?}"),
+        canary_rules::LATENCY_DEGRADED,
+        Some(matches!((canary_q, prod_q), (Some(c), Some(p)) if rules.latency_degraded(c, p))),
+        format!(
+            "canary p{} {canary_q:?} > {} × production {prod_q:?}",
+            rules.latency_permille() / 10,
+            rules.latency_factor
+        ),
     ));
     out
 }
@@ -535,7 +556,12 @@ impl SignalSource for ScrapeSource {
                 Ok(r) => self
                     .last_errors
                     .push(format!("{}: /metrics answered {}", pod.name, r.status)),
-                // A pod that is starting or crashing is not an error of the source.
+                // A Ready pod serves traffic: without its counters the ratios of this tick
+                // miss its requests, which the report must show. A pod that is starting or
+                // crashing serves none and is not an error of the source.
+                Err(e) if pod.ready => self
+                    .last_errors
+                    .push(format!("{}: /metrics unreachable: {e}", pod.name)),
                 Err(e) => tracing::debug!(pod = %pod.name, error = %e, "scrape failed"),
             }
         }
@@ -544,12 +570,22 @@ impl SignalSource for ScrapeSource {
             .filter(|p| p.variant == Variant::Test)
             .cloned()
             .collect();
+        let canary_replicas = match self.platform.replicas(Variant::Test).await {
+            Ok(n) => n,
+            Err(e) => {
+                self.last_errors
+                    .push(format!("canary replicas (for the down alert): {e}"));
+                u32::try_from(canary.len()).unwrap_or(u32::MAX)
+            }
+        };
         let conditions = canary_alert_conditions(
             &self.store,
+            canary_replicas,
             &canary,
             now,
             self.timing.window,
             self.timing.min_requests,
+            CanaryRules::embedded(),
         );
         self.alerts.clear();
         for (name, holds, detail) in conditions {
@@ -571,7 +607,7 @@ impl SignalSource for ScrapeSource {
                 }
             }
             let since = *self.alert_since.entry(name).or_insert(now);
-            let hold = if name == "ZaiProxyCanaryDeploymentDown" {
+            let hold = if name == canary_rules::DEPLOYMENT_DOWN {
                 self.timing.down_for
             } else {
                 self.timing.degraded_for

@@ -111,18 +111,35 @@ pub(super) fn evaluate(e: &Eval<'_>, mut s: Sample) -> Option<Sample> {
         "post.request_rate_healthy" => {
             let base = ctx.baseline.request_rate;
             s.threshold = match base {
-                Some(b) => format!("> 0 and >= {:.0}% of pre-rollout {b:.3} req/s", t * 100.0),
-                None => "> 0 (no pre-rollout rate)".into(),
+                Some(b) if b > 0.0 => {
+                    format!("> 0 and >= {:.0}% of pre-rollout {b:.3} req/s", t * 100.0)
+                }
+                Some(_) => "> 0 (no production requests before the rollout)".into(),
+                None => format!(">= {:.0}% of the pre-rollout rate", t * 100.0),
             };
             let query = q(Signal::RequestRate, Variant::Production, spec.window);
             if let Some(rate) = read(snap, query, &mut s) {
                 s.value = Some(rate);
                 s.observed = format!("{rate:.3} req/s");
-                let enough = match base {
-                    Some(b) if b > 0.0 => rate >= b * t,
-                    _ => true,
-                };
-                judge(&mut s, rate > 0.0 && enough);
+                match base {
+                    // Without the rate before the rollout, "traffic held up" cannot be told
+                    // from "traffic fell by half": no data, never a pass on `rate > 0`.
+                    None => {
+                        s.status = Status::NoData;
+                        s.evidence.push(
+                            "no pre-rollout request rate was captured (no data at the end of phase 1): nothing to compare with"
+                                .into(),
+                        );
+                    }
+                    Some(b) if b > 0.0 => judge(&mut s, rate > 0.0 && rate >= b * t),
+                    Some(_) => {
+                        s.evidence.push(
+                            "production served no requests before the rollout: only `> 0` can be checked"
+                                .into(),
+                        );
+                        judge(&mut s, rate > 0.0);
+                    }
+                }
             }
         }
         "post.success_rate" => {
