@@ -57,8 +57,15 @@ async fn docker_canary_errors_abort() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn docker_crash_loop_aborts_from_docker_restart_counts() {
+async fn docker_crash_loop_aborts_on_canary_readiness_or_the_down_alert() {
     if let Some(r) = rehearse("crash-loop").await {
         assert_eq!(r.outcome, "aborted");
+        assert!(
+            r.decided_by
+                .iter()
+                .any(|id| id == "pre.canary_pods_ready" || id == "pre.no_canary_alerts"),
+            "decided by {:?}",
+            r.decided_by
+        );
     }
 }

@@ -58,9 +58,19 @@ async fn latency_regression_rolls_back_by_p95() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn crash_loop_aborts_from_restarts() {
+async fn crash_loop_aborts_on_canary_readiness_or_the_down_alert() {
+    // Phase 1 has no restart check: a canary that never starts is caught by its readiness
+    // (pre.canary_pods_ready) or the firing ZaiProxyCanaryDeploymentDown; the restart counts
+    // are phase 3's rollout.no_crash_loops and trigger.crash_loop.
     let r = rehearse("crash-loop").await;
     assert_eq!(r.outcome, "aborted");
+    assert!(
+        r.decided_by
+            .iter()
+            .any(|id| id == "pre.canary_pods_ready" || id == "pre.no_canary_alerts"),
+        "decided by {:?}",
+        r.decided_by
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
