@@ -13,7 +13,7 @@ pub use crate::routes::WireFormat;
 
 /// The errors the proxy produces itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fault {
+pub enum LocalFailure {
     /// 413: body over `MAX_REQUEST_BODY_BYTES`.
     BodyTooLarge,
     /// 400: the request body could not be read.
@@ -28,7 +28,7 @@ pub enum Fault {
     ShuttingDown,
 }
 
-impl Fault {
+impl LocalFailure {
     /// HTTP status.
     pub fn status(self) -> StatusCode {
         match self {
@@ -139,9 +139,9 @@ mod tests {
 
     #[test]
     fn statuses_are_honest() {
-        assert_eq!(Fault::BodyTooLarge.status(), 413);
-        assert_eq!(Fault::UpstreamUnreachable.status(), 502);
-        assert_eq!(Fault::UpstreamTimeout.status(), 504);
-        assert_eq!(Fault::AtCapacity.status(), 503);
+        assert_eq!(LocalFailure::BodyTooLarge.status(), 413);
+        assert_eq!(LocalFailure::UpstreamUnreachable.status(), 502);
+        assert_eq!(LocalFailure::UpstreamTimeout.status(), 504);
+        assert_eq!(LocalFailure::AtCapacity.status(), 503);
     }
 }

@@ -33,7 +33,7 @@ use crate::routes::{self, Route, RouteKind, WireFormat};
 use crate::state::{AppState, ModelLabel};
 use crate::streams::StreamTap;
 use crate::tokens;
-use crate::wire::Fault;
+use crate::wire::LocalFailure;
 use relay::{RelayBody, RelayEnd, ResponseTap};
 use upstream::UpstreamError;
 
@@ -164,7 +164,7 @@ fn fail(
     method: &'static str,
     route: Route,
     started: Instant,
-    fault: Fault,
+    failure: LocalFailure,
     message: &str,
 ) -> Response {
     record(
@@ -172,15 +172,15 @@ fn fail(
         &Outcome {
             method,
             route: route.label,
-            status: fault.status(),
+            status: failure.status(),
             started,
             response_bytes: None,
             end: "proxy_error",
         },
-        fault != Fault::AtCapacity,
+        failure != LocalFailure::AtCapacity,
     );
-    let mut response = fault.response(route.format, message);
-    if matches!(fault, Fault::AtCapacity) {
+    let mut response = failure.response(route.format, message);
+    if matches!(failure, LocalFailure::AtCapacity) {
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -235,11 +235,11 @@ impl ResponseTap for RequestRecord {
 }
 
 /// Reads the whole request body, at most `limit` bytes (single-chunk bodies are not copied).
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, Fault> {
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, LocalFailure> {
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(Fault::BodyTooLarge),
-        Err(_) => Err(Fault::BadRequest),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(LocalFailure::BodyTooLarge),
+        Err(_) => Err(LocalFailure::BadRequest),
     }
 }
 
@@ -280,7 +280,7 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Res
             method,
             route,
             started,
-            Fault::AtCapacity,
+            LocalFailure::AtCapacity,
             "Service at capacity: too many requests in flight; retry shortly",
         );
     };
@@ -293,7 +293,7 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Res
             method,
             route,
             started,
-            Fault::BodyTooLarge,
+            LocalFailure::BodyTooLarge,
             &too_large(),
         );
     }
@@ -304,23 +304,23 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Res
 
     let body = match read_body(body, limit).await {
         Ok(body) => body,
-        Err(Fault::BodyTooLarge) => {
+        Err(LocalFailure::BodyTooLarge) => {
             return fail(
                 &state,
                 method,
                 route,
                 started,
-                Fault::BodyTooLarge,
+                LocalFailure::BodyTooLarge,
                 &too_large(),
             );
         }
-        Err(fault) => {
+        Err(failure) => {
             return fail(
                 &state,
                 method,
                 route,
                 started,
-                fault,
+                failure,
                 "Could not read the request body",
             );
         }
@@ -403,24 +403,24 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Res
             Ok(answer) => answer,
             Err(retry::RetryFailure::Upstream(e)) => {
                 tracing::warn!("Upstream error: {e}");
-                let (fault, message) = match e {
+                let (failure, message) = match e {
                     UpstreamError::Timeout(limit) => (
-                        Fault::UpstreamTimeout,
+                        LocalFailure::UpstreamTimeout,
                         format!(
                             "Upstream did not respond within {}",
                             humantime::format_duration(limit)
                         ),
                     ),
                     UpstreamError::Unreachable(_) => (
-                        Fault::UpstreamUnreachable,
+                        LocalFailure::UpstreamUnreachable,
                         "Upstream unreachable".to_owned(),
                     ),
                     UpstreamError::Request(_) => (
-                        Fault::UpstreamUnreachable,
+                        LocalFailure::UpstreamUnreachable,
                         "Could not build the upstream request".to_owned(),
                     ),
                 };
-                return fail(&state, method, route, started, fault, &message);
+                return fail(&state, method, route, started, failure, &message);
             }
             Err(e) => {
                 let message = e.to_string();
@@ -429,7 +429,7 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Res
                     method,
                     route,
                     started,
-                    Fault::UpstreamUnreachable,
+                    LocalFailure::UpstreamUnreachable,
                     &message,
                 );
             }
