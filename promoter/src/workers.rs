@@ -18,8 +18,10 @@ pub struct WorkerStats {
     pub sent: u64,
     /// Requests that got a successful answer.
     pub ok: u64,
-    /// Requests that failed: connection refused/reset, timeout, 5xx.
-    pub lost: u64,
+    /// Requests that failed in any way: connection refused/reset, timeout, 5xx. (e2e's
+    /// workers call the subset whose answer never arrived whole — transport errors and cut
+    /// streams — "lost".)
+    pub failed: u64,
 }
 
 impl WorkerStats {
@@ -28,7 +30,7 @@ impl WorkerStats {
         WorkerStats {
             sent: self.sent.saturating_sub(earlier.sent),
             ok: self.ok.saturating_sub(earlier.ok),
-            lost: self.lost.saturating_sub(earlier.lost),
+            failed: self.failed.saturating_sub(earlier.failed),
         }
     }
 }
@@ -60,7 +62,7 @@ impl WorkerSignals for SharedWorkerStats {
         WorkerStats {
             sent: c[0].load(Ordering::Relaxed),
             ok: c[1].load(Ordering::Relaxed),
-            lost: c[2].load(Ordering::Relaxed),
+            failed: c[2].load(Ordering::Relaxed),
         }
     }
 }

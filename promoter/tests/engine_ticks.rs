@@ -325,20 +325,20 @@ fn worker_failures_from_the_feed() {
     let r = first_rollback(&c, &ctx, 20, |t| {
         let mut s = healthy(t);
         let n = (t / 30) as u64;
-        let lost = if t >= 60 { (n - 1) * 50 } else { 0 };
+        let failed = if t >= 60 { (n - 1) * 50 } else { 0 };
         let mut m = BTreeMap::new();
         m.insert(
             P,
             WorkerStats {
                 sent: n * 100,
-                ok: n * 100 - lost,
-                lost,
+                ok: n * 100 - failed,
+                failed,
             },
         );
         s.workers = Some(m);
         s
     });
-    // t=60: 50 lost of 200 sent in the last minute = 25 %, not above 25 %; t=90: 100 of 200
+    // t=60: 50 failed of 200 sent in the last minute = 25 %, not above 25 %; t=90: 100 of 200
     // → first held sample; held for 2 minutes at t=210.
     assert_eq!(r, Some((210, Some("trigger.worker_failures"))));
 }

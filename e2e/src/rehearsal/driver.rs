@@ -135,7 +135,7 @@ impl WorkerSignals for WorkerFeed {
         WorkerStats {
             sent: snapshot.completed(),
             ok: snapshot.ok,
-            lost: snapshot.failed(),
+            failed: snapshot.failed(),
         }
     }
 }

@@ -250,9 +250,9 @@ pub fn evaluate_trigger(
                 let current = feed.get(&Variant::Production).copied().unwrap_or_default();
                 match history.worker_delta(Variant::Production, now, spec.window, current) {
                     Some(d) if d.sent >= min => {
-                        let frac = d.lost as f64 / d.sent as f64;
+                        let frac = d.failed as f64 / d.sent as f64;
                         s.value = Some(frac);
-                        s.observed = format!("{} lost of {} sent", d.lost, d.sent);
+                        s.observed = format!("{} failed of {} sent", d.failed, d.sent);
                         held(&mut s, frac > t);
                     }
                     Some(d) => {

@@ -495,8 +495,8 @@ fn workers_check(
             .unwrap_or(current);
         s.value = Some(delta.ok as f64);
         s.observed = format!(
-            "{} ok, {} lost of {} sent",
-            delta.ok, delta.lost, delta.sent
+            "{} ok, {} failed of {} sent",
+            delta.ok, delta.failed, delta.sent
         );
         if delta.ok as f64 >= t && delta.ok > 0 {
             s.status = Status::Pass;
@@ -504,7 +504,7 @@ fn workers_check(
             s.status = Status::Fail;
             s.evidence.push(format!(
                 "{} of {} worker requests failed",
-                delta.lost, delta.sent
+                delta.failed, delta.sent
             ));
         } else {
             s.status = Status::NoData;
