@@ -1073,13 +1073,10 @@ fn a_canary_threshold_changed_in_the_rules_file_changes_the_promoters_condition(
     let canary_start = text
         .find("- alert: ZaiProxyCanaryHighErrorRate")
         .context("alert")?;
+    let (head, canary) = text.split_at(canary_start);
     let line = "\n          > 0.05\n";
-    let at = canary_start + text[canary_start..].find(line).context("its threshold")?;
-    let changed_text = format!(
-        "{}\n          > 0.07\n{}",
-        &text[..at],
-        &text[at + line.len()..]
-    );
+    ensure!(canary.contains(line), "the canary 5 % line moved");
+    let changed_text = format!("{head}{}", canary.replacen(line, "\n          > 0.07\n", 1));
     let changed: RuleFile = serde_yaml_ng::from_str(&changed_text)?;
     let changed =
         CanaryRules::from_json(&render_canary_alerts(&changed)?).map_err(anyhow::Error::msg)?;

@@ -61,9 +61,7 @@ async fn docker_crash_loop_aborts_on_canary_readiness_or_the_down_alert() {
     if let Some(r) = rehearse("crash-loop").await {
         assert_eq!(r.outcome, "aborted");
         assert!(
-            r.decided_by
-                .iter()
-                .any(|id| id == "pre.canary_pods_ready" || id == "pre.no_canary_alerts"),
+            r.decided_by_any(&["pre.canary_pods_ready", "pre.no_canary_alerts"]),
             "decided by {:?}",
             r.decided_by
         );

@@ -65,9 +65,7 @@ async fn crash_loop_aborts_on_canary_readiness_or_the_down_alert() {
     let r = rehearse("crash-loop").await;
     assert_eq!(r.outcome, "aborted");
     assert!(
-        r.decided_by
-            .iter()
-            .any(|id| id == "pre.canary_pods_ready" || id == "pre.no_canary_alerts"),
+        r.decided_by_any(&["pre.canary_pods_ready", "pre.no_canary_alerts"]),
         "decided by {:?}",
         r.decided_by
     );
@@ -111,9 +109,7 @@ async fn subtle_regression_is_caught_in_phase_one() {
     // The judge, or the absolute 5 % alert when a compressed window's noise crosses it (see
     // the scenario); never a deadline, never another gate.
     assert!(
-        r.decided_by
-            .iter()
-            .any(|id| id == "pre.canary_error_rate" || id == "pre.no_canary_alerts"),
+        r.decided_by_any(&["pre.canary_error_rate", "pre.no_canary_alerts"]),
         "decided by {:?}",
         r.decided_by
     );

@@ -108,6 +108,18 @@ async fn spawn_proxy(name: &str, fake: &FakeZai, env: &[(&str, String)]) -> Prox
 
 /// Three replicas with the same key; with `redis`, sharing it.
 async fn fleet(fake: &FakeZai, redis: Option<&str>, extra: &[(&str, String)]) -> Vec<Proxy> {
+    let env = replica_env(redis, extra);
+    let tag = if redis.is_some() { "redis" } else { "alone" };
+    let mut proxies = Vec::new();
+    for i in 0..3 {
+        proxies.push(spawn_proxy(&format!("{tag}-{i}"), fake, &env).await);
+    }
+    proxies
+}
+
+/// A replica's settings: the key's budget, a request rate these runs do not limit (unless
+/// `extra` says so), and Redis when given.
+fn replica_env<'a>(redis: Option<&str>, extra: &[(&'a str, String)]) -> Vec<(&'a str, String)> {
     let mut env: Vec<(&str, String)> = vec![("MAX_UPSTREAM_CONCURRENCY", BUDGET.to_string())];
     // The request rate is not what these runs limit (except where `extra` says so).
     env.extend([
@@ -122,12 +134,7 @@ async fn fleet(fake: &FakeZai, redis: Option<&str>, extra: &[(&str, String)]) ->
         env.retain(|(key, _)| key != k);
         env.push((k, v.clone()));
     }
-    let tag = if redis.is_some() { "redis" } else { "alone" };
-    let mut proxies = Vec::new();
-    for i in 0..3 {
-        proxies.push(spawn_proxy(&format!("{tag}-{i}"), fake, &env).await);
-    }
-    proxies
+    env
 }
 
 fn workers_config(proxies: &[Proxy], concurrency: usize, duration: Duration) -> WorkersConfig {
@@ -692,13 +699,7 @@ async fn a_replica_cut_off_from_redis_takes_only_its_share_and_comes_back() {
     .await;
     let mut proxies = fleet(&fake, Some(&server.url()), &[]).await;
     proxies.truncate(2);
-    let env = [
-        ("MAX_UPSTREAM_CONCURRENCY", BUDGET.to_string()),
-        ("RATE_LIMIT_INITIAL", "1000".to_owned()),
-        ("RATE_LIMIT_MIN", "1000".to_owned()),
-        ("RATE_LIMIT_MAX", "1000".to_owned()),
-        ("RATE_LIMIT_REDIS_URL", relay.url()),
-    ];
+    let env = replica_env(Some(&relay.url()), &[]);
     proxies.push(spawn_proxy("redis-cut", &fake, &env).await);
 
     fake.reset_stats();

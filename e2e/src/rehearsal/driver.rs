@@ -101,6 +101,11 @@ pub struct ScenarioResult {
 }
 
 impl ScenarioResult {
+    /// Whether one of `ids` decided the run.
+    pub fn decided_by_any(&self, ids: &[&str]) -> bool {
+        self.decided_by.iter().any(|d| ids.contains(&d.as_str()))
+    }
+
     /// A run that could not be carried out (set-up failed): a failed run with the error as
     /// its problem, so `--repeat` counts it instead of stopping.
     pub fn not_run(scenario: &Scenario, seeds: ScenarioSeeds, error: &str) -> ScenarioResult {

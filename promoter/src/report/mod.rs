@@ -282,7 +282,7 @@ pub struct Report {
 pub struct SignalGap {
     /// What failed (the source's message).
     pub message: String,
-    /// Ticks it was seen in.
+    /// Ticks it was seen in (the overflow entry: messages it counts).
     pub ticks: u32,
     /// First seen.
     pub first_at: DateTime<Utc>,
@@ -290,40 +290,34 @@ pub struct SignalGap {
     pub last_at: DateTime<Utc>,
 }
 
-/// Distinct gap messages kept in a report; later new ones are counted in the last entry.
+/// Entries kept in a report: the first `MAX_SIGNAL_GAPS - 1` distinct messages, then one
+/// entry counting every message not listed.
 pub const MAX_SIGNAL_GAPS: usize = 20;
+
+/// The entry that counts messages beyond the listed ones.
+pub const OTHER_SIGNAL_GAPS: &str = "(other signal gaps, not listed)";
 
 /// Adds one tick's collection failures (`; `-separated messages) to `gaps` (pure).
 pub fn note_signal_gaps(gaps: &mut Vec<SignalGap>, at: DateTime<Utc>, messages: &str) {
     for message in messages.split("; ").filter(|m| !m.is_empty()) {
-        if let Some(g) = gaps.iter_mut().find(|g| g.message == message) {
-            g.ticks += 1;
-            g.last_at = at;
-            continue;
-        }
-        if gaps.len() >= MAX_SIGNAL_GAPS {
-            const OTHER: &str = "(other signal gaps, not listed)";
-            if let Some(last) = gaps.last_mut()
-                && last.message == OTHER
-            {
-                last.ticks += 1;
-                last.last_at = at;
-            } else if let Some(last) = gaps.last_mut() {
-                *last = SignalGap {
-                    message: OTHER.into(),
-                    ticks: last.ticks + 1,
-                    first_at: last.first_at,
-                    last_at: at,
-                };
+        let listed = gaps.iter().any(|g| g.message == message);
+        let key = if listed || gaps.len() < MAX_SIGNAL_GAPS - 1 {
+            message
+        } else {
+            OTHER_SIGNAL_GAPS
+        };
+        match gaps.iter_mut().find(|g| g.message == key) {
+            Some(g) => {
+                g.ticks += 1;
+                g.last_at = at;
             }
-            continue;
+            None => gaps.push(SignalGap {
+                message: key.to_owned(),
+                ticks: 1,
+                first_at: at,
+                last_at: at,
+            }),
         }
-        gaps.push(SignalGap {
-            message: message.to_owned(),
-            ticks: 1,
-            first_at: at,
-            last_at: at,
-        });
     }
 }
 
@@ -417,7 +411,12 @@ mod tests {
         }
         assert_eq!(gaps.len(), MAX_SIGNAL_GAPS);
         let last = gaps.last().unwrap();
-        assert!(last.message.starts_with("(other"), "{last:?}");
-        assert_eq!(last.ticks, 50 - (MAX_SIGNAL_GAPS as u32 - 2) + 1);
+        assert_eq!(last.message, OTHER_SIGNAL_GAPS, "{last:?}");
+        // 2 listed before, 17 more listed, the other 33 counted together.
+        let listed_new = MAX_SIGNAL_GAPS as u32 - 1 - 2;
+        assert_eq!(last.ticks, 50 - listed_new);
+        // A listed message is still counted in its own entry.
+        note_signal_gaps(&mut gaps, t(90), "p-1: x");
+        assert_eq!((gaps[1].ticks, gaps[1].last_at), (2, t(90)));
     }
 }
