@@ -42,6 +42,11 @@ pub const DEFAULT_SHUTDOWN_GRACE_PERIOD: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_WORKERS: u32 = 10;
 /// Default byte budget for local token counting of one body: 8 MiB.
 pub const DEFAULT_TOKEN_COUNT_MAX_BYTES: usize = 8 * 1024 * 1024;
+/// Default TOKEN_COUNT_CACHE_BYTES: text bytes the token count cache may hold (32 MiB).
+pub const DEFAULT_TOKEN_COUNT_CACHE_BYTES: usize = 32 * 1024 * 1024;
+/// Default RATE_LIMIT_WINDOW: one evaluation window of the rate controller (a constant in
+/// the original).
+pub const DEFAULT_RATE_LIMIT_WINDOW: Duration = Duration::from_secs(30);
 /// Default ceiling state file.
 pub const DEFAULT_RATE_LIMIT_STATE_FILE: &str = "/var/lib/zai-proxy/ceiling.json";
 /// Default quota origin.
@@ -252,6 +257,22 @@ pub enum TokenizerEncoding {
     Auto,
 }
 
+/// The ceiling sample of a rate-controller window with more than 5 % 429s
+/// (`RATE_LIMIT_CEILING_SAMPLE`); the controller computes it ([`CeilingSample::of`], in
+/// `ratelimit::controller`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CeilingSample {
+    /// The rate in force (the original): each such window keeps
+    /// α·(1 − margin) + (1 − α) of the ceiling (99.4 % with the defaults), so the estimate
+    /// comes down from `RATE_LIMIT_MAX` to a real limit only over hundreds of windows.
+    #[default]
+    Rate,
+    /// The rate that got through: rate × (1 − 429 share). When demand fills the admission
+    /// rate r and the upstream admits L < r, the 429 share is (r − L)/r, so the sample is L
+    /// itself and the ceiling closes (1 − α) of its gap to L per window.
+    Goodput,
+}
+
 /// Values reported by `zai_proxy_build_info`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuildInfo {
@@ -295,7 +316,7 @@ impl Default for TokenSettings {
             encoding: TokenizerEncoding::Cl100kBase,
             local_count_tokens: true,
             max_bytes: DEFAULT_TOKEN_COUNT_MAX_BYTES,
-            cache_bytes: crate::tokens::cache::DEFAULT_CACHE_BYTES,
+            cache_bytes: DEFAULT_TOKEN_COUNT_CACHE_BYTES,
         }
     }
 }
@@ -322,7 +343,7 @@ pub struct RateLimitSettings {
     /// `RATE_LIMIT_WINDOW` (30 s): one evaluation window of the controller.
     pub window: Duration,
     /// `RATE_LIMIT_CEILING_SAMPLE` (rate): what a 429 window teaches the ceiling.
-    pub ceiling_sample: crate::ratelimit::controller::CeilingSample,
+    pub ceiling_sample: CeilingSample,
 }
 
 impl Default for RateLimitSettings {
@@ -336,8 +357,8 @@ impl Default for RateLimitSettings {
             probe_interval: 10,
             state_file: Some(PathBuf::from(DEFAULT_RATE_LIMIT_STATE_FILE)),
             state_max_age: Duration::from_secs(6 * 3600),
-            window: crate::ratelimit::controller::WINDOW,
-            ceiling_sample: crate::ratelimit::controller::CeilingSample::Rate,
+            window: DEFAULT_RATE_LIMIT_WINDOW,
+            ceiling_sample: CeilingSample::Rate,
         }
     }
 }
@@ -679,8 +700,8 @@ impl Config {
                     "RATE_LIMIT_CEILING_SAMPLE",
                     &args.rate_limit_ceiling_sample,
                     |s| match s.to_ascii_lowercase().as_str() {
-                        "rate" => Ok(crate::ratelimit::controller::CeilingSample::Rate),
-                        "goodput" => Ok(crate::ratelimit::controller::CeilingSample::Goodput),
+                        "rate" => Ok(CeilingSample::Rate),
+                        "goodput" => Ok(CeilingSample::Goodput),
                         _ => Err("must be rate or goodput".into()),
                     },
                 )

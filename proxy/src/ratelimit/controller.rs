@@ -4,12 +4,12 @@
 //! decides the admission rate. It owns no clock and does no IO: every input carries the
 //! monotonic time of the event, and every output is a value the caller applies (new rate,
 //! log line, metric, persistence). Windows are evaluated lazily: a window only closes when
-//! the next event arrives at least [`WINDOW`] after the last adjustment.
+//! the next event arrives at least one window (`RATE_LIMIT_WINDOW`) after the last
+//! adjustment.
 
 use std::time::{Duration, Instant};
 
-/// Length of one evaluation window (a constant in the original, not configurable).
-pub const WINDOW: Duration = Duration::from_secs(30);
+use crate::config::CeilingSample;
 
 /// Smallest upward step while converging toward the hold point, in req/s.
 pub const MIN_CONVERGE_STEP: f64 = 0.25;
@@ -35,26 +35,15 @@ pub struct ControllerParams {
     pub hold_margin: f64,
     /// Clean windows between probes (0 disables probing).
     pub probe_interval: u32,
-    /// Window length (`RATE_LIMIT_WINDOW`, [`WINDOW`] by default).
+    /// Window length (`RATE_LIMIT_WINDOW`,
+    /// [`DEFAULT_RATE_LIMIT_WINDOW`](crate::config::DEFAULT_RATE_LIMIT_WINDOW) by default).
     pub window: Duration,
     /// What a > 5 % window takes as its ceiling sample (`RATE_LIMIT_CEILING_SAMPLE`).
     pub sample: CeilingSample,
 }
 
-/// The ceiling sample of a window with more than 5 % 429s.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum CeilingSample {
-    /// The rate in force (the original): each such window keeps
-    /// α·(1 − margin) + (1 − α) of the ceiling (99.4 % with the defaults), so the estimate
-    /// comes down from `RATE_LIMIT_MAX` to a real limit only over hundreds of windows.
-    #[default]
-    Rate,
-    /// The rate that got through: rate × (1 − 429 share). When demand fills the admission
-    /// rate r and the upstream admits L < r, the 429 share is (r − L)/r, so the sample is L
-    /// itself and the ceiling closes (1 − α) of its gap to L per window.
-    Goodput,
-}
-
+// The setting's type lives in `config` (the bottom layer); the arithmetic is the
+// controller's.
 impl CeilingSample {
     /// The sample for a window at `rate` with `error_ratio` 429s.
     pub fn of(self, rate: f64, error_ratio: f64) -> f64 {

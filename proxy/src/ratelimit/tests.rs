@@ -38,7 +38,7 @@ fn settings(state_file: Option<PathBuf>) -> RateLimitSettings {
         state_file,
         state_max_age: Duration::from_secs(6 * 3600),
         window: WINDOW_FOR_TESTS,
-        ceiling_sample: controller::CeilingSample::Rate,
+        ceiling_sample: crate::config::CeilingSample::Rate,
     }
 }
 

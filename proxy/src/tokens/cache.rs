@@ -24,9 +24,6 @@ use rustc_hash::FxHasher;
 /// Texts shorter than this are counted every time (a few microseconds at most).
 pub const MIN_CACHED_BYTES: usize = 512;
 
-/// Default `TOKEN_COUNT_CACHE_BYTES`: text bytes the cache may hold.
-pub const DEFAULT_CACHE_BYTES: usize = 32 * 1024 * 1024;
-
 const SHARDS: usize = 16;
 
 type Hasher = BuildHasherDefault<FxHasher>;
@@ -252,6 +249,6 @@ mod tests {
     fn zero_or_tiny_budgets_turn_the_cache_off() {
         assert!(CountCache::new(0).is_none());
         assert!(CountCache::new(1000).is_none());
-        assert!(CountCache::new(DEFAULT_CACHE_BYTES).is_some());
+        assert!(CountCache::new(crate::config::DEFAULT_TOKEN_COUNT_CACHE_BYTES).is_some());
     }
 }

@@ -1,6 +1,7 @@
 //! Virtual-clock tests of the controller against the acceptance cases of reference §8.3.
 
 use super::*;
+use crate::config::DEFAULT_RATE_LIMIT_WINDOW as WINDOW;
 
 /// A virtual monotonic clock: an anchor plus an offset the test advances by hand.
 struct VirtualClock {
