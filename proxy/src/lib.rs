@@ -18,14 +18,17 @@
 //! ```
 
 pub mod capacity;
+pub mod client;
 pub mod config;
 pub mod error;
 pub mod forward;
+pub mod headers;
 pub mod health;
 pub mod logging;
 pub mod metrics;
 pub mod quota;
 pub mod ratelimit;
+pub mod relay;
 pub mod routes;
 pub mod server;
 pub mod shutdown;

@@ -5,10 +5,10 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::capacity::Capacity;
-use crate::config::Config;
+use crate::client::{self, UpstreamClient};
+use crate::config::{ApiKey, Config, ConfigError, Problem};
 use crate::error::ProxyError;
-use crate::forward::headers::CredentialValues;
-use crate::forward::upstream::{self, UpstreamClient};
+use crate::headers::CredentialValues;
 use crate::health::Readiness;
 use crate::logging::Throttle;
 use crate::metrics::Metrics;
@@ -121,7 +121,7 @@ impl AppState {
             &variant,
         ));
         let capacity = Arc::new(Capacity::new(config.max_workers, &metrics, &variant));
-        let credentials = upstream::credentials(&config.api_key)?;
+        let credentials = credentials(&config.api_key)?;
         let model_labels = config
             .known_models
             .iter()
@@ -134,7 +134,7 @@ impl AppState {
         Ok(Arc::new(Self {
             streams,
             auth_warning: Throttle::new(AUTH_WARNING_INTERVAL),
-            upstream: upstream::build_client()?,
+            upstream: client::build_client()?,
             credentials,
             limiter,
             capacity,
@@ -208,4 +208,16 @@ impl AppState {
             .with_label_values(&[error_type, self.variant()])
             .inc();
     }
+}
+
+/// The credential header values (built once).
+fn credentials(key: &ApiKey) -> Result<CredentialValues, ProxyError> {
+    CredentialValues::new(key).ok_or_else(|| {
+        ProxyError::Config(ConfigError {
+            problems: vec![Problem {
+                variable: "ZAI_API_KEY",
+                reason: "contains characters not allowed in an HTTP header".to_owned(),
+            }],
+        })
+    })
 }

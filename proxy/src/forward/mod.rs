@@ -8,8 +8,6 @@
 //! response head arrives → [hook 3: relay through taps]. Bodies are never copied (the
 //! counting task gets a `Bytes` clone) or re-serialised.
 
-pub mod headers;
-pub mod relay;
 pub mod retry;
 pub mod upstream;
 
@@ -27,14 +25,15 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use serde::Deserialize;
 
 use crate::capacity::CapacityPermit;
+use crate::headers;
 use crate::ratelimit::SourceBucket;
 use crate::ratelimit::leases::Lease;
+use crate::relay::{RelayBody, RelayEnd, ResponseTap};
 use crate::routes::{self, Route, RouteKind, WireFormat};
 use crate::state::{AppState, ModelLabel};
 use crate::streams::StreamTap;
 use crate::tokens;
 use crate::wire::LocalFailure;
-use relay::{RelayBody, RelayEnd, ResponseTap};
 use upstream::UpstreamError;
 
 /// What the proxy knows about a request once its body is read.

@@ -1,4 +1,4 @@
-//! The one upstream call: a pooled hyper-util client over rustls (ring, webpki roots).
+//! The one upstream call, over the pooled client (`crate::client`).
 //!
 //! [`send`] builds the upstream request (target URL + path + query, filtered headers, the
 //! proxy's credential) and waits at most `UPSTREAM_TIMEOUT` for the response head. Every
@@ -13,19 +13,11 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, Response, Uri, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 
 use super::RequestParts;
-use super::headers::{self, CredentialValues};
-use crate::error::ProxyError;
+use crate::headers;
 use crate::routes::WireFormat;
 use crate::state::AppState;
-
-/// The pooled upstream HTTP(S) client.
-pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// Why an upstream attempt produced no response.
 #[derive(Debug, thiserror::Error)]
@@ -39,26 +31,6 @@ pub enum UpstreamError {
     /// The upstream request could not be built (bad URL after appending the path).
     #[error("could not build the upstream request: {0}")]
     Request(String),
-}
-
-/// Builds the pooled client: HTTP/1.1, https or plain http, TCP_NODELAY, idle connections kept
-/// 90 s.
-pub fn build_client() -> Result<UpstreamClient, ProxyError> {
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_keepalive(Some(Duration::from_secs(60)));
-    http.set_connect_timeout(Some(Duration::from_secs(10)));
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
-        .map_err(|e| ProxyError::Tls(e.to_string()))?
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(256)
-        .build(https))
 }
 
 /// The upstream URI: target URL + incoming path + `?query` (plain concatenation).
@@ -149,18 +121,6 @@ fn describe(e: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     text
-}
-
-/// Shared credential header values (built once).
-pub(crate) fn credentials(key: &crate::config::ApiKey) -> Result<CredentialValues, ProxyError> {
-    CredentialValues::new(key).ok_or_else(|| {
-        ProxyError::Config(crate::config::ConfigError {
-            problems: vec![crate::config::Problem {
-                variable: "ZAI_API_KEY",
-                reason: "contains characters not allowed in an HTTP header".to_owned(),
-            }],
-        })
-    })
 }
 
 #[cfg(test)]

@@ -96,7 +96,7 @@ impl QuotaStatus {
             tracing::info!("Quota polling disabled (QUOTA_POLL_ENABLED is not true)");
             return;
         }
-        let client = match crate::forward::upstream::build_client() {
+        let client = match crate::client::build_client() {
             Ok(client) => client,
             Err(e) => {
                 tracing::warn!("Quota polling disabled: {e}");

@@ -12,8 +12,8 @@ use http::{HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 
 use super::normalize::{self, QuotaSample, Rejected};
+use crate::client::UpstreamClient;
 use crate::config::{ApiKey, QuotaSettings};
-use crate::forward::upstream::UpstreamClient;
 
 /// The quota path under the base URL.
 pub const QUOTA_PATH: &str = "/api/monitor/usage/quota/limit";

@@ -1,6 +1,6 @@
 //! How a stream ended: a pure function of what the relay saw.
 
-use crate::forward::relay::RelayEnd;
+use crate::relay::RelayEnd;
 
 /// `outcome` label of `zai_proxy_streams_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -11,7 +11,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::{StreamOutcome, StreamWatch};
-use crate::forward::relay::{RelayEnd, ResponseTap};
+use crate::relay::{RelayEnd, ResponseTap};
 use crate::routes::WireFormat;
 use crate::state::{AppState, ModelLabel};
 

@@ -21,8 +21,8 @@ use tokio::sync::oneshot;
 use super::input::{InputTexts, RequestDoc};
 use super::tap::UsageTap;
 use super::{InputEstimate, InputMethod, TokenCounter};
-use crate::forward::relay::ResponseTap;
 use crate::metrics::Metrics;
+use crate::relay::ResponseTap;
 use crate::routes::WireFormat;
 use crate::state::AppState;
 

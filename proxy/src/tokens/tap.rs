@@ -14,7 +14,7 @@ use super::pricing::Direction;
 use super::record::{observe_count, record_usage};
 use super::usage::{ApiUsage, StreamUsage, Usage, UsageReport, UsageSource};
 use super::{BLOCKING_THRESHOLD_BYTES, TokenCounter};
-use crate::forward::relay::{RelayEnd, ResponseTap};
+use crate::relay::{RelayEnd, ResponseTap};
 use crate::state::AppState;
 
 enum Mode {
