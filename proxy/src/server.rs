@@ -1,21 +1,22 @@
 //! The router, the serving loop and the drain sequence.
 //!
 //! Routes: `/health`, `/readyz`, `/metrics`, `/admin/*` (404 unless `ADMIN_TOKEN` is set;
-//! then `Authorization: Bearer <ADMIN_TOKEN>` is required), and everything else → the
-//! forward handler.
+//! then `Authorization: Bearer <ADMIN_TOKEN>` is required; `POST /admin/reset-rate-limit`
+//! is handled here), and everything else → the forward handler.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::serve::ListenerExt as _;
+use axum::{Json, Router};
 use http::{HeaderValue, StatusCode, header};
+use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -37,17 +38,34 @@ pub fn app(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// `/admin/*`. POLICIES adds its routes (e.g. `POST /admin/reset-rate-limit`) here; the
-/// token check wraps all of them.
+/// `/admin/*` (`POST /admin/reset-rate-limit`); the token check wraps all of them.
 fn admin_routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
-        .route(
-            "/admin/reset-rate-limit",
-            post(crate::ratelimit::admin::reset_rate_limit),
-        )
+        .route("/admin/reset-rate-limit", post(reset_rate_limit))
         .route("/admin", any(admin_not_found))
         .route("/admin/{*rest}", any(admin_not_found))
         .layer(middleware::from_fn_with_state(state, require_admin))
+}
+
+/// The reset answer: `{"current_rate":<rate>,"status":"reset"}`.
+#[derive(Debug, Serialize)]
+pub struct ResetBody {
+    /// The rate after the reset (`RATE_LIMIT_INITIAL`).
+    pub current_rate: f64,
+    /// Always `reset`.
+    pub status: &'static str,
+}
+
+/// `POST /admin/reset-rate-limit` (reference §3.6, behind the admin token): resets the
+/// limiter to `RATE_LIMIT_INITIAL` (rate and ceiling), wakes every waiter and deletes the
+/// ceiling state file.
+pub async fn reset_rate_limit(State(state): State<Arc<AppState>>) -> Response {
+    let current_rate = state.limiter.reset();
+    Json(ResetBody {
+        current_rate,
+        status: "reset",
+    })
+    .into_response()
 }
 
 async fn admin_not_found() -> Response {

@@ -1,6 +1,7 @@
 //! `AppState`: everything a request needs, built once and shared as `Arc<AppState>`.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use tokio_util::sync::CancellationToken;
 
@@ -9,7 +10,6 @@ use crate::client::{self, UpstreamClient};
 use crate::config::{ApiKey, Config, ConfigError, Problem};
 use crate::error::ProxyError;
 use crate::headers::CredentialValues;
-use crate::health::Readiness;
 use crate::logging::Throttle;
 use crate::metrics::Metrics;
 use crate::quota::QuotaStatus;
@@ -46,6 +46,58 @@ impl ModelLabel {
     /// The label value.
     pub fn as_str(&self) -> &str {
         &self.name
+    }
+}
+
+const STARTING: u8 = 0;
+const READY: u8 = 1;
+const DRAINING: u8 = 2;
+
+/// Readiness (`/readyz`): starting → ready (start-up work done) → draining (after SIGTERM).
+#[derive(Debug, Default)]
+pub struct Readiness(AtomicU8);
+
+/// Where [`Readiness`] stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadinessPhase {
+    /// Start-up work is still running.
+    Starting,
+    /// Serving.
+    Ready,
+    /// Shutdown has begun.
+    Draining,
+}
+
+impl Readiness {
+    /// Start-up work is done (tokenizer loaded, state restored). No effect once draining.
+    pub fn mark_ready(&self) {
+        let _ = self
+            .0
+            .compare_exchange(STARTING, READY, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// Shutdown began: `/readyz` answers 503 from now on.
+    pub fn start_draining(&self) {
+        self.0.store(DRAINING, Ordering::Release);
+    }
+
+    /// Ready and not draining.
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::Acquire) == READY
+    }
+
+    /// Shutdown has begun.
+    pub fn is_draining(&self) -> bool {
+        self.0.load(Ordering::Acquire) == DRAINING
+    }
+
+    /// The phase (one read).
+    pub fn phase(&self) -> ReadinessPhase {
+        match self.0.load(Ordering::Acquire) {
+            READY => ReadinessPhase::Ready,
+            DRAINING => ReadinessPhase::Draining,
+            _ => ReadinessPhase::Starting,
+        }
     }
 }
 
@@ -220,4 +272,23 @@ fn credentials(key: &ApiKey) -> Result<CredentialValues, ProxyError> {
             }],
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readiness_moves_forward_only() {
+        let r = Readiness::default();
+        assert!(!r.is_ready());
+        assert_eq!(r.phase(), ReadinessPhase::Starting);
+        r.mark_ready();
+        assert!(r.is_ready());
+        assert_eq!(r.phase(), ReadinessPhase::Ready);
+        r.start_draining();
+        r.mark_ready();
+        assert!(r.is_draining() && !r.is_ready());
+        assert_eq!(r.phase(), ReadinessPhase::Draining);
+    }
 }

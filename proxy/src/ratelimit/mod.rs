@@ -9,14 +9,14 @@
 //! * [`shared`]: with `RATE_LIMIT_REDIS_URL`, the leases, the admission bucket and the
 //!   learned ceiling live in Redis for the whole fleet; when Redis is down or slow, this
 //!   replica falls back to its share (budget and rate divided by the replicas last seen);
-//! * [`state`]: the learned ceiling persisted across restarts;
-//! * [`admin`]: `POST /admin/reset-rate-limit`.
+//! * [`state`]: the learned ceiling persisted across restarts.
+//!
+//! `POST /admin/reset-rate-limit` ([`Limiter::reset`]) is routed in `crate::server`.
 //!
 //! Fairness and queueing are always local: the head of this process's fair queue is the
 //! only request that waits for the bucket and for a lease. Without Redis every limit is per
 //! process: N replicas admit N times the rate and N times the concurrency budget.
 
-pub mod admin;
 pub mod admission;
 pub mod bucket;
 pub mod controller;
