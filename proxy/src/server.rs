@@ -137,7 +137,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 async fn startup_work(state: &Arc<AppState>) {
     // The shared budget's first heartbeat (bounded) runs alongside the tokenizer load.
     tokio::join!(
-        crate::tokens::hooks::load_counter(state),
+        crate::tokens::hooks::load_counter(&state.config, &state.tokens),
         state.limiter.first_sync()
     );
     state.limiter.start(state.shutdown.clone());

@@ -9,9 +9,10 @@
 //! counting task gets a `Bytes` clone) or re-serialised.
 
 pub mod retry;
+pub mod stream_tap;
 pub mod upstream;
+pub mod usage_tap;
 
-use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -22,7 +23,6 @@ use axum::response::Response;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
-use serde::Deserialize;
 
 use crate::capacity::CapacityPermit;
 use crate::headers;
@@ -31,9 +31,9 @@ use crate::ratelimit::leases::Lease;
 use crate::relay::{RelayBody, RelayEnd, ResponseTap};
 use crate::routes::{self, Route, RouteKind, WireFormat};
 use crate::state::{AppState, ModelLabel};
-use crate::streams::StreamTap;
 use crate::tokens;
 use crate::wire::LocalFailure;
+use stream_tap::StreamTap;
 use upstream::UpstreamError;
 
 /// What the proxy knows about a request once its body is read.
@@ -77,26 +77,6 @@ pub fn method_label(method: &Method) -> &'static str {
         Method::CONNECT => "CONNECT",
         Method::TRACE => "TRACE",
         _ => "OTHER",
-    }
-}
-
-/// The fields the proxy reads from a JSON request body; everything else is skipped.
-#[derive(Deserialize)]
-struct Peek<'a> {
-    #[serde(borrow, default)]
-    model: Option<Cow<'a, str>>,
-    #[serde(default)]
-    stream: Option<bool>,
-}
-
-/// `(model, stream)` of an Anthropic/OpenAI JSON body; `(None, false)` if it does not parse.
-pub fn peek_request(format: WireFormat, body: &[u8]) -> (Option<Cow<'_, str>>, bool) {
-    if format == WireFormat::Other || body.is_empty() {
-        return (None, false);
-    }
-    match serde_json::from_slice::<Peek<'_>>(body) {
-        Ok(p) => (p.model, p.stream.unwrap_or(false)),
-        Err(_) => (None, false),
     }
 }
 
@@ -362,7 +342,7 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Res
     // workers unless tiny); awaited when the response head arrives. With LOCAL_COUNT_TOKENS,
     // count_tokens is answered here without upstream, so it waits for the count first.
     let mut pending_input = token_counter.and_then(|counter| {
-        tokens::hooks::start_input_estimate(&state, counter, &body, read.input)
+        tokens::hooks::start_input_estimate(&state.metrics, counter, &body, read.input)
     });
     if route.kind == RouteKind::CountTokens
         && state.config.tokens.local_count_tokens
@@ -460,7 +440,7 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Res
         if head.status.is_success() {
             let model = Arc::clone(parts.model_label.name());
             let content_type = head.headers.get(header::CONTENT_TYPE);
-            let tap = tokens::hooks::usage_tap(
+            let tap = usage_tap::for_response(
                 &state,
                 counter,
                 model,
@@ -476,7 +456,7 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Res
             .headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok());
-        if tokens::tap::UsageTap::is_streaming(content_type, parts.stream) {
+        if usage_tap::UsageTap::is_streaming(content_type, parts.stream) {
             taps.push(Box::new(StreamTap::new(
                 Arc::clone(&state),
                 parts.model_label.clone(),
@@ -492,19 +472,6 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn peek_reads_model_and_stream_only() {
-        let body =
-            br#"{"model":"glm-4.6","messages":[{"role":"user","content":"hi"}],"stream":true}"#;
-        let (model, stream) = peek_request(WireFormat::Anthropic, body);
-        assert_eq!(model.as_deref(), Some("glm-4.6"));
-        assert!(stream);
-        let (model, stream) = peek_request(WireFormat::OpenAi, b"not json");
-        assert_eq!((model, stream), (None, false));
-        let (model, _) = peek_request(WireFormat::Other, br#"{"model":"x"}"#);
-        assert_eq!(model, None);
-    }
 
     #[test]
     fn methods_are_bounded() {

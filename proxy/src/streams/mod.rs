@@ -7,19 +7,20 @@
 //!   was seen, and the output tokens upstream reported. Pure: no clock, no metrics.
 //! * [`outcome`]: the pure decision of how a stream ended ([`StreamOutcome`]) from those
 //!   facts and how the relay ended.
-//! * [`tap`]: the relay tap that feeds [`watch`] and, at the end, writes
-//!   `zai_proxy_time_to_first_token_seconds`, `zai_proxy_output_tokens_per_second` and
-//!   `zai_proxy_streams_total` through the series resolved once ([`series`]).
+//! * [`series`]: the stream series, resolved once (held by the state as [`StreamHot`]).
+//!
+//! The relay tap that feeds [`watch`] and, at the end, writes
+//! `zai_proxy_time_to_first_token_seconds`, `zai_proxy_output_tokens_per_second` and
+//! `zai_proxy_streams_total` through [`series`] is `forward::stream_tap` (it needs the
+//! proxy's state, which sits above this module).
 //!
 //! A stream is a 2xx answer to a chat route (either wire format) that is server-sent events.
 //! This works whether token counting is on or off.
 
 pub mod outcome;
 pub mod series;
-pub mod tap;
 pub mod watch;
 
 pub use outcome::StreamOutcome;
 pub use series::{StreamHot, StreamSeries};
-pub use tap::StreamTap;
 pub use watch::StreamWatch;

@@ -7,7 +7,11 @@
 //!    when the response head arrives; the result is the `X-Token-Input` response header
 //!    ([`x_token_input`]);
 //! 2. [`local_count_tokens`]: `count_tokens` answered without calling upstream;
-//! 3. [`usage_tap`]: the relay tap that records usage when the response ends.
+//! 3. the usage tap that records usage when the response ends (`forward::usage_tap`, with
+//!    the other relay taps);
+//!
+//! and, at start-up, [`load_counter`]. These take the pieces of the proxy's state they use
+//! (the metrics, the configuration), not the state itself: `tokens` sits below `state`.
 
 use std::borrow::Cow;
 use std::panic::AssertUnwindSafe;
@@ -19,12 +23,11 @@ use http::HeaderValue;
 use tokio::sync::oneshot;
 
 use super::input::{InputTexts, RequestDoc};
-use super::tap::UsageTap;
+use super::select::{Selection, Tokenizers};
 use super::{InputEstimate, InputMethod, TokenCounter};
+use crate::config::{Config, TokenizerEncoding};
 use crate::metrics::Metrics;
-use crate::relay::ResponseTap;
 use crate::routes::WireFormat;
-use crate::state::AppState;
 
 /// Name of the response header carrying the local input estimate.
 pub const X_TOKEN_INPUT: &str = "x-token-input";
@@ -135,7 +138,7 @@ pub fn read_request<'a>(
             input: InputSource::Texts(texts),
         };
     }
-    let (model, stream) = crate::forward::peek_request(format, body);
+    let (model, stream) = super::input::peek_request(format, body);
     let input = if counter.is_some() && format != WireFormat::Other {
         InputSource::Body
     } else {
@@ -155,7 +158,7 @@ pub fn read_request<'a>(
 /// counting-time metrics are observed where the count runs. Call it before the upstream
 /// call and [`PendingInput::wait`] after it. Same numbers as [`TokenCounter::input_tokens`].
 pub fn start_input_estimate(
-    state: &Arc<AppState>,
+    metrics: &Arc<Metrics>,
     counter: &Arc<TokenCounter>,
     body: &Bytes,
     input: InputSource,
@@ -169,22 +172,22 @@ pub fn start_input_estimate(
             method: InputMethod::Unparseable,
         }),
         InputSource::Texts(Some(texts)) if inline => {
-            PendingInput::ready(count_texts(state, counter, &texts))
+            PendingInput::ready(count_texts(metrics, counter, &texts))
         }
         InputSource::Texts(Some(texts)) => {
-            let state = Arc::clone(state);
+            let metrics = Arc::clone(metrics);
             let counter = Arc::clone(counter);
-            let task = off_the_workers(len, move || count_texts(&state, &counter, &texts));
+            let task = off_the_workers(len, move || count_texts(&metrics, &counter, &texts));
             PendingInput(Pending::Counting { task, len })
         }
         InputSource::Body if inline || len > counter.max_bytes() => {
-            PendingInput::ready(estimate_now(state, counter, body))
+            PendingInput::ready(estimate_now(metrics, counter, body))
         }
         InputSource::Body => {
-            let state = Arc::clone(state);
+            let metrics = Arc::clone(metrics);
             let counter = Arc::clone(counter);
             let body = body.clone();
-            let task = off_the_workers(len, move || estimate_now(&state, &counter, &body));
+            let task = off_the_workers(len, move || estimate_now(&metrics, &counter, &body));
             PendingInput(Pending::Counting { task, len })
         }
     };
@@ -194,14 +197,14 @@ pub fn start_input_estimate(
 /// The local input estimate of `body` (either wire format), counted off the async workers
 /// when large; the same number the forward handler puts in `X-Token-Input`.
 pub async fn estimate_input(
-    state: &Arc<AppState>,
+    metrics: &Arc<Metrics>,
     counter: &Arc<TokenCounter>,
     format: WireFormat,
     body: &Bytes,
 ) -> Option<InputEstimate> {
     let input = read_request(format, body, Some(counter)).input;
     Some(
-        start_input_estimate(state, counter, body, input)?
+        start_input_estimate(metrics, counter, body, input)?
             .wait()
             .await,
     )
@@ -281,21 +284,21 @@ fn count_worker(jobs: &Mutex<mpsc::Receiver<CountJob>>) {
 
 /// Parses and counts now, on the calling thread ([`TokenCounter::input_tokens`]), and
 /// observes the counting-time metrics.
-fn estimate_now(state: &AppState, counter: &TokenCounter, body: &[u8]) -> InputEstimate {
+fn estimate_now(metrics: &Metrics, counter: &TokenCounter, body: &[u8]) -> InputEstimate {
     let started = Instant::now();
     let estimate = counter.input_tokens(body);
     if estimate.method == InputMethod::Counted {
-        observe_input_count(&state.metrics, estimate.tokens, started.elapsed());
+        observe_input_count(metrics, estimate.tokens, started.elapsed());
     }
     estimate
 }
 
 /// Counts texts read by the one parse, on the calling thread, and observes the
 /// counting-time metrics.
-fn count_texts(state: &AppState, counter: &TokenCounter, texts: &InputTexts) -> InputEstimate {
+fn count_texts(metrics: &Metrics, counter: &TokenCounter, texts: &InputTexts) -> InputEstimate {
     let started = Instant::now();
     let tokens = texts.iter().map(|t| counter.count_input(t) as u64).sum();
-    observe_input_count(&state.metrics, tokens, started.elapsed());
+    observe_input_count(metrics, tokens, started.elapsed());
     InputEstimate {
         tokens,
         method: InputMethod::Counted,
@@ -334,32 +337,11 @@ pub fn local_count_tokens(estimate: InputEstimate) -> Option<Bytes> {
     }
 }
 
-/// The usage tap for a response (see [`UsageTap`]).
-pub fn usage_tap(
-    state: &Arc<AppState>,
-    counter: &Arc<TokenCounter>,
-    model: Arc<str>,
-    estimate: InputEstimate,
-    content_type: Option<&HeaderValue>,
-    stream_requested: bool,
-) -> Box<dyn ResponseTap> {
-    let streaming =
-        UsageTap::is_streaming(content_type.and_then(|v| v.to_str().ok()), stream_requested);
-    let input = (estimate.method != InputMethod::Unparseable).then_some(estimate.tokens);
-    Box::new(UsageTap::new(
-        Arc::clone(state),
-        Arc::clone(counter),
-        model,
-        input,
-        streaming,
-    ))
-}
-
-impl From<crate::config::TokenizerEncoding> for super::select::Selection {
-    fn from(e: crate::config::TokenizerEncoding) -> Self {
+impl From<TokenizerEncoding> for Selection {
+    fn from(e: TokenizerEncoding) -> Self {
         use super::Encoding as E;
-        use super::select::Selection as S;
-        use crate::config::TokenizerEncoding as T;
+        use Selection as S;
+        use TokenizerEncoding as T;
         match e {
             T::Cl100kBase => S::Fixed(E::Cl100kBase),
             T::O200kBase => S::Fixed(E::O200kBase),
@@ -373,19 +355,19 @@ impl From<crate::config::TokenizerEncoding> for super::select::Selection {
 /// Start-up: loads the tokenizer(s) on the blocking pool (before readiness is marked) and
 /// logs `Token counting enabled (<encoding>, engine <name>, model: <TOKENIZER_MODEL>)`
 /// (`auto`: `auto: glm4, glm5, cl100k_base`), or the "disabled" line. A vocabulary that
-/// fails its checks leaves counting off (logged).
-pub async fn load_counter(state: &AppState) {
-    let settings = &state.config.tokens;
+/// fails its checks leaves counting off (logged). The counters are stored in `loaded`
+/// (`AppState::tokens`).
+pub async fn load_counter(config: &Config, loaded: &OnceLock<Tokenizers>) {
+    let settings = &config.tokens;
     if !settings.enabled {
         tracing::info!("Token counting disabled (TOKEN_COUNTING_ENABLED=false)");
         return;
     }
-    let selection = super::select::Selection::from(settings.encoding);
+    let selection = Selection::from(settings.encoding);
     let (max_bytes, cache_bytes) = (settings.max_bytes, settings.cache_bytes);
-    let default_model = state.config.tokenizer_model.clone();
+    let default_model = config.tokenizer_model.clone();
     let started = Instant::now();
-    let load =
-        move || super::select::Tokenizers::load(selection, max_bytes, cache_bytes, &default_model);
+    let load = move || Tokenizers::load(selection, max_bytes, cache_bytes, &default_model);
     match tokio::task::spawn_blocking(load).await {
         Ok(Ok(tokenizers)) => {
             let names: Vec<&str> = tokenizers
@@ -394,16 +376,16 @@ pub async fn load_counter(state: &AppState) {
                 .map(|c| c.encoding().name())
                 .collect();
             let vocabularies = match selection {
-                super::select::Selection::Fixed(e) => e.name().to_owned(),
-                super::select::Selection::ByModel => format!("auto: {}", names.join(", ")),
+                Selection::Fixed(e) => e.name().to_owned(),
+                Selection::ByModel => format!("auto: {}", names.join(", ")),
             };
             tracing::info!(
                 "Token counting enabled ({vocabularies}, engine {}, model: {})",
                 tokenizers.any().engine().name(),
-                state.config.tokenizer_model
+                config.tokenizer_model
             );
             tracing::info!("Tokenizer loaded in {} ms", started.elapsed().as_millis());
-            let _ = state.tokens.set(tokenizers);
+            let _ = loaded.set(tokenizers);
         }
         Ok(Err(problem)) => {
             tracing::error!("Token counting unavailable: {problem}; continuing without it");

@@ -22,6 +22,8 @@ use std::fmt;
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
+use crate::routes::WireFormat;
+
 /// What the walker needs of a JSON tree; implemented for [`serde_json::Value`] and for the
 /// borrowed [`Json`] the proxy parses request bodies into (same results for both).
 pub trait JsonNode: Sized {
@@ -471,6 +473,28 @@ fn visit_json<J: JsonNode>(value: &J, visit: &mut dyn FnMut(&str)) {
     }
 }
 
+/// The fields the minimal parse reads from a JSON request body; everything else is skipped.
+#[derive(serde::Deserialize)]
+struct Peek<'a> {
+    #[serde(borrow, default)]
+    model: Option<Cow<'a, str>>,
+    #[serde(default)]
+    stream: Option<bool>,
+}
+
+/// `(model, stream)` of an Anthropic/OpenAI JSON body, without building a tree (the
+/// handler's parse when the body is not read for its texts, see `hooks::read_request`);
+/// `(None, false)` if it does not parse.
+pub fn peek_request(format: WireFormat, body: &[u8]) -> (Option<Cow<'_, str>>, bool) {
+    if format == WireFormat::Other || body.is_empty() {
+        return (None, false);
+    }
+    match serde_json::from_slice::<Peek<'_>>(body) {
+        Ok(p) => (p.model, p.stream.unwrap_or(false)),
+        Err(_) => (None, false),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -603,8 +627,7 @@ mod tests {
                 .map(str::to_owned)
                 .collect();
             assert_eq!(got, expected, "texts: {body}");
-            let (model, stream) =
-                crate::forward::peek_request(crate::routes::WireFormat::Anthropic, body.as_bytes());
+            let (model, stream) = peek_request(WireFormat::Anthropic, body.as_bytes());
             assert_eq!(
                 (doc.model.as_deref(), doc.stream),
                 (model.as_deref(), stream),
@@ -632,5 +655,18 @@ mod tests {
         assert_eq!(contents, vec![true, false]);
         let texts = doc.input_texts().expect("object");
         assert_eq!(texts.iter().collect::<Vec<_>>(), vec!["plain", "esc\"aped"]);
+    }
+
+    #[test]
+    fn peek_reads_model_and_stream_only() {
+        let body =
+            br#"{"model":"glm-4.6","messages":[{"role":"user","content":"hi"}],"stream":true}"#;
+        let (model, stream) = peek_request(WireFormat::Anthropic, body);
+        assert_eq!(model.as_deref(), Some("glm-4.6"));
+        assert!(stream);
+        let (model, stream) = peek_request(WireFormat::OpenAi, b"not json");
+        assert_eq!((model, stream), (None, false));
+        let (model, _) = peek_request(WireFormat::Other, br#"{"model":"x"}"#);
+        assert_eq!(model, None);
     }
 }

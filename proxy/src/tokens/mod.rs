@@ -13,8 +13,9 @@
 //! * [`usage`]: usage from response bodies and streams, and the output estimate.
 //! * [`pricing`]: pricing tier and estimated cost.
 //! * [`record`]: token metrics and the "Token usage" log line.
-//! * [`tap`], [`hooks`]: the steps the forward handler calls (input estimate,
-//!   `X-Token-Input`, local `count_tokens`, the usage tap).
+//! * [`hooks`]: the steps the forward handler calls (the one parse, the input estimate,
+//!   `X-Token-Input`, local `count_tokens`) and the start-up load. The usage tap is
+//!   `forward::usage_tap`: `tokens` sits below the proxy's state and never imports it.
 //!
 //! [`select::Tokenizers`] is what the proxy holds (`AppState::tokens`): one
 //! [`TokenCounter`] per usable vocabulary, loaded once at start-up and shared read-only.
@@ -29,7 +30,6 @@ pub mod record;
 pub mod runs;
 pub mod select;
 pub mod sse;
-pub mod tap;
 pub mod usage;
 
 pub use engine::{Encoding, Engine, EngineKind, LoadProblem};

@@ -10,10 +10,10 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::{StreamOutcome, StreamWatch};
 use crate::relay::{RelayEnd, ResponseTap};
 use crate::routes::WireFormat;
 use crate::state::{AppState, ModelLabel};
+use crate::streams::{StreamOutcome, StreamWatch};
 
 /// See the module documentation.
 pub struct StreamTap {

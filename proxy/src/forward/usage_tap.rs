@@ -3,19 +3,24 @@
 //!
 //! Streams are read incrementally ([`StreamUsage`], bounded memory). Non-streaming bodies are
 //! copied up to `TOKEN_COUNT_MAX_BYTES` so the JSON `usage` block can be read at the end;
-//! a larger body is not kept and its output is estimated as bytes ÷ 4.
+//! a larger body is not kept and its output is estimated as bytes ÷ 4. The reading and the
+//! recording are `tokens`' ([`crate::tokens::usage`], [`crate::tokens::record`]); the tap
+//! connects them to the relay and the proxy's state.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use http::HeaderValue;
 
-use super::pricing::Direction;
-use super::record::{observe_count, record_usage};
-use super::usage::{ApiUsage, StreamUsage, Usage, UsageReport, UsageSource};
-use super::{BLOCKING_THRESHOLD_BYTES, TokenCounter};
 use crate::relay::{RelayEnd, ResponseTap};
 use crate::state::AppState;
+use crate::tokens::pricing::Direction;
+use crate::tokens::record::{observe_count, record_usage};
+use crate::tokens::{
+    ApiUsage, BLOCKING_THRESHOLD_BYTES, InputEstimate, InputMethod, StreamUsage, TokenCounter,
+    Usage, UsageReport, UsageSource,
+};
 
 enum Mode {
     Stream(StreamUsage),
@@ -120,6 +125,29 @@ impl UsageTap {
         };
         record_usage(&state.metrics, state.variant(), &model, &report);
     }
+}
+
+/// The usage tap for a response (see [`UsageTap`]): streaming or not from the response
+/// `Content-Type` and the request; the input from the local estimate unless the body was
+/// not a JSON object.
+pub fn for_response(
+    state: &Arc<AppState>,
+    counter: &Arc<TokenCounter>,
+    model: Arc<str>,
+    estimate: InputEstimate,
+    content_type: Option<&HeaderValue>,
+    stream_requested: bool,
+) -> Box<dyn ResponseTap> {
+    let streaming =
+        UsageTap::is_streaming(content_type.and_then(|v| v.to_str().ok()), stream_requested);
+    let input = (estimate.method != InputMethod::Unparseable).then_some(estimate.tokens);
+    Box::new(UsageTap::new(
+        Arc::clone(state),
+        Arc::clone(counter),
+        model,
+        input,
+        streaming,
+    ))
 }
 
 impl ResponseTap for UsageTap {
