@@ -1117,8 +1117,12 @@ fn runbook_maps_every_promoter_check_and_trigger() -> Result<()> {
     let runbook = std::fs::read_to_string(repo().join("docs/RUNBOOK.md"))?;
     let ids: BTreeSet<&str> = zai_promoter::catalog::CHECKS
         .iter()
-        .map(|c| c.id)
-        .chain(zai_promoter::catalog::TRIGGERS.iter().map(|t| t.id))
+        .map(|c| c.id.as_str())
+        .chain(
+            zai_promoter::catalog::TRIGGERS
+                .iter()
+                .map(|t| t.id.as_str()),
+        )
         .collect();
     for id in &ids {
         ensure!(

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{self, Phase};
+use crate::catalog::{self, CheckId, Phase, TriggerId};
 use crate::error::{Error, Result};
 
 /// What ends a run whose data never arrived once production has started changing.
@@ -322,7 +322,7 @@ impl Default for FileConfig {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CheckSpec {
     /// Stable id.
-    pub id: &'static str,
+    pub id: CheckId,
     /// Phase.
     pub phase: Phase,
     /// Checklist wording.
@@ -342,7 +342,7 @@ pub struct CheckSpec {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TriggerSpec {
     /// Stable id.
-    pub id: &'static str,
+    pub id: TriggerId,
     /// Checklist wording.
     pub title: &'static str,
     /// Effective threshold.
@@ -460,7 +460,7 @@ impl Config {
                         window: Some(c.window),
                         enabled: Some(c.enabled),
                     };
-                    (c.id.to_owned(), o)
+                    (c.id.to_string(), o)
                 })
                 .collect(),
             triggers: self
@@ -474,7 +474,7 @@ impl Config {
                         floor: Some(t.floor),
                         enabled: Some(t.enabled),
                     };
-                    (t.id.to_owned(), o)
+                    (t.id.to_string(), o)
                 })
                 .collect(),
         };
@@ -494,12 +494,13 @@ impl Config {
     }
 
     /// The effective settings of a check.
-    pub fn check(&self, id: &str) -> Option<&CheckSpec> {
+    pub fn check(&self, id: impl Into<CheckId>) -> Option<&CheckSpec> {
+        let id = id.into();
         self.checks.iter().find(|c| c.id == id)
     }
 
     /// The effective settings of a trigger.
-    pub fn trigger(&self, id: &str) -> Option<&TriggerSpec> {
+    pub fn trigger(&self, id: TriggerId) -> Option<&TriggerSpec> {
         self.triggers.iter().find(|t| t.id == id)
     }
 
@@ -522,11 +523,11 @@ impl Config {
             .map(|t| {
                 let mut t = t.clone();
                 match t.id {
-                    "trigger.error_rate" => {
+                    TriggerId::ErrorRate => {
                         t.title = "First hour: error rate stays below 5%";
                         t.threshold = fh.error_rate;
                     }
-                    "trigger.p95_latency" => {
+                    TriggerId::P95Latency => {
                         t.title = "First hour: P95 latency doesn't increase by >20%";
                         t.threshold = fh.p95_increase;
                     }
@@ -573,12 +574,12 @@ fn resolve(file: FileConfig) -> Result<Config> {
         problems.push("min_requests must be >= 1".to_owned());
     }
     for id in file.checks.keys() {
-        if catalog::check(id).is_none() {
+        if id.parse::<CheckId>().is_err() {
             problems.push(format!("unknown check id [checks.\"{id}\"]"));
         }
     }
     for id in file.triggers.keys() {
-        if catalog::trigger(id).is_none() {
+        if id.parse::<TriggerId>().is_err() {
             problems.push(format!("unknown trigger id [triggers.\"{id}\"]"));
         }
     }
@@ -664,10 +665,14 @@ fn resolve(file: FileConfig) -> Result<Config> {
     let checks: Vec<CheckSpec> = catalog::CHECKS
         .iter()
         .map(|def| {
-            let o = file.checks.get(def.id).cloned().unwrap_or_default();
+            let o = file
+                .checks
+                .get(def.id.as_str())
+                .cloned()
+                .unwrap_or_default();
             let spec = CheckSpec {
                 id: def.id,
-                phase: def.phase,
+                phase: def.id.phase(),
                 title: def.title,
                 threshold: o.threshold.unwrap_or(def.threshold),
                 window: o.window.unwrap_or(def.window),
@@ -691,19 +696,18 @@ fn resolve(file: FileConfig) -> Result<Config> {
     let triggers: Vec<TriggerSpec> = catalog::TRIGGERS
         .iter()
         .map(|def| {
-            let o = file.triggers.get(def.id).cloned().unwrap_or_default();
-            let default_floor = if def.id == "trigger.p95_latency" {
-                0.1
-            } else {
-                0.0
-            };
+            let o = file
+                .triggers
+                .get(def.id.as_str())
+                .cloned()
+                .unwrap_or_default();
             let spec = TriggerSpec {
                 id: def.id,
                 title: def.title,
                 threshold: o.threshold.unwrap_or(def.threshold),
                 hold_for: o.hold_for.unwrap_or(def.hold_for),
                 window: o.window.unwrap_or(def.window),
-                floor: o.floor.unwrap_or(default_floor),
+                floor: o.floor.unwrap_or(def.floor),
                 enabled: o.enabled.unwrap_or(true),
                 meaning: def.meaning,
             };
@@ -752,15 +756,16 @@ fn resolve(file: FileConfig) -> Result<Config> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog::RolloutCheck;
 
     #[test]
     fn defaults_are_the_seed_numbers() {
         let c = Config::default();
         assert_eq!(c.interval, Duration::from_secs(30));
         assert_eq!(c.min_requests, 50);
-        let e = c.check("rollout.error_rate").unwrap();
+        let e = c.check(CheckId::Rollout(RolloutCheck::ErrorRate)).unwrap();
         assert_eq!((e.threshold, e.window), (0.05, Duration::from_secs(300)));
-        let t = c.trigger("trigger.error_rate").unwrap();
+        let t = c.trigger(TriggerId::ErrorRate).unwrap();
         assert_eq!((t.threshold, t.hold_for), (0.10, Duration::from_secs(120)));
         assert_eq!(c.checks.len(), catalog::CHECKS.len());
     }
@@ -797,9 +802,14 @@ window = "2s"
         )
         .unwrap();
         assert_eq!(c.interval, Duration::from_secs(1));
-        assert_eq!(c.check("rollout.error_rate").unwrap().threshold, 0.02);
         assert_eq!(
-            c.trigger("trigger.error_rate").unwrap().hold_for,
+            c.check(CheckId::Rollout(RolloutCheck::ErrorRate))
+                .unwrap()
+                .threshold,
+            0.02
+        );
+        assert_eq!(
+            c.trigger(TriggerId::ErrorRate).unwrap().hold_for,
             Duration::from_secs(3)
         );
 
@@ -842,8 +852,8 @@ window = "2s"
         assert!(doc.contains("`[finalise] repo`"));
         for id in catalog::CHECKS
             .iter()
-            .map(|c| c.id)
-            .chain(catalog::TRIGGERS.iter().map(|t| t.id))
+            .map(|c| c.id.as_str())
+            .chain(catalog::TRIGGERS.iter().map(|t| t.id.as_str()))
         {
             assert!(doc.contains(&format!("`{id}`")), "{id} is not documented");
         }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
+use crate::catalog::{CheckId, FinalCheck};
 use crate::engine::{Sample, Status};
 use crate::error::{Error, Result};
 
@@ -162,15 +163,15 @@ fn failed(at: DateTime<Utc>, e: &Error, source: &str) -> Sample {
 
 /// Performs phase 5; returns one sample per `final.*` id, in order. Stops at the first failure
 /// (later steps are reported as skipped).
-pub async fn run(f: &Finalise, at: DateTime<Utc>) -> Vec<(&'static str, Sample)> {
+pub async fn run(f: &Finalise, at: DateTime<Utc>) -> Vec<(CheckId, Sample)> {
     let mut out = Vec::new();
     let tag = f.tag();
-    let skip_rest = |out: &mut Vec<(&'static str, Sample)>, from: usize| {
+    let skip_rest = |out: &mut Vec<(CheckId, Sample)>, from: usize| {
         for id in &[
-            "final.version_file",
-            "final.commit",
-            "final.tag",
-            "final.push",
+            CheckId::Final(FinalCheck::VersionFile),
+            CheckId::Final(FinalCheck::Commit),
+            CheckId::Final(FinalCheck::Tag),
+            CheckId::Final(FinalCheck::Push),
         ][from..]
         {
             out.push((
@@ -181,7 +182,7 @@ pub async fn run(f: &Finalise, at: DateTime<Utc>) -> Vec<(&'static str, Sample)>
     };
     if let Err(e) = preflight(f).await {
         out.push((
-            "final.version_file",
+            CheckId::Final(FinalCheck::VersionFile),
             failed(at, &e, "git status / git rev-parse"),
         ));
         skip_rest(&mut out, 1);
@@ -192,7 +193,10 @@ pub async fn run(f: &Finalise, at: DateTime<Utc>) -> Vec<(&'static str, Sample)>
     let changed = old.trim() != f.version;
     if changed && let Err(e) = std::fs::write(&path, format!("{}\n", f.version)) {
         let e = Error::Finalise(format!("cannot write {}: {e}", path.display()));
-        out.push(("final.version_file", failed(at, &e, "write VERSION")));
+        out.push((
+            CheckId::Final(FinalCheck::VersionFile),
+            failed(at, &e, "write VERSION"),
+        ));
         skip_rest(&mut out, 1);
         return out;
     }
@@ -239,7 +243,7 @@ pub async fn run(f: &Finalise, at: DateTime<Utc>) -> Vec<(&'static str, Sample)>
             Err(e) => {
                 let e = Error::Finalise(format!("--bump-canary {}: {e}", kpath.display()));
                 out.push((
-                    "final.version_file",
+                    CheckId::Final(FinalCheck::VersionFile),
                     failed(at, &e, "bump the canary overlay"),
                 ));
                 skip_rest(&mut out, 1);
@@ -247,7 +251,7 @@ pub async fn run(f: &Finalise, at: DateTime<Utc>) -> Vec<(&'static str, Sample)>
             }
         }
     }
-    out.push(("final.version_file", s));
+    out.push((CheckId::Final(FinalCheck::VersionFile), s));
 
     let message = match &bumped {
         Some(next) => format!("chore: release zai-proxy {tag}; canary {next}"),
@@ -266,7 +270,7 @@ pub async fn run(f: &Finalise, at: DateTime<Utc>) -> Vec<(&'static str, Sample)>
         .await;
         match r {
             Ok(sha) => out.push((
-                "final.commit",
+                CheckId::Final(FinalCheck::Commit),
                 sample(
                     Status::Pass,
                     at,
@@ -275,14 +279,17 @@ pub async fn run(f: &Finalise, at: DateTime<Utc>) -> Vec<(&'static str, Sample)>
                 ),
             )),
             Err(e) => {
-                out.push(("final.commit", failed(at, &e, "git commit")));
+                out.push((
+                    CheckId::Final(FinalCheck::Commit),
+                    failed(at, &e, "git commit"),
+                ));
                 skip_rest(&mut out, 2);
                 return out;
             }
         }
     } else {
         out.push((
-            "final.commit",
+            CheckId::Final(FinalCheck::Commit),
             Sample::skipped(
                 at,
                 "nothing to commit: VERSION (and the canary overlay) unchanged",
@@ -293,11 +300,14 @@ pub async fn run(f: &Finalise, at: DateTime<Utc>) -> Vec<(&'static str, Sample)>
     let tag_message = format!("Release zai-proxy {tag}");
     match git(&f.repo, &["tag", "-a", &tag, "-m", &tag_message]).await {
         Ok(_) => out.push((
-            "final.tag",
+            CheckId::Final(FinalCheck::Tag),
             sample(Status::Pass, at, tag.clone(), "git tag -a"),
         )),
         Err(e) => {
-            out.push(("final.tag", failed(at, &e, "git tag -a")));
+            out.push((
+                CheckId::Final(FinalCheck::Tag),
+                failed(at, &e, "git tag -a"),
+            ));
             skip_rest(&mut out, 3);
             return out;
         }
@@ -306,7 +316,7 @@ pub async fn run(f: &Finalise, at: DateTime<Utc>) -> Vec<(&'static str, Sample)>
     if f.push {
         match git(&f.repo, &["push", &f.remote, &tag]).await {
             Ok(_) => out.push((
-                "final.push",
+                CheckId::Final(FinalCheck::Push),
                 sample(
                     Status::Pass,
                     at,
@@ -314,11 +324,11 @@ pub async fn run(f: &Finalise, at: DateTime<Utc>) -> Vec<(&'static str, Sample)>
                     "git push",
                 ),
             )),
-            Err(e) => out.push(("final.push", failed(at, &e, "git push"))),
+            Err(e) => out.push((CheckId::Final(FinalCheck::Push), failed(at, &e, "git push"))),
         }
     } else {
         out.push((
-            "final.push",
+            CheckId::Final(FinalCheck::Push),
             Sample::skipped(at, "not pushed: run with --push"),
         ));
     }

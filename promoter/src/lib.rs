@@ -14,6 +14,7 @@ pub mod duration_serde;
 pub mod engine;
 pub mod error;
 pub mod finalise;
+pub mod ids;
 pub mod notify;
 pub mod platform;
 pub mod progress;

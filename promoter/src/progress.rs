@@ -92,6 +92,8 @@ mod tests {
 
     use chrono::Utc;
 
+    use crate::catalog::{CheckId, RolloutCheck};
+
     use super::*;
     use crate::catalog::Phase;
     use crate::engine::{Sample, Status};
@@ -107,7 +109,7 @@ mod tests {
             phase: Some(Phase::Rollout),
             at: Utc::now(),
             elapsed: Duration::from_secs(150),
-            checks: vec![("rollout.error_rate", s)],
+            checks: vec![(CheckId::Rollout(RolloutCheck::ErrorRate), s)],
             triggers: Vec::new(),
             waiting: Vec::new(),
             time_left: Some(Duration::from_secs(450)),

@@ -167,6 +167,7 @@ fn set(s: &mut Snapshot, signal: Signal, v: zai_promoter::Variant, r: Reading) {
 
 fn status(id: &str, s: &Snapshot, ctx: &RunContext) -> (Status, String) {
     let c = Config::default();
+    let id: zai_promoter::catalog::CheckId = id.parse().unwrap();
     let spec = c.check(id).unwrap();
     let mut h = History::default();
     zai_promoter::engine::compare::freeze_latency_boundary(&c, &mut h, s);
@@ -338,7 +339,7 @@ fn each_check_passes_on_good_data_and_fails_on_bad_data() {
     for c in Config::default().checks {
         if ["pre", "exec", "rollout", "post"].contains(&c.phase.key()) {
             assert!(
-                ids.binary_search(&c.id).is_ok(),
+                ids.binary_search(&c.id.as_str()).is_ok(),
                 "{} has no must-fail case",
                 c.id
             );

@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use zai_promoter::catalog::Phase;
+use zai_promoter::catalog::{CheckId, Phase, PreCheck, TriggerId};
 use zai_promoter::config::{Config, NoDataPolicy};
 use zai_promoter::engine::{Decision, History, RunContext, Snapshot, Status, tick};
 use zai_promoter::platform::Variant::{Production as P, Test as T};
@@ -118,7 +118,7 @@ fn first_rollback(
         let t = i * 30;
         let d = tick(config, ctx, &mut h, Phase::Rollout, at(0), &make(t));
         if let Decision::Rollback { trigger, .. } = d {
-            return Some((t, trigger));
+            return Some((t, trigger.map(TriggerId::as_str)));
         }
     }
     None
@@ -355,7 +355,7 @@ fn no_data_holds_then_aborts_at_the_deadline_before_rollout() {
         measure(&mut s, Signal::RequestCount, T, 5 * M, Reading::Value(12.0));
         let d = tick(&c, &ctx, &mut h, Phase::Pre, at(0), &s);
         let rec = h
-            .check("pre.canary_receiving_traffic")
+            .check(CheckId::Pre(PreCheck::CanaryReceivingTraffic))
             .unwrap()
             .last()
             .unwrap()
@@ -530,4 +530,40 @@ fn post_phase_observes_for_its_minimum_duration() {
             assert_eq!(d, Decision::Passed);
         }
     }
+}
+
+#[test]
+fn a_phase_whose_checks_were_all_skipped_does_not_pass() {
+    // Every phase-1 check disabled: nothing vouches for the canary, so the phase cannot pass.
+    let mut c = config();
+    for check in c.checks.iter_mut().filter(|c| c.phase == Phase::Pre) {
+        check.enabled = false;
+    }
+    let ctx = ctx_with_baseline(0.2);
+    let mut h = History::default();
+    let d = tick(&c, &ctx, &mut h, Phase::Pre, at(0), &snapshot(0));
+    match d {
+        Decision::Abort { reason } => assert!(reason.contains("no evidence"), "{reason}"),
+        other => panic!("expected an abort for want of evidence, got {other:?}"),
+    }
+    let last = h
+        .check(CheckId::Pre(PreCheck::HealthOk))
+        .and_then(|s| s.last())
+        .map(|s| s.status);
+    assert_eq!(last, Some(Status::Skipped), "reported as skipped, not pass");
+
+    // One check left on, passing on its evidence: the phase passes.
+    let keep = CheckId::Pre(PreCheck::VersionConfirmed);
+    for check in c.checks.iter_mut().filter(|c| c.id == keep) {
+        check.enabled = true;
+    }
+    let mut snap = snapshot(0);
+    snap.pods
+        .insert(T, Ok(vec![pod("c-0", T, true, 0, "1.2.1-canary")]));
+    snap.images
+        .insert(T, Ok("ronaldraygun/zai-proxy:1.2.1-canary".into()));
+    let mut h = History::default();
+    let d = tick(&c, &ctx, &mut h, Phase::Pre, at(0), &snap);
+    let s = h.check(keep).and_then(|s| s.last()).cloned();
+    assert_eq!(d, Decision::Passed, "{s:?}");
 }

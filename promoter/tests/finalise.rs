@@ -56,10 +56,10 @@ fn plan(work: &Path, push: bool) -> Finalise {
     }
 }
 
-fn statuses(s: &[(&str, zai_promoter::engine::Sample)]) -> Vec<(String, Status)> {
-    s.iter()
-        .map(|(id, s)| ((*id).to_owned(), s.status))
-        .collect()
+fn statuses(
+    s: &[(zai_promoter::catalog::CheckId, zai_promoter::engine::Sample)],
+) -> Vec<(String, Status)> {
+    s.iter().map(|(id, s)| (id.to_string(), s.status)).collect()
 }
 
 #[tokio::test]

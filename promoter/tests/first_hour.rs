@@ -67,11 +67,11 @@ async fn a_healthy_first_hour_keeps_the_promotion_and_is_reported() {
         report.verdict
     );
     let fh = report.first_hour.as_ref().unwrap();
-    assert_eq!(fh.status, "healthy");
+    assert_eq!(fh.status, zai_promoter::report::FirstHourStatus::Healthy);
     assert!(fh.watched >= HOUR);
     assert_eq!(
         first_hour_trigger(&report, "trigger.error_rate").status,
-        "clear"
+        zai_promoter::report::TriggerStatus::Clear
     );
     // The promotion's own trigger section is kept as it was.
     let t = report
@@ -103,10 +103,10 @@ async fn seven_percent_errors_in_the_first_hour_roll_back_though_the_triggers_al
     assert!(report.verdict.contains("first hour"), "{}", report.verdict);
     assert_eq!(platform.get(P).image, "ronaldraygun/zai-proxy:1.2.0");
     let fh = report.first_hour.as_ref().unwrap();
-    assert_eq!(fh.status, "breached");
+    assert_eq!(fh.status, zai_promoter::report::FirstHourStatus::Breached);
     assert_eq!(
         first_hour_trigger(&report, "trigger.error_rate").status,
-        "fired"
+        zai_promoter::report::TriggerStatus::Fired
     );
     assert!(fh.watched < HOUR);
 }
@@ -124,7 +124,7 @@ async fn a_p95_thirty_percent_over_the_baseline_rolls_back_in_the_first_hour() {
     assert_eq!(report.outcome, Outcome::RolledBack, "{report:#?}");
     assert_eq!(
         first_hour_trigger(&report, "trigger.p95_latency").status,
-        "fired"
+        zai_promoter::report::TriggerStatus::Fired
     );
     // +10 % stays inside the first hour's +20 %.
     let a_bit = |s: &Script| {

@@ -10,7 +10,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use zai_promoter::catalog::Phase;
+use zai_promoter::catalog::{CheckId, Phase, PreCheck};
 use zai_promoter::config::Config;
 use zai_promoter::engine::{Decision, History, RunContext, Snapshot, Status, tick};
 use zai_promoter::platform::Variant::{self, Production as P, Test as T};
@@ -22,7 +22,9 @@ fn config() -> Config {
     for check in &mut c.checks {
         check.enabled = matches!(
             check.id,
-            "pre.canary_error_rate" | "pre.canary_latency" | "pre.no_canary_alerts"
+            CheckId::Pre(
+                PreCheck::CanaryErrorRate | PreCheck::CanaryLatency | PreCheck::NoCanaryAlerts
+            )
         );
     }
     c
@@ -79,7 +81,11 @@ fn thin_data_waits_then_ends_for_insufficient_evidence() {
     let (d, h) = run(&c, 200, |t| {
         judged(&c, t, &[(T, 37.0, 1.0, 0.1), (P, 74.0, 0.0, 0.1)])
     });
-    let last = h.check("pre.canary_error_rate").unwrap().last().unwrap();
+    let last = h
+        .check(CheckId::Pre(PreCheck::CanaryErrorRate))
+        .unwrap()
+        .last()
+        .unwrap();
     assert_eq!(last.status, Status::Inconclusive, "{}", last.summary());
     let cmp = last.comparison.as_ref().unwrap();
     assert!(cmp.more_canary_trials.unwrap() > 100, "{}", cmp.summary());
@@ -91,7 +97,11 @@ fn thin_data_waits_then_ends_for_insufficient_evidence() {
         other => panic!("expected an abort at the judge's deadline, got {other:?}"),
     }
     // It waited the whole deadline, not less.
-    let first = h.check("pre.canary_error_rate").unwrap().first_at.unwrap();
+    let first = h
+        .check(CheckId::Pre(PreCheck::CanaryErrorRate))
+        .unwrap()
+        .first_at
+        .unwrap();
     assert!(last.at - first >= chrono::Duration::from_std(c.judge.deadline).unwrap());
 }
 
@@ -114,7 +124,11 @@ fn a_regression_with_enough_requests_fails() {
         Decision::Abort { reason } => assert!(reason.contains("pre.canary_error_rate"), "{reason}"),
         other => panic!("expected an abort by the error comparison, got {other:?}"),
     }
-    let last = h.check("pre.canary_error_rate").unwrap().last().unwrap();
+    let last = h
+        .check(CheckId::Pre(PreCheck::CanaryErrorRate))
+        .unwrap()
+        .last()
+        .unwrap();
     let cmp = last.comparison.as_ref().unwrap();
     assert!(cmp.confidence_reached >= cmp.required_confidence);
     assert!(cmp.effect_interval.low > 0.0, "{}", cmp.summary());
@@ -154,9 +168,9 @@ fn healthy_canary_with_enough_requests_passes() {
         d,
         Decision::Passed,
         "{:?}",
-        h.check("pre.canary_error_rate")
+        h.check(CheckId::Pre(PreCheck::CanaryErrorRate))
     );
-    for id in ["pre.canary_error_rate", "pre.canary_latency"] {
+    for id in [PreCheck::CanaryErrorRate, PreCheck::CanaryLatency] {
         assert_eq!(h.check(id).unwrap().last().unwrap().status, Status::Pass);
     }
 }
@@ -211,7 +225,7 @@ fn only_firing_alerts_count_and_comparative_ones_are_left_to_the_judge() {
         s.alerts = Some(Ok(alerts));
         let mut h = History::default();
         tick(&c, &RunContext::default(), &mut h, Phase::Pre, at(0), &s);
-        h.check("pre.no_canary_alerts")
+        h.check(CheckId::Pre(PreCheck::NoCanaryAlerts))
             .unwrap()
             .last()
             .unwrap()
@@ -251,6 +265,10 @@ fn only_firing_alerts_count_and_comparative_ones_are_left_to_the_judge() {
     )]));
     let mut h = History::default();
     tick(&off, &RunContext::default(), &mut h, Phase::Pre, at(0), &s);
-    let last = h.check("pre.no_canary_alerts").unwrap().last().unwrap();
+    let last = h
+        .check(CheckId::Pre(PreCheck::NoCanaryAlerts))
+        .unwrap()
+        .last()
+        .unwrap();
     assert_eq!(last.status, Status::Fail, "{}", last.summary());
 }

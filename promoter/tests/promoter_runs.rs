@@ -131,7 +131,10 @@ async fn promotes_finalises_and_scales_the_canary_down() {
         "tag"
     );
     assert!(
-        report.triggers.iter().all(|t| t.status == "clear"),
+        report
+            .triggers
+            .iter()
+            .all(|t| t.status == zai_promoter::report::TriggerStatus::Clear),
         "{:?}",
         report.triggers
     );
@@ -165,7 +168,7 @@ async fn a_crash_looping_version_is_rolled_back_and_production_restored() {
         .iter()
         .find(|t| t.id == "trigger.crash_loop")
         .unwrap();
-    assert_eq!(t.status, "fired");
+    assert_eq!(t.status, zai_promoter::report::TriggerStatus::Fired);
     assert!(t.fired_at.is_some() && t.first_seen.is_some());
     // Phase 5 never ran.
     assert_eq!(check(&report, "final.version_file").status, Status::Pending);
@@ -375,7 +378,7 @@ async fn the_p95_baseline_is_captured_before_the_image_changes() {
         .iter()
         .find(|t| t.id == "trigger.p95_latency")
         .unwrap();
-    assert_eq!(t.status, "fired");
+    assert_eq!(t.status, zai_promoter::report::TriggerStatus::Fired);
     // Held for the full 2 minutes from the first bad sample.
     assert_eq!(
         (t.fired_at.unwrap() - t.first_seen.unwrap()).num_seconds(),

@@ -81,7 +81,12 @@ async fn rolls_back_when_scraped_errors_hold_for_two_minutes() {
         .iter()
         .find(|t| t.id == "trigger.error_rate")
         .unwrap();
-    assert_eq!(t.status, "fired", "{:?}", report.triggers);
+    assert_eq!(
+        t.status,
+        zai_promoter::report::TriggerStatus::Fired,
+        "{:?}",
+        report.triggers
+    );
     let held = (t.fired_at.unwrap() - t.first_seen.unwrap()).num_seconds();
     assert_eq!(held, 120);
     assert!(report.reason.unwrap().contains("trigger.error_rate"));

@@ -496,7 +496,7 @@ pub fn decided_by(report: &Report) -> Vec<String> {
         report
             .triggers
             .iter()
-            .filter(|t| t.status == "fired")
+            .filter(|t| t.status == zai_promoter::report::TriggerStatus::Fired)
             .map(|t| t.id.clone()),
     );
     ids
@@ -520,7 +520,7 @@ pub fn judge(
     let mut problems = Vec::new();
     let outcome = report.outcome.as_str();
     let expect = &scenario.expect;
-    if !expect.outcome.matches(outcome) {
+    if !expect.outcome.matches(report.outcome) {
         problems.push(format!(
             "expected {}, got {outcome}: {}",
             expect.outcome.label(),

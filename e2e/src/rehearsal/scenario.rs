@@ -46,14 +46,15 @@ impl ExpectedOutcome {
         }
     }
 
-    /// Whether a promoter outcome (`promoted`, `aborted`, `rolled_back`, …) matches.
-    pub fn matches(self, outcome: &str) -> bool {
+    /// Whether a promoter outcome matches.
+    pub fn matches(self, outcome: zai_promoter::report::Outcome) -> bool {
+        use zai_promoter::report::Outcome;
         match self {
-            ExpectedOutcome::Promoted => outcome == "promoted",
-            ExpectedOutcome::Aborted => outcome == "aborted",
-            ExpectedOutcome::RolledBack => outcome == "rolled_back",
+            ExpectedOutcome::Promoted => outcome == Outcome::Promoted,
+            ExpectedOutcome::Aborted => outcome == Outcome::Aborted,
+            ExpectedOutcome::RolledBack => outcome == Outcome::RolledBack,
             ExpectedOutcome::AbortedOrRolledBack => {
-                outcome == "aborted" || outcome == "rolled_back"
+                matches!(outcome, Outcome::Aborted | Outcome::RolledBack)
             }
         }
     }
@@ -453,16 +454,20 @@ pub fn builtin() -> Vec<Scenario> {
         name: "fast-cut".into(),
         description: "the new version's upstream cuts 10 % of answers right after their first content (no terminal event), at full speed".into(),
         expect: expect(ExpectedOutcome::Aborted, &["pre.canary_stream_cuts"]),
-        // The cuts are caught in seconds; the longer deadline is for the inversion, where the
-        // other judged checks must vouch for the canary on their own: its one busy pod is a
-        // little slower than production's two on this machine (measured: 15.4 % vs 11.3 % of
-        // requests above 0.1 s), inside the tolerance but short of 99.5 % confidence at 90 s.
+        // Both versions answer in 150–170 ms, inside one bucket of the duration histogram
+        // (0.1–0.25 s). With the other scenarios' 80–100 ms the tail straddles the 0.1 s bound,
+        // so the canary's one busy pod (5/12 of the traffic against 7/12 on production's two)
+        // reads as a latency shift in the inversion, where the other judged checks must vouch
+        // for the canary on their own: measured 15.4 % vs 11.3 % of requests above 0.1 s here
+        // and 13.6 % vs 9.3 % on CI, inside the tolerance but short of 99.5 % confidence in 3
+        // minutes (that CI run failed). The longer deadline stays for slow machines.
+        faults: steady(150, 20),
         judge_deadline_secs: Some(180),
         ..base.clone()
     };
     let cutting = Faults {
         truncate_rate: 0.1,
-        ..latency(80, 20)
+        ..latency(150, 20)
     };
     fast_cut.faults.new = PhaseFaults {
         canary: cutting.clone(),
@@ -617,8 +622,12 @@ mod tests {
 
     #[test]
     fn expectations_match_outcomes() {
-        assert!(ExpectedOutcome::AbortedOrRolledBack.matches("aborted"));
-        assert!(ExpectedOutcome::AbortedOrRolledBack.matches("rolled_back"));
-        assert!(!ExpectedOutcome::Aborted.matches("promoted"));
+        assert!(
+            ExpectedOutcome::AbortedOrRolledBack.matches(zai_promoter::report::Outcome::Aborted)
+        );
+        assert!(
+            ExpectedOutcome::AbortedOrRolledBack.matches(zai_promoter::report::Outcome::RolledBack)
+        );
+        assert!(!ExpectedOutcome::Aborted.matches(zai_promoter::report::Outcome::Promoted));
     }
 }

@@ -91,11 +91,11 @@ impl TimeScale {
         }
         for id in disable {
             let mut found = false;
-            for check in config.checks.iter_mut().filter(|c| c.id == id) {
+            for check in config.checks.iter_mut().filter(|c| c.id == id.as_str()) {
                 check.enabled = false;
                 found = true;
             }
-            for trigger in config.triggers.iter_mut().filter(|t| t.id == id) {
+            for trigger in config.triggers.iter_mut().filter(|t| t.id == id.as_str()) {
                 trigger.enabled = false;
                 found = true;
             }
@@ -138,6 +138,8 @@ impl TimeScale {
 
 #[cfg(test)]
 mod tests {
+    use zai_promoter::catalog::{CheckId, PreCheck, TriggerId};
+
     use super::*;
 
     #[test]
@@ -158,10 +160,14 @@ mod tests {
         let c = t
             .promoter_config(Path::new("/tmp/repo"), &disable)
             .expect("config");
-        let trig = c.trigger("trigger.error_rate").expect("trigger");
+        let trig = c.trigger(TriggerId::ErrorRate).expect("trigger");
         assert_eq!(trig.hold_for, Duration::from_secs(4));
-        assert!(!c.trigger("trigger.p95_latency").expect("t").enabled);
-        assert!(!c.check("pre.health_ok").expect("c").enabled);
+        assert!(!c.trigger(TriggerId::P95Latency).expect("t").enabled);
+        assert!(
+            !c.check(CheckId::Pre(PreCheck::HealthOk))
+                .expect("c")
+                .enabled
+        );
         assert!(
             t.promoter_config(Path::new("/tmp"), &["nope".to_owned()])
                 .is_err()

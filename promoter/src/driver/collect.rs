@@ -1,6 +1,7 @@
 //! IO: one snapshot per tick from the platform and the signal source.
 
 use super::*;
+use crate::catalog::{CheckId, PreCheck};
 
 impl Promoter {
     pub(super) async fn collect(
@@ -46,14 +47,14 @@ impl Promoter {
         if phase == Some(Phase::Pre) {
             if self
                 .config
-                .check("pre.no_canary_alerts")
+                .check(CheckId::Pre(PreCheck::NoCanaryAlerts))
                 .is_some_and(|c| c.enabled)
             {
                 snap.alerts = Some(self.signals.alerts(now).await.map_err(|e| e.to_string()));
             }
             let window = self
                 .config
-                .check("pre.token_usage_logged")
+                .check(CheckId::Pre(PreCheck::TokenUsageLogged))
                 .map(|c| c.window)
                 .unwrap_or(Duration::from_secs(600));
             let since = crate::duration_serde::minus(now, window);

@@ -35,7 +35,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::catalog::Phase;
+use crate::catalog::{CheckId, CleanupCheck, FinalCheck, Phase, TriggerId};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::engine::{
@@ -45,7 +45,8 @@ use crate::engine::{
 use crate::finalise::{self, Finalise};
 use crate::platform::{Platform, Variant, image_tag, stable_version, with_tag};
 use crate::report::{
-    ActionRecord, CheckReport, Outcome, PhaseReport, Report, RollbackReport, SignOff, TriggerReport,
+    ActionRecord, CheckReport, FirstHourStatus, Outcome, PhaseReport, Report, RollbackReport,
+    SignOff, TriggerReport, TriggerStatus,
 };
 use crate::runstate::{ResumeAt, Stage};
 use crate::signals::{SignalQuery, SignalSource};
@@ -106,9 +107,9 @@ pub enum Event {
         /// Since the run started.
         elapsed: Duration,
         /// The phase's check samples.
-        checks: Vec<(&'static str, Sample)>,
+        checks: Vec<(CheckId, Sample)>,
         /// Trigger condition samples (phases 3–4, watch).
-        triggers: Vec<(&'static str, Sample)>,
+        triggers: Vec<(TriggerId, Sample)>,
         /// What the phase waits for.
         waiting: Vec<String>,
         /// Time left before the phase's deadline or the end of a wait.
@@ -529,15 +530,15 @@ impl Promoter {
             );
         }
         let problems: Vec<String> = [
-            "final.version_file",
-            "final.commit",
-            "final.tag",
-            "final.push",
-            "cleanup.canary_scaled_down",
+            CheckId::Final(FinalCheck::VersionFile),
+            CheckId::Final(FinalCheck::Commit),
+            CheckId::Final(FinalCheck::Tag),
+            CheckId::Final(FinalCheck::Push),
+            CheckId::Cleanup(CleanupCheck::CanaryScaledDown),
         ]
         .iter()
         .filter_map(|id| {
-            let last = self.state.history.check(id)?.last()?;
+            let last = self.state.history.check(*id)?.last()?;
             matches!(last.status, Status::Fail | Status::Error)
                 .then(|| format!("{id}: {}", last.summary()))
         })
@@ -576,7 +577,7 @@ fn engine_observe(
     ctx: &RunContext,
     history: &mut History,
     snap: &Snapshot,
-) -> Vec<&'static str> {
+) -> Vec<TriggerId> {
     crate::engine::observe_triggers(config, ctx, history, snap)
 }
 

@@ -1,6 +1,7 @@
 //! The checklist phases: the tick loop of phases 1, 3 and 4, the image change of phase 2, finalisation and clean-up.
 
 use super::*;
+use crate::catalog::{CheckId, CleanupCheck, ExecCheck, FinalCheck, TriggerId};
 
 impl Promoter {
     pub(super) async fn run_phase(&mut self, phase: Phase) -> Decision {
@@ -76,11 +77,11 @@ impl Promoter {
         }
     }
 
-    pub(super) fn trigger_samples(&self) -> Vec<(&'static str, Sample)> {
+    pub(super) fn trigger_samples(&self) -> Vec<(TriggerId, Sample)> {
         self.config
             .triggers
             .iter()
-            .filter_map(|t| Some((t.id, self.state.history.triggers.get(t.id)?.last.clone()?)))
+            .filter_map(|t| Some((t.id, self.state.history.triggers.get(&t.id)?.last.clone()?)))
             .collect()
     }
 
@@ -115,7 +116,9 @@ impl Promoter {
                 "dry run: would set production image to {target} (version {version})"
             ));
             let s = Sample::skipped(started, format!("dry run: would set image {target}"));
-            self.state.history.record_check("exec.image_updated", s);
+            self.state
+                .history
+                .record_check(CheckId::Exec(ExecCheck::ImageUpdated), s);
         } else {
             let before = self.platform.image(Variant::Production).await.ok();
             self.action(format!(
@@ -129,7 +132,9 @@ impl Promoter {
                 let after = self.platform.image(Variant::Production).await.ok();
                 let mut s = Sample::new(Status::Fail, self.clock.now());
                 s.evidence.push(e.to_string());
-                self.state.history.record_check("exec.image_updated", s);
+                self.state
+                    .history
+                    .record_check(CheckId::Exec(ExecCheck::ImageUpdated), s);
                 if after.is_some() && after == before {
                     return Err(End::new(
                         Outcome::Aborted,
@@ -156,7 +161,7 @@ impl Promoter {
                 let why = self
                     .state
                     .history
-                    .check("exec.image_updated")
+                    .check(CheckId::Exec(ExecCheck::ImageUpdated))
                     .and_then(|h| h.last())
                     .map(Sample::summary)
                     .unwrap_or_default();
@@ -177,7 +182,7 @@ impl Promoter {
             at,
         });
         let plan = self.finalise_plan();
-        let samples: Vec<(&'static str, Sample)> = match (&plan, self.dry_run) {
+        let samples: Vec<(CheckId, Sample)> = match (&plan, self.dry_run) {
             (Some(p), true) => {
                 let msg = format!(
                     "dry run: would write {} = {}, commit, tag {}{}",
@@ -188,10 +193,10 @@ impl Promoter {
                 );
                 self.action(msg.clone());
                 [
-                    "final.version_file",
-                    "final.commit",
-                    "final.tag",
-                    "final.push",
+                    CheckId::Final(FinalCheck::VersionFile),
+                    CheckId::Final(FinalCheck::Commit),
+                    CheckId::Final(FinalCheck::Tag),
+                    CheckId::Final(FinalCheck::Push),
                 ]
                 .into_iter()
                 .map(|id| (id, Sample::skipped(at, msg.clone())))
@@ -202,10 +207,10 @@ impl Promoter {
                 finalise::run(p, at).await
             }
             (None, _) => [
-                "final.version_file",
-                "final.commit",
-                "final.tag",
-                "final.push",
+                CheckId::Final(FinalCheck::VersionFile),
+                CheckId::Final(FinalCheck::Commit),
+                CheckId::Final(FinalCheck::Tag),
+                CheckId::Final(FinalCheck::Push),
             ]
             .into_iter()
             .map(|id| (id, Sample::skipped(at, "no [finalise] repo configured")))
@@ -228,7 +233,7 @@ impl Promoter {
     pub(super) async fn cleanup(&mut self) {
         let at = self.clock.now();
         self.state.phase_times.insert(Phase::Cleanup, (at, None));
-        let id = "cleanup.canary_scaled_down";
+        let id = CheckId::Cleanup(CleanupCheck::CanaryScaledDown);
         let enabled = self.config.check(id).is_none_or(|c| c.enabled);
         let s = if !enabled || !self.config.scale_down_canary {
             Sample::skipped(at, "scale_down_canary = false")

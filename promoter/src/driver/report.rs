@@ -17,15 +17,19 @@ impl Promoter {
                     .map(
                         |spec| match h.check(spec.id).and_then(|c| c.last().map(|l| (c, l))) {
                             Some((c, last)) => CheckReport::from_sample(
-                                spec.id, spec.title, last, c.count, c.first_at,
+                                spec.id.as_str(),
+                                spec.title,
+                                last,
+                                c.count,
+                                c.first_at,
                             ),
                             None if !spec.enabled => {
-                                let mut r = CheckReport::pending(spec.id, spec.title);
+                                let mut r = CheckReport::pending(spec.id.as_str(), spec.title);
                                 r.status = Status::Skipped;
                                 r.evidence.push("disabled in configuration".into());
                                 r
                             }
-                            None => CheckReport::pending(spec.id, spec.title),
+                            None => CheckReport::pending(spec.id.as_str(), spec.title),
                         },
                     )
                     .collect();
@@ -81,23 +85,23 @@ impl Promoter {
             .triggers
             .iter()
             .map(|spec| {
-                let st = h.triggers.get(spec.id);
+                let st = h.triggers.get(&spec.id);
                 let last = st.and_then(|s| s.last.as_ref());
                 let status = if !spec.enabled {
-                    "disabled"
+                    TriggerStatus::Disabled
                 } else if st.is_some_and(|s| s.fired_at.is_some()) {
-                    "fired"
+                    TriggerStatus::Fired
                 } else if st.is_some_and(|s| s.held_since.is_some()) {
-                    "holding"
+                    TriggerStatus::Holding
                 } else if last.is_some() {
-                    "clear"
+                    TriggerStatus::Clear
                 } else {
-                    "not_evaluated"
+                    TriggerStatus::NotEvaluated
                 };
                 TriggerReport {
-                    id: spec.id.into(),
+                    id: spec.id.to_string(),
                     title: spec.title.into(),
-                    status: status.into(),
+                    status,
                     threshold: last.map(|l| l.threshold.clone()).unwrap_or_default(),
                     hold_for: spec.hold_for,
                     window: spec.window,

@@ -115,14 +115,14 @@ impl Promoter {
             .to_std()
             .unwrap_or(Duration::ZERO);
         let status = match end.outcome {
-            Outcome::Passed => "healthy",
-            Outcome::RolledBack => "breached",
-            _ => "interrupted",
+            Outcome::Passed => FirstHourStatus::Healthy,
+            Outcome::RolledBack => FirstHourStatus::Breached,
+            _ => FirstHourStatus::Interrupted,
         };
         self.state.first_hour = Some(crate::report::FirstHourReport {
             duration,
             watched,
-            status: status.into(),
+            status,
             triggers: self.trigger_reports(),
         });
         self.config.triggers = promotion_triggers;

@@ -25,19 +25,20 @@ use super::history::History;
 use super::judge::{self, Proportion, Tolerance, Verdict};
 use super::sample::{Sample, Status};
 use super::snapshot::Snapshot;
+use crate::catalog::{CheckId, PreCheck};
 use crate::config::{CheckSpec, Config};
 use crate::platform::Variant;
 use crate::signals::{Reading, Signal, SignalQuery};
 
 /// The 5xx comparison.
-pub const ERRORS: &str = "pre.canary_error_rate";
+pub const ERRORS: CheckId = CheckId::Pre(PreCheck::CanaryErrorRate);
 /// The latency comparison.
-pub const LATENCY: &str = "pre.canary_latency";
+pub const LATENCY: CheckId = CheckId::Pre(PreCheck::CanaryLatency);
 /// The cut-stream comparison.
-pub const STREAM_CUTS: &str = "pre.canary_stream_cuts";
+pub const STREAM_CUTS: CheckId = CheckId::Pre(PreCheck::CanaryStreamCuts);
 
 /// Whether the judge decides this check.
-pub fn is_judged(id: &str) -> bool {
+pub fn is_judged(id: CheckId) -> bool {
     id == ERRORS || id == LATENCY || id == STREAM_CUTS
 }
 

@@ -9,7 +9,7 @@ use super::history::History;
 use super::sample::{Sample, Status};
 use super::snapshot::{RunContext, Snapshot};
 use super::triggers::evaluate_trigger;
-use crate::catalog::Phase;
+use crate::catalog::{CheckId, Phase, TriggerId};
 use crate::config::{Config, NoDataPolicy};
 use crate::platform::Variant;
 
@@ -34,7 +34,7 @@ pub enum Decision {
         /// Why.
         reason: String,
         /// The trigger that fired, if one did.
-        trigger: Option<&'static str>,
+        trigger: Option<TriggerId>,
     },
 }
 
@@ -56,7 +56,7 @@ pub fn tick(
         history.note_pods(pods, ctx.rollout_started);
     }
     super::compare::freeze_latency_boundary(config, history, snap);
-    let samples: Vec<(&'static str, Sample)> = config
+    let samples: Vec<(CheckId, Sample)> = config
         .phase_checks(phase)
         .map(|spec| (spec.id, evaluate_check(spec, config, ctx, history, snap)))
         .collect();
@@ -79,7 +79,7 @@ pub(crate) fn observe_triggers(
     ctx: &RunContext,
     history: &mut History,
     snap: &Snapshot,
-) -> Vec<&'static str> {
+) -> Vec<TriggerId> {
     let mut fired = Vec::new();
     for spec in &config.triggers {
         let sample = evaluate_trigger(spec, config, ctx, history, snap);
@@ -98,11 +98,11 @@ pub fn decide(
     phase: Phase,
     phase_started: DateTime<Utc>,
     now: DateTime<Utc>,
-    fired: &[&'static str],
+    fired: &[TriggerId],
 ) -> Decision {
     let after_rollout = matches!(phase, Phase::Rollout | Phase::Post);
-    if let Some(id) = fired.first() {
-        let state = history.triggers.get(id);
+    if let Some(&id) = fired.first() {
+        let state = history.triggers.get(&id);
         let spec = config.trigger(id);
         let detail = state
             .and_then(|s| s.last.as_ref())
@@ -131,6 +131,9 @@ pub fn decide(
         }
     };
     let mut waiting = Vec::new();
+    // A skipped check (disabled, or not evaluable here) is reported as skipped and never
+    // stands in for a pass: a sampled phase passes only on at least one check's evidence.
+    let mut evidence = false;
     for spec in config.phase_checks(phase) {
         let Some(h) = history.check(spec.id) else {
             waiting.push(format!("{}: not sampled", spec.id));
@@ -138,7 +141,8 @@ pub fn decide(
         };
         let Some(last) = h.last() else { continue };
         match last.status {
-            Status::Pass | Status::Skipped | Status::Pending => {}
+            Status::Pass => evidence = true,
+            Status::Skipped | Status::Pending => {}
             Status::Fail if phase == Phase::Pre => {
                 return Decision::Abort {
                     reason: format!("{} failed: {}", spec.id, last.summary()),
@@ -183,6 +187,13 @@ pub fn decide(
         }
     }
     let observed = elapsed(phase_started, now);
+    let sampled = matches!(phase, Phase::Pre | Phase::Rollout | Phase::Post);
+    if waiting.is_empty() && sampled && !evidence {
+        return end(format!(
+            "no evidence: no check of {} passed (every one was skipped or disabled)",
+            phase.title()
+        ));
+    }
     if waiting.is_empty() && (phase != Phase::Post || observed >= config.post_min_duration) {
         return Decision::Passed;
     }

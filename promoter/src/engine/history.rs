@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::sample::{Sample, Status};
+use crate::catalog::{CheckId, TriggerId};
 use crate::platform::{PodInfo, Variant};
 use crate::workers::WorkerStats;
 
@@ -101,9 +102,9 @@ impl TriggerState {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct History {
     /// Per check id.
-    pub checks: BTreeMap<&'static str, CheckHistory>,
+    pub checks: BTreeMap<CheckId, CheckHistory>,
     /// Per trigger id.
-    pub triggers: BTreeMap<&'static str, TriggerState>,
+    pub triggers: BTreeMap<TriggerId, TriggerState>,
     /// Restart count of each production pod when first seen (crash-loop deltas).
     pub first_restarts: BTreeMap<String, u32>,
     /// The latency boundary of `pre.canary_latency` (seconds), fixed at the first tick where
@@ -117,13 +118,14 @@ pub struct History {
 
 impl History {
     /// Records a check sample.
-    pub fn record_check(&mut self, id: &'static str, sample: Sample) {
+    pub fn record_check(&mut self, id: impl Into<CheckId>, sample: Sample) {
+        let id = id.into();
         self.checks.entry(id).or_default().push(sample);
     }
 
     /// The history of a check.
-    pub fn check(&self, id: &str) -> Option<&CheckHistory> {
-        self.checks.get(id)
+    pub fn check(&self, id: impl Into<CheckId>) -> Option<&CheckHistory> {
+        self.checks.get(&id.into())
     }
 
     /// Remembers restart counts of pods seen for the first time. Pods that appear after the

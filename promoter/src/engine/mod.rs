@@ -23,6 +23,7 @@ pub use snapshot::{Baseline, RunContext, Snapshot};
 pub use triggers::{evaluate_trigger, queries_for_trigger};
 
 use crate::catalog::Phase;
+use crate::catalog::{CheckId, PostCheck, RolloutCheck, TriggerId};
 use crate::config::Config;
 use crate::platform::Variant;
 use crate::signals::{Signal, SignalQuery};
@@ -56,7 +57,7 @@ pub fn baseline_queries(config: &Config) -> Vec<SignalQuery> {
             window: w,
         });
     }
-    if let Some(c) = config.check("post.request_rate_healthy") {
+    if let Some(c) = config.check(CheckId::Post(PostCheck::RequestRateHealthy)) {
         out.push(SignalQuery {
             signal: Signal::RequestRate,
             variant: Variant::Production,
@@ -68,10 +69,10 @@ pub fn baseline_queries(config: &Config) -> Vec<SignalQuery> {
 
 fn p95_windows(config: &Config) -> Vec<std::time::Duration> {
     let mut w = Vec::new();
-    if let Some(c) = config.check("rollout.p95_latency") {
+    if let Some(c) = config.check(CheckId::Rollout(RolloutCheck::P95Latency)) {
         w.push(c.window);
     }
-    if let Some(t) = config.trigger("trigger.p95_latency")
+    if let Some(t) = config.trigger(TriggerId::P95Latency)
         && !w.contains(&t.window)
     {
         w.push(t.window);

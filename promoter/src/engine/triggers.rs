@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::history::History;
 use super::sample::{Sample, Status};
 use super::snapshot::{RunContext, Snapshot};
+use crate::catalog::TriggerId;
 use crate::config::{Config, TriggerSpec};
 use crate::platform::Variant;
 use crate::signals::{Reading, Signal, SignalQuery};
@@ -23,12 +24,12 @@ pub fn queries_for_trigger(spec: &TriggerSpec, worker_feed: bool) -> Vec<SignalQ
     use Signal::*;
     let w = spec.window;
     match spec.id {
-        "trigger.error_rate" => vec![q(ErrorRatio, w), q(RequestCount, w)],
-        "trigger.p95_latency" => vec![q(LatencyQuantile { permille: 950 }, w), q(RequestCount, w)],
-        "trigger.token_counting_stopped" => {
+        TriggerId::ErrorRate => vec![q(ErrorRatio, w), q(RequestCount, w)],
+        TriggerId::P95Latency => vec![q(LatencyQuantile { permille: 950 }, w), q(RequestCount, w)],
+        TriggerId::TokenCountingStopped => {
             vec![q(TokensIncrease, w), q(RequestCount, w), q(SuccessRatio, w)]
         }
-        "trigger.worker_failures" if !worker_feed => vec![q(SuccessRatio, w), q(RequestCount, w)],
+        TriggerId::WorkerFailures if !worker_feed => vec![q(SuccessRatio, w), q(RequestCount, w)],
         _ => Vec::new(),
     }
 }
@@ -105,7 +106,7 @@ pub fn evaluate_trigger(
     let t = spec.threshold;
     let min = config.min_requests;
     match spec.id {
-        "trigger.error_rate" => {
+        TriggerId::ErrorRate => {
             s.threshold = format!("> {t}");
             if let Some(c) = enough_requests(snap, spec.window, min, &mut s)
                 && let Some(v) = value(snap, q(Signal::ErrorRatio, spec.window), &mut s)
@@ -115,7 +116,7 @@ pub fn evaluate_trigger(
                 held(&mut s, v > t);
             }
         }
-        "trigger.p95_latency" => {
+        TriggerId::P95Latency => {
             let base = ctx.baseline.p95(spec.window);
             s.threshold = match base {
                 Some(b) => format!(
@@ -143,7 +144,7 @@ pub fn evaluate_trigger(
                 }
             }
         }
-        "trigger.pods_not_ready" => {
+        TriggerId::PodsNotReady => {
             s.threshold = format!("> {:.0}% NotReady", t * 100.0);
             s.source = "platform: list production pods".into();
             match snap.pods.get(&Variant::Production) {
@@ -194,7 +195,7 @@ pub fn evaluate_trigger(
                 None => s.evidence.push("production pods were not collected".into()),
             }
         }
-        "trigger.crash_loop" => {
+        TriggerId::CrashLoop => {
             s.threshold = format!("CrashLoopBackOff or >= {t:.0} restarts since first seen");
             s.source = "platform: list production pods".into();
             match snap.pods.get(&Variant::Production) {
@@ -224,7 +225,7 @@ pub fn evaluate_trigger(
                 None => s.evidence.push("production pods were not collected".into()),
             }
         }
-        "trigger.token_counting_stopped" => {
+        TriggerId::TokenCountingStopped => {
             s.threshold = format!("<= {t:.0} tokens while >= {min} 2xx answers");
             if let Some(c) = enough_requests(snap, spec.window, min, &mut s) {
                 let ratio = value(snap, q(Signal::SuccessRatio, spec.window), &mut s);
@@ -243,7 +244,7 @@ pub fn evaluate_trigger(
                 }
             }
         }
-        "trigger.worker_failures" => {
+        TriggerId::WorkerFailures => {
             s.threshold = format!("> {:.0}% of worker requests failed", t * 100.0);
             if let Some(feed) = &snap.workers {
                 s.source = "worker feed, production".into();
@@ -270,7 +271,6 @@ pub fn evaluate_trigger(
                 held(&mut s, failed > t);
             }
         }
-        other => return Sample::skipped(now, format!("unknown trigger {other}")),
     }
     s
 }

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::Report;
+use super::{Report, TriggerStatus};
 use crate::engine::Status;
 
 /// XML text and attribute escaping (control characters other than tab and newline become spaces).
@@ -95,8 +95,8 @@ pub fn render_junit(r: &Report) -> String {
             "    <testcase classname=\"zai-promoter.trigger\" name=\"{}\">",
             esc(&t.id)
         );
-        match t.status.as_str() {
-            "fired" => {
+        match t.status {
+            TriggerStatus::Fired => {
                 failures += 1;
                 let _ = write!(
                     cases,
@@ -107,10 +107,10 @@ pub fn render_junit(r: &Report) -> String {
                     esc(&t.threshold)
                 );
             }
-            "clear" | "holding" => {}
-            other => {
+            TriggerStatus::Clear | TriggerStatus::Holding => {}
+            other @ (TriggerStatus::NotEvaluated | TriggerStatus::Disabled) => {
                 skipped += 1;
-                let _ = write!(cases, "<skipped message=\"{}\"/>", esc(other));
+                let _ = write!(cases, "<skipped message=\"{}\"/>", esc(other.as_str()));
             }
         }
         cases.push_str("</testcase>\n");

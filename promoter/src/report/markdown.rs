@@ -60,12 +60,7 @@ pub fn render_markdown(r: &Report) -> String {
     }
     let _ = writeln!(out, "## Rollback Triggers\n");
     for t in &r.triggers {
-        let mark = match t.status.as_str() {
-            "fired" => "✗",
-            "holding" => "…",
-            "clear" => "✓",
-            _ => " ",
-        };
+        let mark = t.status.mark();
         let mut line = format!("- [{mark}] {} — {}", t.title, t.status);
         if !t.observed.is_empty() {
             let _ = write!(line, ", last {}", t.observed);
@@ -89,12 +84,7 @@ pub fn render_markdown(r: &Report) -> String {
             crate::duration_serde::human(fh.duration)
         );
         for t in &fh.triggers {
-            let mark = match t.status.as_str() {
-                "fired" => "✗",
-                "holding" => "…",
-                "clear" => "✓",
-                _ => " ",
-            };
+            let mark = t.status.mark();
             let last = if t.observed.is_empty() {
                 String::new()
             } else {

@@ -158,6 +158,73 @@ pub struct PhaseReport {
     pub checks: Vec<CheckReport>,
 }
 
+/// Where a rollback trigger stands at the end of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TriggerStatus {
+    /// It fired (held for its duration): the run rolled back on it.
+    Fired,
+    /// The condition was true at the last sample, not yet for long enough.
+    Holding,
+    /// Evaluated, not holding, never fired.
+    Clear,
+    /// Never evaluated (the run ended before phases 3–4, or no sample could be read).
+    NotEvaluated,
+    /// Disabled in the configuration.
+    Disabled,
+}
+
+impl TriggerStatus {
+    /// The name used in report.json.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TriggerStatus::Fired => "fired",
+            TriggerStatus::Holding => "holding",
+            TriggerStatus::Clear => "clear",
+            TriggerStatus::NotEvaluated => "not_evaluated",
+            TriggerStatus::Disabled => "disabled",
+        }
+    }
+
+    /// The checkbox mark in report.md and the step summary.
+    pub fn mark(self) -> &'static str {
+        match self {
+            TriggerStatus::Fired => "✗",
+            TriggerStatus::Holding => "…",
+            TriggerStatus::Clear => "✓",
+            TriggerStatus::NotEvaluated | TriggerStatus::Disabled => " ",
+        }
+    }
+}
+
+impl std::fmt::Display for TriggerStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How the first-hour watch ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FirstHourStatus {
+    /// Watched to the end without a breach.
+    Healthy,
+    /// A first-hour condition held: rolled back.
+    Breached,
+    /// Stopped before the end (signal, error).
+    Interrupted,
+}
+
+impl std::fmt::Display for FirstHourStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FirstHourStatus::Healthy => "healthy",
+            FirstHourStatus::Breached => "breached",
+            FirstHourStatus::Interrupted => "interrupted",
+        })
+    }
+}
+
 /// One trigger in the report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TriggerReport {
@@ -165,9 +232,8 @@ pub struct TriggerReport {
     pub id: String,
     /// Checklist wording.
     pub title: String,
-    /// `fired`; `holding` (condition true at the last sample, not yet for long enough);
-    /// `clear` (evaluated, not holding, never fired); `not_evaluated`; `disabled`.
-    pub status: String,
+    /// Where the trigger stands.
+    pub status: TriggerStatus,
     /// Threshold, as text.
     pub threshold: String,
     /// Required duration.
@@ -330,8 +396,8 @@ pub struct FirstHourReport {
     /// How long it watched.
     #[serde(with = "crate::duration_serde")]
     pub watched: Duration,
-    /// `healthy` (watched to the end), `breached` (rolled back), `interrupted`.
-    pub status: String,
+    /// How the watch ended.
+    pub status: FirstHourStatus,
     /// The first-hour conditions, against the pre-rollout baseline.
     pub triggers: Vec<TriggerReport>,
 }

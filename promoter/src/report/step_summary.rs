@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::{CheckReport, Outcome, PhaseReport, Report, TriggerReport};
+use super::{CheckReport, Outcome, PhaseReport, Report, TriggerReport, TriggerStatus};
 use crate::ci::{ReportLinks, Table, code, could_not_run, details};
 use crate::engine::Status;
 
@@ -124,15 +124,19 @@ fn phase_table(r: &Report) -> Table {
             not_passing.join(", "),
         ]);
     }
-    let clear = r.triggers.iter().filter(|t| t.status == "clear").count();
+    let clear = r
+        .triggers
+        .iter()
+        .filter(|t| t.status == TriggerStatus::Clear)
+        .count();
     let not_clear: Vec<String> = r
         .triggers
         .iter()
-        .filter(|t| !matches!(t.status.as_str(), "clear" | "disabled"))
+        .filter(|t| !matches!(t.status, TriggerStatus::Clear | TriggerStatus::Disabled))
         .map(|t| format!("{} {}", code(&t.id), t.status))
         .collect();
     table.row_markdown(&[
-        trigger_mark(r.triggers.iter().map(|t| t.status.as_str())).to_owned(),
+        trigger_mark(r.triggers.iter().map(|t| t.status)).to_owned(),
         "Rollback triggers".to_owned(),
         format!("{clear}/{} clear", r.triggers.len()),
         not_clear.join(", "),
@@ -152,7 +156,7 @@ fn check_table(r: &Report) -> Table {
     }
     for t in &r.triggers {
         table.row_markdown(&[
-            trigger_mark(std::iter::once(t.status.as_str())).to_owned(),
+            trigger_mark(std::iter::once(t.status)).to_owned(),
             format!("{} {}", code(&t.id), crate::ci::cell(&t.title)),
             crate::ci::cell(&format!("{}: {}", t.status, t.observed)),
             crate::ci::cell(&t.threshold),
@@ -261,7 +265,7 @@ fn trigger_evidence(t: &TriggerReport) -> Vec<String> {
 }
 
 fn fired(t: &TriggerReport) -> bool {
-    t.status == "fired"
+    t.status == TriggerStatus::Fired
 }
 
 fn succeeded(r: &Report) -> bool {
@@ -284,10 +288,10 @@ fn phase_mark(p: &PhaseReport) -> &'static str {
     }
 }
 
-fn trigger_mark<'a>(mut statuses: impl Iterator<Item = &'a str> + Clone) -> &'static str {
-    if statuses.clone().any(|s| s == "fired") {
+fn trigger_mark(mut statuses: impl Iterator<Item = TriggerStatus> + Clone) -> &'static str {
+    if statuses.clone().any(|s| s == TriggerStatus::Fired) {
         "✗"
-    } else if statuses.any(|s| s == "holding") {
+    } else if statuses.any(|s| s == TriggerStatus::Holding) {
         "…"
     } else {
         "✓"

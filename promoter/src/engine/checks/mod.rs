@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::history::History;
 use super::sample::{Sample, Status};
 use super::snapshot::{RunContext, Snapshot};
+use crate::catalog::{CheckId, ExecCheck, PostCheck, PreCheck, RolloutCheck};
 use crate::config::{CheckSpec, Config};
 use crate::platform::{PodInfo, Variant, image_tag};
 use crate::signals::{Reading, Signal, SignalQuery};
@@ -65,31 +66,43 @@ pub fn queries_for_check(
     let w = spec.window;
     let g = guard_window(spec);
     match spec.id {
-        "pre.canary_receiving_traffic" => vec![q(RequestCount, T, w)],
-        "pre.token_usage_logged" => vec![q(RequestCount, T, g)],
-        "pre.token_metrics_exported" => vec![q(TokenSeries, T, g), q(RequestCount, T, g)],
-        "pre.worker_used_canary" if !worker_feed => {
+        CheckId::Pre(PreCheck::CanaryReceivingTraffic) => vec![q(RequestCount, T, w)],
+        CheckId::Pre(PreCheck::TokenUsageLogged) => vec![q(RequestCount, T, g)],
+        CheckId::Pre(PreCheck::TokenMetricsExported) => {
+            vec![q(TokenSeries, T, g), q(RequestCount, T, g)]
+        }
+        CheckId::Pre(PreCheck::WorkerUsedCanary) if !worker_feed => {
             vec![q(RequestCount, T, w), q(SuccessRatio, T, w)]
         }
-        "pre.worker_token_counting" => vec![q(TokensIncrease, T, w), q(RequestCount, T, w)],
-        "pre.no_upstream_auth_failures" => {
+        CheckId::Pre(PreCheck::WorkerTokenCounting) => {
+            vec![q(TokensIncrease, T, w), q(RequestCount, T, w)]
+        }
+        CheckId::Pre(PreCheck::NoUpstreamAuthFailures) => {
             vec![q(UpstreamAuthFailures, T, w), q(RequestCount, T, w)]
         }
-        "rollout.error_rate" => vec![q(ErrorRatio, P, w), q(RequestCount, P, w)],
-        "rollout.p95_latency" => {
+        CheckId::Rollout(RolloutCheck::ErrorRate) => {
+            vec![q(ErrorRatio, P, w), q(RequestCount, P, w)]
+        }
+        CheckId::Rollout(RolloutCheck::P95Latency) => {
             vec![
                 q(LatencyQuantile { permille: 950 }, P, w),
                 q(RequestCount, P, w),
             ]
         }
-        "rollout.token_metrics" => vec![q(TokenSeries, P, g), q(RequestCount, P, g)],
-        "rollout.token_count_p99" => vec![q(TokenCountQuantile { permille: 990 }, P, w)],
-        "post.workers_requests" if !worker_feed => {
+        CheckId::Rollout(RolloutCheck::TokenMetrics) => {
+            vec![q(TokenSeries, P, g), q(RequestCount, P, g)]
+        }
+        CheckId::Rollout(RolloutCheck::TokenCountP99) => {
+            vec![q(TokenCountQuantile { permille: 990 }, P, w)]
+        }
+        CheckId::Post(PostCheck::WorkersRequests) if !worker_feed => {
             vec![q(RequestCount, P, w), q(SuccessRatio, P, w)]
         }
-        "post.token_counting_incrementing" => vec![q(TokensIncrease, P, w), q(RequestCount, P, w)],
-        "post.request_rate_healthy" => vec![q(RequestRate, P, w)],
-        "post.success_rate" => vec![q(SuccessRatio, P, w), q(RequestCount, P, w)],
+        CheckId::Post(PostCheck::TokenCountingIncrementing) => {
+            vec![q(TokensIncrease, P, w), q(RequestCount, P, w)]
+        }
+        CheckId::Post(PostCheck::RequestRateHealthy) => vec![q(RequestRate, P, w)],
+        CheckId::Post(PostCheck::SuccessRate) => vec![q(SuccessRatio, P, w), q(RequestCount, P, w)],
         _ => Vec::new(),
     }
 }
@@ -219,9 +232,6 @@ pub fn evaluate_check(
     if !spec.enabled {
         return Sample::skipped(now, "disabled in configuration");
     }
-    if super::compare::is_judged(spec.id) {
-        return super::compare::evaluate(spec, config, history, snap);
-    }
     let mut s = Sample::new(Status::NoData, now);
     s.window = (!spec.window.is_zero()).then_some(spec.window);
     let min = config.min_requests;
@@ -236,15 +246,16 @@ pub fn evaluate_check(
         t,
         now,
     };
-    let evaluated = match spec.id.split('.').next() {
-        Some("pre") => pre::evaluate(&e, s),
-        Some("exec" | "rollout") => rollout::evaluate(&e, s),
-        Some("post") => post::evaluate(&e, s),
-        _ => None,
-    };
-    // final.* and cleanup.* are evaluated by the driver as it performs them.
-    evaluated
-        .unwrap_or_else(|| Sample::skipped(now, format!("{} is evaluated when performed", spec.id)))
+    match spec.id {
+        CheckId::Pre(id) => pre::evaluate(id, &e, s),
+        CheckId::Exec(id) => rollout::evaluate_exec(id, &e, s),
+        CheckId::Rollout(id) => rollout::evaluate(id, &e, s),
+        CheckId::Post(id) => post::evaluate(id, &e, s),
+        // Recorded by the driver as it performs them; never sampled, never decided on.
+        CheckId::Final(_) | CheckId::Cleanup(_) => {
+            Sample::skipped(now, format!("{} is evaluated when performed", spec.id))
+        }
+    }
 }
 
 fn health_body_ok(body: &str) -> bool {

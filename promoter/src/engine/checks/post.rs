@@ -2,8 +2,8 @@
 
 use super::*;
 
-/// Evaluates a check of this phase into `s`; `None` for an id that is not one of them.
-pub(super) fn evaluate(e: &Eval<'_>, mut s: Sample) -> Option<Sample> {
+/// Evaluates a check of this phase into `s` (every id of the phase has its arm).
+pub(super) fn evaluate(id: PostCheck, e: &Eval<'_>, mut s: Sample) -> Sample {
     let Eval {
         spec,
         config,
@@ -15,11 +15,11 @@ pub(super) fn evaluate(e: &Eval<'_>, mut s: Sample) -> Option<Sample> {
         now,
         ..
     } = *e;
-    match spec.id {
-        "post.all_pods_new_version" => {
+    match id {
+        PostCheck::AllPodsNewVersion => {
             s.threshold = format!(">= {:.0}% of pods on the stable version", t * 100.0);
             if ctx.dry_run {
-                return Some(Sample::skipped(now, "dry run: production unchanged"));
+                return Sample::skipped(now, "dry run: production unchanged");
             }
             if let Some(pods) = pods(snap, Variant::Production, &mut s) {
                 let want = ctx.to_version.as_deref().unwrap_or("?");
@@ -44,15 +44,15 @@ pub(super) fn evaluate(e: &Eval<'_>, mut s: Sample) -> Option<Sample> {
                 judge(&mut s, !pods.is_empty() && frac >= t);
             }
         }
-        "post.deployment_image" => {
+        PostCheck::DeploymentImage => {
             s.threshold = "production image = stable image".into();
             s.source = "platform: production image".into();
             if ctx.dry_run {
-                return Some(Sample::skipped(now, "dry run: production unchanged"));
+                return Sample::skipped(now, "dry run: production unchanged");
             }
             image_is_target(&mut s, snap, ctx);
         }
-        "post.workers_requests" => {
+        PostCheck::WorkersRequests => {
             s.threshold = format!(">= {t:.0} successful worker requests to production");
             workers_check(&mut s, snap, history, Variant::Production, spec, t, min);
             if let Some(Ok(lines)) = snap.logs.get(&Variant::Production) {
@@ -64,11 +64,11 @@ pub(super) fn evaluate(e: &Eval<'_>, mut s: Sample) -> Option<Sample> {
                     .push(format!("{n} \"Token usage\" lines in production logs"));
             }
         }
-        "post.token_counting_incrementing" => {
+        PostCheck::TokenCountingIncrementing => {
             s.threshold = format!(">= {t:.0} tokens counted by production");
             tokens_check(&mut s, snap, Variant::Production, spec, t, min);
         }
-        "post.no_error_logs" => {
+        PostCheck::NoErrorLogs => {
             s.threshold = format!("<= {t:.0} error lines");
             s.source = "platform: production logs since the rollout began".into();
             match snap.logs.get(&Variant::Production) {
@@ -98,17 +98,17 @@ pub(super) fn evaluate(e: &Eval<'_>, mut s: Sample) -> Option<Sample> {
                 None => s.evidence.push("production logs were not collected".into()),
             }
         }
-        "post.startup_config" => {
+        PostCheck::StartupConfig => {
             s.threshold =
                 "\"Token counting enabled\" and \"DEPLOYMENT_VARIANT=production\" per new pod"
                     .into();
             s.source = "platform: production logs since the rollout began".into();
             if ctx.dry_run {
-                return Some(Sample::skipped(now, "dry run: no new pods started"));
+                return Sample::skipped(now, "dry run: no new pods started");
             }
             startup_check(&mut s, snap);
         }
-        "post.request_rate_healthy" => {
+        PostCheck::RequestRateHealthy => {
             let base = ctx.baseline.request_rate;
             s.threshold = match base {
                 Some(b) if b > 0.0 => {
@@ -142,11 +142,10 @@ pub(super) fn evaluate(e: &Eval<'_>, mut s: Sample) -> Option<Sample> {
                 }
             }
         }
-        "post.success_rate" => {
+        PostCheck::SuccessRate => {
             s.threshold = format!("> {t}");
             ratio_check(&mut s, snap, Signal::SuccessRatio, spec, min, |v| v > t);
         }
-        _ => return None,
     }
-    Some(s)
+    s
 }

@@ -2,8 +2,8 @@
 
 use super::*;
 
-/// Evaluates a check of this phase into `s`; `None` for an id that is not one of them.
-pub(super) fn evaluate(e: &Eval<'_>, mut s: Sample) -> Option<Sample> {
+/// Evaluates a check of this phase into `s` (every id of the phase has its arm).
+pub(super) fn evaluate(id: PreCheck, e: &Eval<'_>, mut s: Sample) -> Sample {
     let Eval {
         spec,
         config,
@@ -14,14 +14,14 @@ pub(super) fn evaluate(e: &Eval<'_>, mut s: Sample) -> Option<Sample> {
         t,
         ..
     } = *e;
-    match spec.id {
-        "pre.canary_pods_ready" => {
+    match id {
+        PreCheck::CanaryPodsReady => {
             s.threshold = format!(">= {:.0}% Ready, at least 1 pod", t * 100.0);
             if let Some(pods) = pods(snap, Variant::Test, &mut s) {
                 ready_fraction(&mut s, pods, t, None);
             }
         }
-        "pre.no_canary_alerts" => {
+        PreCheck::NoCanaryAlerts => {
             // The two comparative alerts are thresholds on whatever sample exists; where the
             // judge compares the same quantities on evidence, they are reported, not counted.
             let superseded = |name: &str| match name {
@@ -103,7 +103,7 @@ pub(super) fn evaluate(e: &Eval<'_>, mut s: Sample) -> Option<Sample> {
                 None => s.evidence.push("alerts were not collected".into()),
             }
         }
-        "pre.canary_receiving_traffic" => {
+        PreCheck::CanaryReceivingTraffic => {
             s.threshold = format!(">= {t:.0} requests (0 fails)");
             if let Some(c) = read(
                 snap,
@@ -125,7 +125,7 @@ pub(super) fn evaluate(e: &Eval<'_>, mut s: Sample) -> Option<Sample> {
                 }
             }
         }
-        "pre.health_ok" => {
+        PreCheck::HealthOk => {
             s.threshold = format!(
                 ">= {:.0}% of canary pods answer 200 {{\"status\":\"ok\"}}",
                 t * 100.0
@@ -160,27 +160,27 @@ pub(super) fn evaluate(e: &Eval<'_>, mut s: Sample) -> Option<Sample> {
                 }
             }
         }
-        "pre.token_usage_logged" => {
+        PreCheck::TokenUsageLogged => {
             s.threshold = format!(">= {t:.0} \"Token usage\" lines");
             log_lines_check(&mut s, snap, Variant::Test, t, "Token usage", spec, min);
         }
-        "pre.token_metrics_exported" => {
+        PreCheck::TokenMetricsExported => {
             s.threshold = format!(">= {t:.0} zai_proxy_tokens_total{{variant=\"test\"}} series");
             series_check(&mut s, snap, Variant::Test, spec, t, min);
         }
-        "pre.worker_used_canary" => {
+        PreCheck::WorkerUsedCanary => {
             s.threshold = format!(">= {t:.0} successful worker requests to the canary");
             workers_check(&mut s, snap, history, Variant::Test, spec, t, min);
         }
-        "pre.worker_token_counting" => {
+        PreCheck::WorkerTokenCounting => {
             s.threshold = format!(">= {t:.0} tokens counted by the canary");
             tokens_check(&mut s, snap, Variant::Test, spec, t, min);
         }
-        "pre.no_upstream_auth_failures" => {
+        PreCheck::NoUpstreamAuthFailures => {
             s.threshold = format!("<= {t:.0} upstream 401/403 answers to the canary");
             auth_failures_check(&mut s, snap, Variant::Test, spec, t, min);
         }
-        "pre.version_confirmed" => {
+        PreCheck::VersionConfirmed => {
             s.threshold = "tagged image, every canary pod on it".into();
             s.source = "platform: canary image and pods".into();
             match snap.images.get(&Variant::Test) {
@@ -217,7 +217,7 @@ pub(super) fn evaluate(e: &Eval<'_>, mut s: Sample) -> Option<Sample> {
                 None => s.evidence.push("canary image was not collected".into()),
             }
         }
-        "pre.stable_version" => {
+        PreCheck::StableVersion => {
             s.threshold = "X.Y.Z, different from production".into();
             s.source = "canary image tag without -canary".into();
             match (&ctx.to_version, &ctx.from_version) {
@@ -239,7 +239,9 @@ pub(super) fn evaluate(e: &Eval<'_>, mut s: Sample) -> Option<Sample> {
                 }
             }
         }
-        _ => return None,
+        PreCheck::CanaryErrorRate | PreCheck::CanaryLatency | PreCheck::CanaryStreamCuts => {
+            return crate::engine::compare::evaluate(spec, config, history, snap);
+        }
     }
-    Some(s)
+    s
 }

@@ -2,33 +2,41 @@
 
 use super::*;
 
-/// Evaluates a check of this phase into `s`; `None` for an id that is not one of them.
-pub(super) fn evaluate(e: &Eval<'_>, mut s: Sample) -> Option<Sample> {
+/// Evaluates the phase-2 check into `s`.
+pub(super) fn evaluate_exec(id: ExecCheck, e: &Eval<'_>, mut s: Sample) -> Sample {
+    let Eval { ctx, snap, now, .. } = *e;
+    match id {
+        ExecCheck::ImageUpdated => {
+            s.threshold = "production image = stable image".into();
+            s.source = "platform: production image".into();
+            if ctx.dry_run {
+                return Sample::skipped(
+                    now,
+                    format!(
+                        "dry run: would set image {}",
+                        ctx.target_image.as_deref().unwrap_or("?")
+                    ),
+                );
+            }
+            image_is_target(&mut s, snap, ctx);
+        }
+    }
+    s
+}
+
+/// Evaluates a check of this phase into `s` (every id of the phase has its arm).
+pub(super) fn evaluate(id: RolloutCheck, e: &Eval<'_>, mut s: Sample) -> Sample {
     let Eval {
         spec,
         ctx,
         snap,
         min,
         t,
-        now,
+        now: _,
         ..
     } = *e;
-    match spec.id {
-        "exec.image_updated" => {
-            s.threshold = "production image = stable image".into();
-            s.source = "platform: production image".into();
-            if ctx.dry_run {
-                return Some(Sample::skipped(
-                    now,
-                    format!(
-                        "dry run: would set image {}",
-                        ctx.target_image.as_deref().unwrap_or("?")
-                    ),
-                ));
-            }
-            image_is_target(&mut s, snap, ctx);
-        }
-        "rollout.pods_ready" => {
+    match id {
+        RolloutCheck::PodsReady => {
             s.threshold = format!(
                 "rollout complete, >= {:.0}% Ready on the new version",
                 t * 100.0
@@ -55,7 +63,7 @@ pub(super) fn evaluate(e: &Eval<'_>, mut s: Sample) -> Option<Sample> {
                 }
             }
         }
-        "rollout.no_crash_loops" => {
+        RolloutCheck::NoCrashLoops => {
             s.threshold = format!("<= {t:.0} restarts per pod, no CrashLoopBackOff");
             if let Some(pods) = pods(snap, Variant::Production, &mut s) {
                 let mut worst = 0u32;
@@ -76,11 +84,11 @@ pub(super) fn evaluate(e: &Eval<'_>, mut s: Sample) -> Option<Sample> {
                 judge(&mut s, !looping && f64::from(worst) <= t);
             }
         }
-        "rollout.error_rate" => {
+        RolloutCheck::ErrorRate => {
             s.threshold = format!("< {t}");
             ratio_check(&mut s, snap, Signal::ErrorRatio, spec, min, |v| v < t);
         }
-        "rollout.p95_latency" => {
+        RolloutCheck::P95Latency => {
             let base = ctx.baseline.p95(spec.window);
             s.threshold = match base {
                 Some(b) => format!("<= +{:.0}% over baseline {b:.4}s", t * 100.0),
@@ -90,7 +98,7 @@ pub(super) fn evaluate(e: &Eval<'_>, mut s: Sample) -> Option<Sample> {
             if let Traffic::Low(low) =
                 traffic(snap, Variant::Production, spec.window, min, &base_sample)
             {
-                return Some(low);
+                return low;
             }
             let query = q(
                 Signal::LatencyQuantile { permille: 950 },
@@ -113,12 +121,12 @@ pub(super) fn evaluate(e: &Eval<'_>, mut s: Sample) -> Option<Sample> {
                 }
             }
         }
-        "rollout.token_metrics" => {
+        RolloutCheck::TokenMetrics => {
             s.threshold =
                 format!(">= {t:.0} zai_proxy_tokens_total{{variant=\"production\"}} series");
             series_check(&mut s, snap, Variant::Production, spec, t, min);
         }
-        "rollout.token_count_p99" => {
+        RolloutCheck::TokenCountP99 => {
             s.threshold = format!("< {t}s");
             let query = q(
                 Signal::TokenCountQuantile { permille: 990 },
@@ -131,7 +139,6 @@ pub(super) fn evaluate(e: &Eval<'_>, mut s: Sample) -> Option<Sample> {
                 judge(&mut s, v < t);
             }
         }
-        _ => return None,
     }
-    Some(s)
+    s
 }
