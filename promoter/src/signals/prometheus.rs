@@ -9,6 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 use super::{Alert, AlertState, Measurement, Reading, Signal, SignalQuery, SignalSource};
 use crate::error::{Error, Result};
@@ -198,11 +199,12 @@ impl PrometheusSource {
         })
     }
 
-    async fn get<T: for<'de> Deserialize<'de>>(
+    /// The body of `GET path?query` and its HTTP status.
+    async fn get(
         &self,
         path: &str,
         query: &[(&str, &str)],
-    ) -> std::result::Result<T, String> {
+    ) -> std::result::Result<(u16, String), String> {
         let url = format!("{}{path}", self.base);
         let full = reqwest::Url::parse_with_params(&url, query)
             .map_err(|e| format!("bad Prometheus URL {url}: {e}"))?;
@@ -216,30 +218,72 @@ impl PrometheusSource {
                 format!("request to {url} failed: {e}")
             }
         })?;
-        let status = resp.status();
+        let status = resp.status().as_u16();
         let body = resp
             .text()
             .await
             .map_err(|e| format!("reading the answer of {url} failed: {e}"))?;
-        let parsed: std::result::Result<ApiResponse<T>, _> = serde_json::from_str(&body);
-        match parsed {
-            Ok(r) if r.status == "success" && status.is_success() => {
-                r.data.ok_or_else(|| "success without data".to_owned())
-            }
-            Ok(r) => Err(format!(
-                "HTTP {}: {} {}",
-                status.as_u16(),
-                r.error_type.unwrap_or_default(),
-                r.error.unwrap_or_default()
-            )),
-            Err(_) if !status.is_success() => Err(format!(
-                "HTTP {}: {}",
-                status.as_u16(),
-                body.chars().take(200).collect::<String>()
-            )),
-            Err(e) => Err(format!("malformed answer: {e}")),
-        }
+        Ok((status, body))
     }
+}
+
+/// The `data` of a Prometheus HTTP API answer (pure, the parser the fuzz target `prom_api`
+/// drives): a `success` answer with a 2xx `status` gives its `data`; anything else is an
+/// error naming the HTTP status and Prometheus's `errorType`/`error`, or the first 200
+/// characters of a body that is not the API's JSON.
+pub fn api_data<T: DeserializeOwned>(status: u16, body: &str) -> std::result::Result<T, String> {
+    let success = (200..300).contains(&status);
+    let parsed: std::result::Result<ApiResponse<T>, _> = serde_json::from_str(body);
+    match parsed {
+        Ok(r) if r.status == "success" && success => {
+            r.data.ok_or_else(|| "success without data".to_owned())
+        }
+        Ok(r) => Err(format!(
+            "HTTP {status}: {} {}",
+            r.error_type.unwrap_or_default(),
+            r.error.unwrap_or_default()
+        )),
+        Err(_) if !success => Err(format!(
+            "HTTP {status}: {}",
+            body.chars().take(200).collect::<String>()
+        )),
+        Err(e) => Err(format!("malformed answer: {e}")),
+    }
+}
+
+/// The reading of an instant-query answer for `signal` (pure): what
+/// [`PrometheusSource::measure`] makes of the HTTP status and body of `/api/v1/query`.
+pub fn query_reading(signal: Signal, status: u16, body: &str) -> Reading {
+    match api_data::<QueryData>(status, body) {
+        Ok(d) if signal == Signal::LatencyBuckets => buckets_from_data(&d.result_type, &d.result),
+        Ok(d) => reading_from_data(&d.result_type, &d.result),
+        Err(e) => Reading::Error(e),
+    }
+}
+
+/// The pending and firing alerts of an `/api/v1/alerts` answer (pure): what
+/// [`PrometheusSource::alerts`] makes of its HTTP status and body. Alerts without an
+/// `alertname` label, or in another state (`inactive`), are left out.
+pub fn alerts_from_answer(status: u16, body: &str) -> std::result::Result<Vec<Alert>, String> {
+    let data: AlertsData = api_data(status, body)?;
+    Ok(data
+        .alerts
+        .into_iter()
+        .filter_map(|a| {
+            let name = a.labels.get("alertname")?.clone();
+            let state = match a.state.as_str() {
+                "firing" => AlertState::Firing,
+                "pending" => AlertState::Pending,
+                _ => return None,
+            };
+            Some(Alert {
+                name,
+                state,
+                evaluated_locally: false,
+                detail: a.value.unwrap_or_default(),
+            })
+        })
+        .collect())
 }
 
 #[async_trait]
@@ -254,14 +298,8 @@ impl SignalSource for PrometheusSource {
 
     async fn measure(&mut self, query: &SignalQuery, _now: DateTime<Utc>) -> Measurement {
         let text = promql(query, &self.selector);
-        let reading = match self
-            .get::<QueryData>("/api/v1/query", &[("query", &text)])
-            .await
-        {
-            Ok(d) if query.signal == Signal::LatencyBuckets => {
-                buckets_from_data(&d.result_type, &d.result)
-            }
-            Ok(d) => reading_from_data(&d.result_type, &d.result),
+        let reading = match self.get("/api/v1/query", &[("query", &text)]).await {
+            Ok((status, body)) => query_reading(query.signal, status, &body),
             Err(e) => Reading::Error(e),
         };
         Measurement {
@@ -271,28 +309,11 @@ impl SignalSource for PrometheusSource {
     }
 
     async fn alerts(&mut self, _now: DateTime<Utc>) -> Result<Vec<Alert>> {
-        let data: AlertsData = self
+        let (status, body) = self
             .get("/api/v1/alerts", &[])
             .await
             .map_err(Error::signals)?;
-        Ok(data
-            .alerts
-            .into_iter()
-            .filter_map(|a| {
-                let name = a.labels.get("alertname")?.clone();
-                let state = match a.state.as_str() {
-                    "firing" => AlertState::Firing,
-                    "pending" => AlertState::Pending,
-                    _ => return None,
-                };
-                Some(Alert {
-                    name,
-                    state,
-                    evaluated_locally: false,
-                    detail: a.value.unwrap_or_default(),
-                })
-            })
-            .collect())
+        alerts_from_answer(status, &body).map_err(Error::signals)
     }
 }
 
