@@ -191,7 +191,7 @@ pub fn wait_before_retry(
         | ZaiErrorClass::Quota
         | ZaiErrorClass::DailyLimit
         | ZaiErrorClass::PlanExpired
-        | ZaiErrorClass::FairUse => header.unwrap_or(Duration::ZERO) + base,
+        | ZaiErrorClass::FairUse => header.unwrap_or(Duration::ZERO).saturating_add(base),
     }
 }
 
@@ -625,6 +625,22 @@ mod tests {
             wait_before_retry(ZaiErrorClass::Unknown, s(2), None, None, 0.9),
             s(2)
         );
+    }
+
+    /// Fuzz finding (zai_error_classify): `Retry-After: 18446744073709551615` on a 429 of
+    /// a retried class panicked adding the backoff ("overflow when adding durations").
+    #[test]
+    fn a_huge_retry_after_header_saturates_instead_of_panicking() {
+        let header = parse_retry_after_header("18446744073709551615");
+        assert_eq!(header, Some(Duration::from_secs(u64::MAX)));
+        let err = classify(b"", false);
+        assert!(err.policy().retries);
+        let wait = wait_before_retry(err.class, Duration::from_secs(1), header, None, 0.5);
+        assert_eq!(wait, Duration::MAX);
+        for class in [ZaiErrorClass::Frequency, ZaiErrorClass::Concurrency] {
+            let wait = wait_before_retry(class, Duration::from_secs(1), header, None, 0.5);
+            assert_eq!(wait, Duration::from_secs(u64::MAX));
+        }
     }
 
     #[test]

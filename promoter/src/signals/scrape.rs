@@ -53,8 +53,16 @@ fn add_bucket(b: &mut Buckets, le: f64, count: f64) {
     }
 }
 
+/// A counter or cumulative bucket sample the promoter can use: finite and not negative
+/// (`NaN`, `±Inf` and negative samples come from a broken exporter and are left out, as
+/// are buckets whose `le` is `NaN`).
+fn usable(count: f64) -> bool {
+    count.is_finite() && count >= 0.0
+}
+
 /// Parses exposition text, keeping the series whose `variant` label is `variant` (series
-/// without a variant label are kept too).
+/// without a variant label are kept too). Samples that are not finite or are negative, and
+/// buckets with a `NaN` bound, are skipped.
 pub fn parse_exposition(text: &str, variant: Variant) -> std::result::Result<ScrapeData, String> {
     let lines = text.lines().map(|l| Ok(l.to_owned()));
     let scrape = prometheus_parse::Scrape::parse(lines).map_err(|e| e.to_string())?;
@@ -71,36 +79,42 @@ pub fn parse_exposition(text: &str, variant: Variant) -> std::result::Result<Scr
             (
                 prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v),
                 "zai_proxy_requests_total",
-            ) if v.is_finite() => {
+            ) if usable(*v) => {
                 let code = s.labels.get("status_code").unwrap_or("unknown").to_owned();
                 *d.requests.entry(code).or_default() += v;
             }
             (
                 prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v),
                 "zai_proxy_tokens_total",
-            ) if v.is_finite() => {
+            ) if usable(*v) => {
                 d.tokens += v;
                 d.token_series += 1;
             }
             (
                 prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v),
                 "zai_proxy_upstream_errors_total",
-            ) if v.is_finite() && s.labels.get("error_type") == Some("auth") => {
+            ) if usable(*v) && s.labels.get("error_type") == Some("auth") => {
                 d.auth_failures += v;
             }
             (
                 prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v),
                 "zai_proxy_streams_total",
-            ) if v.is_finite() && s.labels.get("outcome") == Some("upstream_cut") => {
+            ) if usable(*v) && s.labels.get("outcome") == Some("upstream_cut") => {
                 d.streams_cut += v;
             }
             (prometheus_parse::Value::Histogram(hs), "zai_proxy_request_duration_seconds") => {
-                for h in hs {
+                for h in hs
+                    .iter()
+                    .filter(|h| !h.less_than.is_nan() && usable(h.count))
+                {
                     add_bucket(&mut d.latency, h.less_than, h.count);
                 }
             }
             (prometheus_parse::Value::Histogram(hs), "zai_proxy_token_count_duration_seconds") => {
-                for h in hs {
+                for h in hs
+                    .iter()
+                    .filter(|h| !h.less_than.is_nan() && usable(h.count))
+                {
                     add_bucket(&mut d.token_count, h.less_than, h.count);
                 }
             }
@@ -251,8 +265,21 @@ impl ScrapeStore {
         any.then_some(n)
     }
 
-    /// Answers one query as of `now`.
+    /// Answers one query as of `now`: a finite value or finite bucket counts (sums of
+    /// counters so large that they overflow `f64` are an error, never `inf` or `NaN`).
     pub fn measure(&self, q: &SignalQuery, now: DateTime<Utc>) -> Reading {
+        match self.measure_raw(q, now) {
+            Reading::Value(v) if !v.is_finite() => {
+                Reading::Error(format!("{} is not a finite number ({v})", q.signal))
+            }
+            Reading::Buckets(b) if b.iter().any(|(_, c)| !c.is_finite()) => Reading::Error(
+                format!("{}: bucket counts are not finite numbers", q.signal),
+            ),
+            reading => reading,
+        }
+    }
+
+    fn measure_raw(&self, q: &SignalQuery, now: DateTime<Utc>) -> Reading {
         if q.signal == Signal::TokenSeries {
             return match self.latest_token_series(q.variant) {
                 Some(n) => Reading::Value(n as f64),
@@ -640,5 +667,71 @@ impl SignalSource for ScrapeSource {
 
     async fn alerts(&mut self, _now: DateTime<Utc>) -> Result<Vec<Alert>> {
         Ok(self.alerts.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(signal: Signal) -> SignalQuery {
+        SignalQuery {
+            signal,
+            variant: Variant::Test,
+            window: Duration::from_secs(300),
+        }
+    }
+
+    /// Fuzz finding (prom_text, on its special-values seed): `NaN`, `±Inf` and negative
+    /// samples, and a bucket with `le="NaN"`, reached the readings — bucket counts of `NaN`,
+    /// a `NaN` bound sorted after `+Inf` (the contract is "sorted by bound, `+Inf` last").
+    #[test]
+    fn broken_samples_are_skipped() {
+        let text = r#"# TYPE zai_proxy_requests_total counter
+zai_proxy_requests_total{status_code="200"} 12
+zai_proxy_requests_total{status_code="500"} NaN
+zai_proxy_requests_total{status_code="502"} -4
+zai_proxy_requests_total{status_code="503"} +Inf
+# TYPE zai_proxy_request_duration_seconds histogram
+zai_proxy_request_duration_seconds_bucket{le="0.1"} 3
+zai_proxy_request_duration_seconds_bucket{le="0.5"} -1
+zai_proxy_request_duration_seconds_bucket{le="NaN"} 2
+zai_proxy_request_duration_seconds_bucket{le="1"} inf
+zai_proxy_request_duration_seconds_bucket{le="+Inf"} 5
+zai_proxy_upstream_errors_total{error_type="auth"} -2
+"#;
+        let d = parse_exposition(text, Variant::Test).expect("parses");
+        assert_eq!(d.requests, BTreeMap::from([("200".to_owned(), 12.0)]));
+        assert_eq!(d.latency, vec![(0.1, 3.0), (f64::INFINITY, 5.0)]);
+        assert_eq!(d.auth_failures, 0.0);
+    }
+
+    /// Found by review while writing prom_text's "every value is finite" property: counters
+    /// whose sum overflows `f64` gave `Value(inf)` and a `NaN` ratio (`inf / inf`), which
+    /// compares false against every threshold.
+    #[test]
+    fn overflowing_sums_are_an_error_not_a_value() {
+        let t0 = DateTime::from_timestamp(1_790_000_000, 0).expect("t0");
+        let mut store = ScrapeStore::new(Duration::from_secs(3600));
+        let big = "zai_proxy_requests_total{status_code=\"500\"} 1e308\n\
+                   zai_proxy_requests_total{status_code=\"503\"} 1e308\n";
+        for (i, text) in ["", big].into_iter().enumerate() {
+            let d = parse_exposition(text, Variant::Test).expect("parses");
+            store.add(
+                "p",
+                Variant::Test,
+                t0 + chrono::TimeDelta::seconds(60 * i as i64),
+                d,
+            );
+        }
+        let now = t0 + chrono::TimeDelta::seconds(60);
+        for signal in [Signal::RequestCount, Signal::ErrorRatio, Signal::ErrorCount] {
+            let r = store.measure(&query(signal), now);
+            assert!(matches!(r, Reading::Error(_)), "{signal}: {r:?}");
+        }
+        assert_eq!(
+            store.measure(&query(Signal::ErrorRatio), now),
+            Reading::Error("5xx ratio is not a finite number (NaN)".into())
+        );
     }
 }

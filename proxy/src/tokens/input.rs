@@ -489,7 +489,13 @@ pub fn peek_request(format: WireFormat, body: &[u8]) -> (Option<Cow<'_, str>>, b
     if format == WireFormat::Other || body.is_empty() {
         return (None, false);
     }
-    match serde_json::from_slice::<Peek<'_>>(body) {
+    // serde_json skips the strings of ignored fields without checking their UTF-8, so
+    // `from_slice` would accept a body that is not JSON (and that the one-parse read,
+    // `RequestDoc`, rejects): check the whole body first.
+    let Ok(text) = std::str::from_utf8(body) else {
+        return (None, false);
+    };
+    match serde_json::from_str::<Peek<'_>>(text) {
         Ok(p) => (p.model, p.stream.unwrap_or(false)),
         Err(_) => (None, false),
     }
@@ -633,6 +639,21 @@ mod tests {
                 (model.as_deref(), stream),
                 "model/stream: {body}"
             );
+        }
+    }
+
+    /// Fuzz finding (request_peek): invalid UTF-8 inside a field the minimal parse skips
+    /// gave a model there but none from the one parse, so the same body was read two ways
+    /// depending on its size and on whether tokens were counted.
+    #[test]
+    fn invalid_utf8_in_a_skipped_field_is_not_json_for_either_parse() {
+        let body =
+            b"{\"model\":\"glm-4.6\",\"stream\":true,\"tools\":[{\"name\":\"le\xff\xfegacy\"}]}";
+        assert!(serde_json::from_slice::<Value>(body).is_err());
+        let doc = RequestDoc::parse(body);
+        assert_eq!((doc.model.as_deref(), doc.stream), (None, false));
+        for format in [WireFormat::Anthropic, WireFormat::OpenAi] {
+            assert_eq!(peek_request(format, body), (None, false));
         }
     }
 

@@ -61,6 +61,11 @@ impl SseParser {
 
     /// Feeds the next chunk; `on_event` gets the data of every event completed by it.
     pub fn feed(&mut self, mut chunk: &[u8], on_event: &mut dyn FnMut(&[u8])) {
+        if chunk.is_empty() {
+            // An empty body frame must not forget a CR that ended the previous chunk: the
+            // LF of its CRLF may still come.
+            return;
+        }
         if self.after_cr {
             self.after_cr = false;
             if let Some(rest) = chunk.strip_prefix(b"\n") {
@@ -117,9 +122,14 @@ impl SseParser {
             return;
         }
         if self.line.len() + part.len() > self.max_event_bytes + 16 {
+            // Only a `data` line makes the event too large; another field or a comment this
+            // long is dropped alone, as it is when the whole line arrives in one chunk.
+            let mut start = self.line.iter().chain(part).take(5);
+            if start.by_ref().take(4).eq(b"data".iter()) && start.next() == Some(&b':') {
+                self.event_overflow = true;
+            }
             self.line.clear();
             self.line_overflow = true;
-            self.event_overflow = true;
             return;
         }
         self.line.extend_from_slice(part);
@@ -214,6 +224,42 @@ mod tests {
         p.feed(b"\n\ndata: ok\n\n", &mut |d| out.push(d.to_vec()));
         assert_eq!(out, vec![b"ok".to_vec()]);
         assert_eq!(p.skipped_events(), 1);
+    }
+
+    /// Fuzz finding (sse_usage): a comment or other field longer than the cap, split across
+    /// chunks, made the reader skip the event it was in; whole it was ignored.
+    #[test]
+    fn a_long_comment_split_across_chunks_does_not_drop_the_event() {
+        let mut text = b"data: kept\n: ".to_vec();
+        text.extend(std::iter::repeat_n(b'x', 200));
+        text.extend_from_slice(b"\nid: 1\n\ndata: next\n\n");
+        let whole = events(&[&text]);
+        assert_eq!(whole, vec!["kept", "next"]);
+        let bytes: Vec<&[u8]> = text.chunks(1).collect();
+        assert_eq!(events(&bytes), whole);
+        let (a, b) = text.split_at(40);
+        assert_eq!(events(&[a, b]), whole);
+        // A data line that long still makes its event too large, however it is cut.
+        let mut p = SseParser::new(64);
+        let mut out = Vec::new();
+        for c in b"data: "
+            .iter()
+            .chain(&[b'y'; 100])
+            .chain(b"\n\ndata: ok\n\n")
+        {
+            p.feed(std::slice::from_ref(c), &mut |d| out.push(d.to_vec()));
+        }
+        assert_eq!((out, p.skipped_events()), (vec![b"ok".to_vec()], 1));
+    }
+
+    /// Found while writing the sse_usage fuzz target (whose chunker makes empty chunks): an
+    /// empty chunk between the CR and the LF of a CRLF made the LF a second line end, i.e. a
+    /// blank line that ended the event early.
+    #[test]
+    fn an_empty_chunk_inside_a_crlf_changes_nothing() {
+        let chunks: [&[u8]; 3] = [b"data: a\r", b"", b"\ndata: b\r\n\r\n"];
+        assert_eq!(events(&chunks), vec!["a\nb"]);
+        assert_eq!(events(&[&chunks.concat()]), vec!["a\nb"]);
     }
 
     #[test]
