@@ -448,26 +448,20 @@ pub fn builtin() -> Vec<Scenario> {
     };
     out.push(subtle);
 
-    // Cut answers that come fast: neither a 5xx nor slow, so only the cut-stream comparison
-    // sees them (issue 17: a cut that also looked slow was caught by latency alone).
+    // Cut answers that come fast: neither a 5xx nor a slow upstream; the stream comparison
+    // is what is meant to see them (issue 17: a cut that also looked slow was caught by
+    // latency alone).
     let mut fast_cut = Scenario {
         name: "fast-cut".into(),
         description: "the new version's upstream cuts 10 % of answers right after their first content (no terminal event), at full speed".into(),
         expect: expect(ExpectedOutcome::Aborted, &["pre.canary_stream_cuts"]),
-        // Both versions answer in 150–170 ms, inside one bucket of the duration histogram
-        // (0.1–0.25 s). With the other scenarios' 80–100 ms the tail straddles the 0.1 s bound,
-        // so the canary's one busy pod (5/12 of the traffic against 7/12 on production's two)
-        // reads as a latency shift in the inversion, where the other judged checks must vouch
-        // for the canary on their own: measured 15.4 % vs 11.3 % of requests above 0.1 s here
-        // and 13.6 % vs 9.3 % on CI, inside the tolerance but short of 99.5 % confidence in 3
-        // minutes (that CI run failed). The longer deadline stays for slow machines.
-        faults: steady(150, 20),
+        // The cuts are caught in seconds. The longer deadline is for slow machines.
         judge_deadline_secs: Some(180),
         ..base.clone()
     };
     let cutting = Faults {
         truncate_rate: 0.1,
-        ..latency(150, 20)
+        ..latency(80, 20)
     };
     fast_cut.faults.new = PhaseFaults {
         canary: cutting.clone(),
@@ -545,7 +539,13 @@ pub fn inversion_disables(name: &str) -> Option<Vec<&'static str>> {
             "trigger.worker_failures",
         ],
         "latency-regression" => &["trigger.p95_latency", "rollout.p95_latency"],
-        "fast-cut" => &["pre.canary_stream_cuts"],
+        // The cut streams also land in the canary's slow tail of the proxy's duration
+        // histogram although upstream sends them at full speed (measured: with 150–170 ms
+        // answers, 5.2 % of canary requests above 0.25 s against 0.5 % of production's —
+        // the 5 % of requests that are cut streams; with 80–100 ms answers 13.6 % vs 9.3 %
+        // above 0.1 s, which left the latency judge inconclusive and failed one CI run), so
+        // the latency comparison is a second gate on this defect and goes off with it.
+        "fast-cut" => &["pre.canary_stream_cuts", "pre.canary_latency"],
         "crash-loop" => return None,
         // No inversion: with the auth check off the other phase-1 gates (no successful
         // worker request, no tokens) still stop it, and production would roll back too.
