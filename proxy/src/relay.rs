@@ -15,6 +15,8 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
+use crate::error::ProxyError;
+
 /// How a relayed body ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RelayEnd {
@@ -33,17 +35,6 @@ pub trait ResponseTap: Send + 'static {
     fn on_chunk(&mut self, chunk: &Bytes);
     /// Called once when the body is finished, however it finished.
     fn on_end(self: Box<Self>, end: RelayEnd);
-}
-
-/// Errors surfaced to the server while relaying.
-#[derive(Debug, thiserror::Error)]
-pub enum RelayError {
-    /// No data from upstream for longer than the idle timeout.
-    #[error("upstream body idle for more than {0:?}")]
-    IdleTimeout(Duration),
-    /// The upstream body failed.
-    #[error("upstream body failed: {0}")]
-    Upstream(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// The upstream body, relayed to the client through taps.
@@ -84,12 +75,13 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     type Data = Bytes;
-    type Error = RelayError;
+    /// Surfaced to the server: [`ProxyError::RelayIdle`] or [`ProxyError::RelayUpstream`].
+    type Error = ProxyError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, RelayError>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, ProxyError>>> {
         let this = &mut *self;
         if this.ended {
             return Poll::Ready(None);
@@ -111,7 +103,7 @@ where
             }
             Poll::Ready(Some(Err(e))) => {
                 this.finish(RelayEnd::UpstreamError);
-                Poll::Ready(Some(Err(RelayError::Upstream(e.into()))))
+                Poll::Ready(Some(Err(ProxyError::RelayUpstream(e.into()))))
             }
             Poll::Ready(None) => {
                 this.finish(RelayEnd::Complete);
@@ -120,7 +112,7 @@ where
             Poll::Pending => {
                 if this.idle.as_mut().poll(cx).is_ready() {
                     this.finish(RelayEnd::UpstreamError);
-                    return Poll::Ready(Some(Err(RelayError::IdleTimeout(this.idle_timeout))));
+                    return Poll::Ready(Some(Err(ProxyError::RelayIdle(this.idle_timeout))));
                 }
                 Poll::Pending
             }
@@ -252,7 +244,7 @@ mod tests {
             Duration::from_millis(20),
         );
         let err = relay.collect().await.expect_err("idle");
-        assert!(matches!(err, RelayError::IdleTimeout(_)));
+        assert!(matches!(err, ProxyError::RelayIdle(_)));
         assert_eq!(seen.lock().expect("lock").ends, [RelayEnd::UpstreamError]);
     }
 }

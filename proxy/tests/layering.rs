@@ -8,6 +8,9 @@
 //! `lib.rs` itself (declarations and re-exports) and `main.rs` (a separate crate) are not
 //! nodes. A cycle fails the test with the cycle and the lines that make each of its edges.
 //!
+//! The same scan checks the crate's error style: one `thiserror` error enum
+//! ([`zai_proxy::ProxyError`]).
+//!
 //! `ZAI_LAYERING_PRINT=1 cargo test -p zai-proxy --test layering -- --nocapture` prints the
 //! whole top-level graph.
 
@@ -734,6 +737,68 @@ fn submodules_of_each_module_form_layers() {
         failures.push_str(&report(&graph, &cycles(&graph)));
     }
     assert!(failures.is_empty(), "submodules have cycles:\n{failures}");
+}
+
+/// `file: Name` of every enum that derives `thiserror::Error` (test code included).
+fn thiserror_enums() -> Vec<String> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut found = Vec::new();
+    for path in &files {
+        let rel = path
+            .strip_prefix(&src)
+            .expect("under src")
+            .display()
+            .to_string();
+        let toks = lex(&fs::read_to_string(path).expect("read source"));
+        let mut i = 0;
+        while i < toks.len() {
+            // `#[derive(..., thiserror::Error, ...)]` (or a bare `Error` imported from it).
+            let derive = is_punct(toks.get(i), '#')
+                && is_punct(toks.get(i + 1), '[')
+                && is_ident(toks.get(i + 2), "derive");
+            if !derive {
+                i += 1;
+                continue;
+            }
+            let mut j = i + 3;
+            let mut thiserror = false;
+            while j < toks.len() && !is_punct(toks.get(j), ']') {
+                if is_ident(toks.get(j), "thiserror")
+                    || (is_ident(toks.get(j), "Error") && !is_sep(toks.get(j - 1)))
+                {
+                    thiserror = true;
+                }
+                j += 1;
+            }
+            // The item: skip further attributes and the visibility.
+            while j < toks.len()
+                && !matches!(&toks[j].tok, Tok::Ident(w) if w == "enum" || w == "struct" || w == "union")
+            {
+                j += 1;
+            }
+            if thiserror && is_ident(toks.get(j), "enum") {
+                if let Some(Token {
+                    tok: Tok::Ident(name),
+                    ..
+                }) = toks.get(j + 1)
+                {
+                    found.push(format!("{rel}: {name}"));
+                }
+            }
+            i = j;
+        }
+    }
+    found
+}
+
+#[test]
+fn the_crate_has_one_error_enum() {
+    // `config::ConfigError` (a struct: the list of invalid variables, carried by
+    // `ProxyError::Config`) is not an enum; `wire::LocalFailure` (the proxy's own answers)
+    // and `zai_codes::ZaiError` (what a Z.AI 429 says) are not errors.
+    assert_eq!(thiserror_enums(), ["error.rs: ProxyError"]);
 }
 
 #[test]

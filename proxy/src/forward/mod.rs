@@ -25,6 +25,7 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 
 use crate::capacity::CapacityPermit;
+use crate::error::ProxyError;
 use crate::headers;
 use crate::ratelimit::SourceBucket;
 use crate::ratelimit::leases::Lease;
@@ -34,7 +35,6 @@ use crate::state::{AppState, ModelLabel};
 use crate::tokens;
 use crate::wire::LocalFailure;
 use stream_tap::StreamTap;
-use upstream::UpstreamError;
 
 /// What the proxy knows about a request once its body is read.
 #[derive(Debug, Clone)]
@@ -380,37 +380,30 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Res
     let (response, lease) =
         match retry::send_with_retries(&state, &parts, body, admission.lease).await {
             Ok(answer) => answer,
-            Err(retry::RetryFailure::Upstream(e)) => {
-                tracing::warn!("Upstream error: {e}");
+            Err(e) => {
+                if e.is_upstream_transport() {
+                    tracing::warn!("Upstream error: {e}");
+                }
                 let (failure, message) = match e {
-                    UpstreamError::Timeout(limit) => (
+                    ProxyError::UpstreamTimeout(limit) => (
                         LocalFailure::UpstreamTimeout,
                         format!(
                             "Upstream did not respond within {}",
                             humantime::format_duration(limit)
                         ),
                     ),
-                    UpstreamError::Unreachable(_) => (
+                    ProxyError::UpstreamUnreachable(_) => (
                         LocalFailure::UpstreamUnreachable,
                         "Upstream unreachable".to_owned(),
                     ),
-                    UpstreamError::Request(_) => (
+                    ProxyError::UpstreamRequest(_) => (
                         LocalFailure::UpstreamUnreachable,
                         "Could not build the upstream request".to_owned(),
                     ),
+                    // An unusable last answer (empty or malformed): the error says which.
+                    other => (LocalFailure::UpstreamUnreachable, other.to_string()),
                 };
                 return fail(&state, method, route, started, failure, &message);
-            }
-            Err(e) => {
-                let message = e.to_string();
-                return fail(
-                    &state,
-                    method,
-                    route,
-                    started,
-                    LocalFailure::UpstreamUnreachable,
-                    &message,
-                );
             }
         };
     if response.status().is_success() {

@@ -26,7 +26,8 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use super::RequestParts;
-use super::upstream::{self, UpstreamError};
+use super::upstream;
+use crate::error::ProxyError;
 use crate::ratelimit::leases::Lease;
 use crate::routes::WireFormat;
 use crate::state::AppState;
@@ -35,20 +36,6 @@ use crate::zai_error::{self, ZaiError};
 /// Non-streaming 2xx bodies up to this size are buffered and validated; larger ones are
 /// relayed unvalidated (they are evidently not empty).
 pub const VALIDATE_LIMIT: usize = 16 * 1024 * 1024;
-
-/// Why the last attempt produced no usable answer.
-#[derive(Debug, thiserror::Error)]
-pub enum RetryFailure {
-    /// Every attempt failed at the transport level.
-    #[error(transparent)]
-    Upstream(#[from] UpstreamError),
-    /// The last 2xx non-streaming body was empty or not valid JSON.
-    #[error("Upstream returned empty or malformed response after retries")]
-    Malformed,
-    /// The last 2xx stream ended before its first chunk.
-    #[error("Upstream returned empty streaming response after retries")]
-    EmptyStream,
-}
 
 /// The response body handed to the relay: bytes already read while validating (if any),
 /// then the rest of the upstream body.
@@ -121,7 +108,7 @@ enum Verdict {
     Retry {
         reason: &'static str,
         wait: Duration,
-        failure: Option<RetryFailure>,
+        failure: Option<ProxyError>,
         last: Option<Box<Response<RetriedBody>>>,
     },
 }
@@ -135,7 +122,7 @@ pub async fn send_with_retries(
     parts: &RequestParts,
     body: Bytes,
     lease: Option<Lease>,
-) -> Result<(Response<RetriedBody>, Option<Lease>), RetryFailure> {
+) -> Result<(Response<RetriedBody>, Option<Lease>), ProxyError> {
     let settings = &state.config.retry;
     let attempts = settings.max_retries.saturating_add(1);
     let mut retry: u32 = 0;
@@ -167,7 +154,7 @@ pub async fn send_with_retries(
             if let Some(last) = last {
                 return Ok((*last, None));
             }
-            let failure = failure.unwrap_or(RetryFailure::Malformed);
+            let failure = failure.unwrap_or(ProxyError::UpstreamMalformed);
             tracing::warn!("All retry attempts failed: {failure}");
             return Err(failure);
         }
@@ -204,7 +191,7 @@ async fn attempt(
             return Verdict::Retry {
                 reason: "network_error",
                 wait: base,
-                failure: Some(e.into()),
+                failure: Some(e),
                 last: None,
             };
         }
@@ -229,7 +216,7 @@ async fn attempt(
                 Verdict::Retry {
                     reason: "empty_streaming",
                     wait: base,
-                    failure: Some(RetryFailure::EmptyStream),
+                    failure: Some(ProxyError::UpstreamEmptyStream),
                     last: None,
                 }
             }
@@ -253,7 +240,7 @@ async fn attempt(
             Verdict::Retry {
                 reason: "truncated_response",
                 wait: base,
-                failure: Some(RetryFailure::Malformed),
+                failure: Some(ProxyError::UpstreamMalformed),
                 last: None,
             }
         }

@@ -7,39 +7,24 @@
 //! transport failures and timeouts, the status code for upstream answers >= 400, and also
 //! `auth` for 401/403 (the proxy's credential refused; see `AppState::record_upstream_auth_failure`).
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, Uri, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
 
 use super::RequestParts;
+use crate::error::ProxyError;
 use crate::headers;
 use crate::routes::WireFormat;
 use crate::state::AppState;
 
-/// Why an upstream attempt produced no response.
-#[derive(Debug, thiserror::Error)]
-pub enum UpstreamError {
-    /// Connecting or exchanging with the upstream failed (DNS, refused, TLS, reset...).
-    #[error("upstream unreachable: {0}")]
-    Unreachable(String),
-    /// No response head within `UPSTREAM_TIMEOUT`.
-    #[error("upstream did not answer within {0:?}")]
-    Timeout(Duration),
-    /// The upstream request could not be built (bad URL after appending the path).
-    #[error("could not build the upstream request: {0}")]
-    Request(String),
-}
-
 /// The upstream URI: target URL + incoming path + `?query` (plain concatenation).
-pub fn upstream_uri(target_url: &str, path_and_query: &str) -> Result<Uri, UpstreamError> {
+pub fn upstream_uri(target_url: &str, path_and_query: &str) -> Result<Uri, ProxyError> {
     let mut s = String::with_capacity(target_url.len() + path_and_query.len());
     s.push_str(target_url);
     s.push_str(path_and_query);
     s.parse::<Uri>()
-        .map_err(|e| UpstreamError::Request(e.to_string()))
+        .map_err(|e| ProxyError::UpstreamRequest(e.to_string()))
 }
 
 /// Sends one upstream attempt and returns the response head (body not yet read).
@@ -47,7 +32,7 @@ pub async fn send(
     state: &AppState,
     parts: &RequestParts,
     body: Bytes,
-) -> Result<Response<Incoming>, UpstreamError> {
+) -> Result<Response<Incoming>, ProxyError> {
     let path_and_query = parts
         .uri
         .path_and_query()
@@ -101,11 +86,11 @@ pub async fn send(
         }
         Ok(Err(e)) => {
             state.count_upstream_error("upstream_connection");
-            Err(UpstreamError::Unreachable(describe(&e)))
+            Err(ProxyError::UpstreamUnreachable(describe(&e)))
         }
         Err(_) => {
             state.count_upstream_error("upstream_connection");
-            Err(UpstreamError::Timeout(state.config.upstream_timeout))
+            Err(ProxyError::UpstreamTimeout(state.config.upstream_timeout))
         }
     }
 }
