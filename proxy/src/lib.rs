@@ -36,7 +36,7 @@ pub mod state;
 pub mod streams;
 pub mod tokens;
 pub mod wire;
-pub mod zai_error;
+pub mod zai_codes;
 
 pub use config::{ApiKey, Config};
 pub use error::ProxyError;

@@ -7,7 +7,7 @@
 //!   and validated before anything is sent to the client);
 //! * 2xx streams that end before their first non-empty chunk (the stream is peeked until
 //!   that chunk before the response is committed);
-//! * 429s as their Z.AI class says ([`crate::zai_error`]).
+//! * 429s as their Z.AI class says ([`crate::zai_codes`]).
 //!
 //! Every retry waits (cancelled with the request when the client goes away: the handler
 //! future is dropped), then re-acquires rate-limit admission. Nothing reaches the client
@@ -31,7 +31,7 @@ use crate::error::ProxyError;
 use crate::ratelimit::leases::Lease;
 use crate::routes::WireFormat;
 use crate::state::AppState;
-use crate::zai_error::{self, ZaiError};
+use crate::zai_codes::{self, ZaiError};
 
 /// Non-streaming 2xx bodies up to this size are buffered and validated; larger ones are
 /// relayed unvalidated (they are evidently not empty).
@@ -128,7 +128,7 @@ pub async fn send_with_retries(
     let mut retry: u32 = 0;
     let mut lease = lease;
     loop {
-        let base = zai_error::backoff(settings.base_delay, retry + 1);
+        let base = zai_codes::backoff(settings.base_delay, retry + 1);
         let verdict = attempt(state, parts, body.clone(), base, retry, attempts).await;
         let (reason, wait, failure, last) = match verdict {
             Verdict::Done(response) => return Ok((response, lease)),
@@ -353,7 +353,7 @@ async fn on_429(
     let (mut head, mut incoming) = response.into_parts();
     let read = tokio::time::timeout(
         state.config.upstream_timeout,
-        read_prefix(&mut incoming, zai_error::BODY_LIMIT),
+        read_prefix(&mut incoming, zai_codes::BODY_LIMIT),
     )
     .await;
     let mut body = match read {
@@ -361,10 +361,10 @@ async fn on_429(
         // A 429 whose body cannot be read is still a 429: classify what we have (nothing).
         Ok(Err(_)) | Err(_) => Bytes::new(),
     };
-    let oversize = body.len() > zai_error::BODY_LIMIT;
-    body.truncate(zai_error::BODY_LIMIT);
+    let oversize = body.len() > zai_codes::BODY_LIMIT;
+    body.truncate(zai_codes::BODY_LIMIT);
     drop(incoming);
-    let err = zai_error::classify(&body, oversize);
+    let err = zai_codes::classify(&body, oversize);
     let class = err.class.as_str();
     let code = err.code.as_deref().unwrap_or("none");
     state
@@ -380,11 +380,11 @@ async fn on_429(
         .headers
         .get(header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(zai_error::parse_retry_after_header);
+        .and_then(zai_codes::parse_retry_after_header);
     annotate_429(&mut head.headers, &err);
     let last = Response::from_parts(head, RetriedBody::new(body, None));
     if !policy.retries {
-        if err.class == zai_error::ZaiErrorClass::Quota {
+        if err.class == zai_codes::ZaiErrorClass::Quota {
             tracing::warn!(
                 "429 quota exhausted (code {code}): not retrying, returning reset metadata"
             );
@@ -393,7 +393,7 @@ async fn on_429(
         }
         return Verdict::Done(last);
     }
-    let wait = zai_error::wait_before_retry(
+    let wait = zai_codes::wait_before_retry(
         err.class,
         base,
         header_wait,
@@ -433,7 +433,7 @@ fn annotate_429(headers: &mut http::HeaderMap, err: &ZaiError) {
         headers.insert("x-zai-error-code", code);
     }
     if let Some(reset) = err.reset_at
-        && let Ok(v) = HeaderValue::from_str(&zai_error::reset_header_value(reset))
+        && let Ok(v) = HeaderValue::from_str(&zai_codes::reset_header_value(reset))
     {
         headers.insert("x-zai-rate-limit-reset", v);
     }
@@ -469,7 +469,7 @@ mod tests {
 
     #[test]
     fn final_429_headers() {
-        let err = zai_error::classify(
+        let err = zai_codes::classify(
             br#"{"error":{"code":"1308","message":"limit","reset_at":"2099-01-01T00:00:00Z"}}"#,
             false,
         );

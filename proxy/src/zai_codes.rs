@@ -1,4 +1,10 @@
-//! Z.AI 429 classification (reference §1.6.1) and the per-class retry/feedback table.
+//! Z.AI's business error codes: what a 429 body says (class, code, reset, `retry_after`;
+//! reference §1.6.1) and the per-class retry/feedback table.
+//!
+//! These describe the upstream's answers; they are not Rust errors of the proxy (that is
+//! [`crate::error::ProxyError`]) nor the proxy's own error answers ([`crate::wire`]).
+//! [`ZaiError`] and [`ZaiErrorClass`] keep Z.AI's word ("error code"), as the metric
+//! `zai_proxy_zai_errors_total` does.
 //!
 //! Everything here is a pure function of the (at most 32 KiB) 429 body, the upstream
 //! `Retry-After` header and the current time. The provider's message text is read for a code
