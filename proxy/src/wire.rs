@@ -1,4 +1,5 @@
-//! Errors made by the proxy itself, as JSON in the client's wire format.
+//! Errors made by the proxy itself, as JSON in the client's wire format: HTTP answers, not
+//! Rust errors (those are [`crate::error::ProxyError`]).
 //!
 //! Anthropic: `{"type":"error","error":{"type":…,"message":…}}`;
 //! OpenAI (also used for other paths, it is Z.AI's own envelope):
