@@ -342,17 +342,17 @@ fn scan_file(file: &str, src: &str, module: &[String]) -> FileScan {
             while matches!(toks.get(j).map(|t| &t.tok), Some(Tok::Ident(w)) if w == "pub") {
                 j += 1;
             }
-            if is_ident(toks.get(j), "mod") && is_punct(toks.get(j + 2), ';') {
-                if let Some(Token {
+            if is_ident(toks.get(j), "mod")
+                && is_punct(toks.get(j + 2), ';')
+                && let Some(Token {
                     tok: Tok::Ident(name),
                     ..
                 }) = toks.get(j + 1)
-                {
-                    let mut child = module.to_vec();
-                    child.extend(inline.iter().map(|(n, _)| n.clone()));
-                    child.push(name.clone());
-                    test_children.push(child);
-                }
+            {
+                let mut child = module.to_vec();
+                child.extend(inline.iter().map(|(n, _)| n.clone()));
+                child.push(name.clone());
+                test_children.push(child);
             }
             i = skip_item(&toks, after);
             continue;
@@ -399,9 +399,7 @@ fn scan_file(file: &str, src: &str, module: &[String]) -> FileScan {
                 let line = toks[i].line;
                 let mut base = if w == "crate" { Vec::new() } else { current() };
                 let mut j = i;
-                if w == "self" {
-                    j += 2;
-                } else if w == "crate" {
+                if w == "self" || w == "crate" {
                     j += 2;
                 } else {
                     while is_ident(toks.get(j), "super") && is_sep(toks.get(j + 1)) {
@@ -682,7 +680,7 @@ fn sibling_graph(c: &Crate, top: &str) -> Graph {
             continue;
         }
         let from = format!("{top}::{}", r.from[1]);
-        if !c.modules.contains(&r.to[..2].to_vec()) {
+        if !c.modules.contains(&r.to[..2]) {
             continue; // an item of the root
         }
         let to = format!("{top}::{}", r.to[1]);
@@ -778,14 +776,14 @@ fn thiserror_enums() -> Vec<String> {
             {
                 j += 1;
             }
-            if thiserror && is_ident(toks.get(j), "enum") {
-                if let Some(Token {
+            if thiserror
+                && is_ident(toks.get(j), "enum")
+                && let Some(Token {
                     tok: Tok::Ident(name),
                     ..
                 }) = toks.get(j + 1)
-                {
-                    found.push(format!("{rel}: {name}"));
-                }
+            {
+                found.push(format!("{rel}: {name}"));
             }
             i = j;
         }
