@@ -473,6 +473,60 @@ fn visit_json<J: JsonNode>(value: &J, visit: &mut dyn FnMut(&str)) {
     }
 }
 
+/// Any JSON value, read the way `serde_json::Value` reads it (strings decoded, numbers
+/// parsed) and dropped: accepted exactly when `Value` would be, without building anything.
+struct Checked;
+
+impl<'de> Deserialize<'de> for Checked {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(CheckedVisitor)
+    }
+}
+
+struct CheckedVisitor;
+
+impl<'de> Visitor<'de> for CheckedVisitor {
+    type Value = Checked;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_unit<E>(self) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_none<E>(self) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Checked, D::Error> {
+        Checked::deserialize(d)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Checked, A::Error> {
+        while seq.next_element::<Checked>()?.is_some() {}
+        Ok(Checked)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
+        while map.next_key::<Checked>()?.is_some() {
+            map.next_value::<Checked>()?;
+        }
+        Ok(Checked)
+    }
+}
+
 /// The fields the minimal parse reads from a JSON request body; everything else is skipped.
 #[derive(serde::Deserialize)]
 struct Peek<'a> {
@@ -489,12 +543,17 @@ pub fn peek_request(format: WireFormat, body: &[u8]) -> (Option<Cow<'_, str>>, b
     if format == WireFormat::Other || body.is_empty() {
         return (None, false);
     }
-    // serde_json skips the strings of ignored fields without checking their UTF-8, so
-    // `from_slice` would accept a body that is not JSON (and that the one-parse read,
-    // `RequestDoc`, rejects): check the whole body first.
+    // serde_json skips the values of ignored fields without checking everything it checks
+    // when it builds them (UTF-8, lone surrogate escapes, numbers out of range), so `Peek`
+    // alone accepts bodies that the one parse (`RequestDoc`) rejects as not JSON. The same
+    // body must read the same whichever parse its size or the counting setting picks:
+    // check it as `Value` would first (a second pass, without allocating).
     let Ok(text) = std::str::from_utf8(body) else {
         return (None, false);
     };
+    if serde_json::from_str::<Checked>(text).is_err() {
+        return (None, false);
+    }
     match serde_json::from_str::<Peek<'_>>(text) {
         Ok(p) => (p.model, p.stream.unwrap_or(false)),
         Err(_) => (None, false),
@@ -655,6 +714,34 @@ mod tests {
         for format in [WireFormat::Anthropic, WireFormat::OpenAi] {
             assert_eq!(peek_request(format, body), (None, false));
         }
+    }
+
+    /// Fuzz finding (request_peek): a lone surrogate escape or a number out of `f64` range
+    /// in a field the minimal parse skips — JSON that `serde_json::Value` rejects — still
+    /// gave a model there but none from the one parse.
+    #[test]
+    fn values_value_rejects_are_rejected_in_skipped_fields_too() {
+        for body in [
+            r#"{"model":"glm-4.6","stream":true,"system":[{"cache_control":{"type":"ep\ud800l"}}]}"#,
+            r#"{"model":"glm-4.6","stream":true,"x":"\udc00"}"#,
+            r#"{"model":"glm-4.6","stream":true,"temperature":1e400}"#,
+            r#"{"model":"glm-4.6","stream":true,"\ud800":1}"#,
+        ] {
+            assert!(serde_json::from_str::<Value>(body).is_err(), "{body}");
+            let doc = RequestDoc::parse(body.as_bytes());
+            assert_eq!((doc.model.as_deref(), doc.stream), (None, false), "{body}");
+            assert_eq!(
+                peek_request(WireFormat::OpenAi, body.as_bytes()),
+                (None, false),
+                "{body}"
+            );
+        }
+        // A paired surrogate escape is a character: both parses read the body.
+        let body = br#"{"model":"glm-4.6","stream":true,"x":"\ud83d\ude00"}"#;
+        assert_eq!(
+            peek_request(WireFormat::OpenAi, body),
+            (Some(Cow::Borrowed("glm-4.6")), true)
+        );
     }
 
     #[test]

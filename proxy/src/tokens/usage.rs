@@ -71,7 +71,12 @@ impl ApiUsage {
         if self.prompt_includes_cache {
             Some(input)
         } else {
-            Some(input + self.cache_read.unwrap_or(0) + self.cache_write.unwrap_or(0))
+            // Saturating: the numbers are upstream's, and any u64 parses.
+            Some(
+                input
+                    .saturating_add(self.cache_read.unwrap_or(0))
+                    .saturating_add(self.cache_write.unwrap_or(0)),
+            )
         }
     }
 
@@ -541,6 +546,19 @@ mod tests {
         assert_eq!(r.api.prompt_total(), Some(18));
         assert_eq!(r.input_ratio(), Some(20.0 / 18.0));
         assert_eq!(r.output_estimate, 2);
+    }
+
+    /// Fuzz finding (sse_usage): usage numbers near `u64::MAX` overflowed the prompt total
+    /// ("attempt to add with overflow" with overflow checks, a wrapped total without).
+    #[test]
+    fn huge_usage_numbers_saturate_the_prompt_total() {
+        let body = br#"{"usage":{"input_tokens":18446744073709551615,"cache_read_input_tokens":2,"cache_creation_input_tokens":1}}"#;
+        let r = body_usage(body, &engine(), Some(5));
+        assert_eq!(r.api.prompt_total(), Some(u64::MAX));
+        assert!(r.input_ratio().is_some_and(|x| x.is_finite()));
+        let stream = b"data: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":18446744073709551615,\"cache_read_input_tokens\":9}}}\n\n";
+        let r = body_usage(stream, &engine(), Some(5));
+        assert_eq!(r.api.prompt_total(), Some(u64::MAX));
     }
 
     #[test]
