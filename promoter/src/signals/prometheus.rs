@@ -97,8 +97,9 @@ pub fn buckets_from_data(result_type: &str, result: &serde_json::Value) -> Readi
         let bound = match le {
             "+Inf" | "Inf" => f64::INFINITY,
             t => match t.parse::<f64>() {
-                Ok(b) => b,
-                Err(_) => return Reading::Error(format!("bad le {t}")),
+                // A NaN bound has no place in the order (it would sort after +Inf).
+                Ok(b) if !b.is_nan() => b,
+                _ => return Reading::Error(format!("bad le {t}")),
             },
         };
         let count = match value.parse::<f64>() {
@@ -340,6 +341,21 @@ mod tests {
             text.contains("variant=\"production\",namespace=\"mcp\""),
             "{text}"
         );
+    }
+
+    /// Found by review while writing prom_api's bucket property (the 10-minute run did not
+    /// reach it): `le="NaN"` parsed as a NaN bound, sorted after `+Inf`.
+    #[test]
+    fn a_nan_bucket_bound_is_an_error() {
+        let r = buckets_from_data(
+            "vector",
+            &json!([
+                {"metric": {"le": "0.1"}, "value": [1.0, "5"]},
+                {"metric": {"le": "NaN"}, "value": [1.0, "6"]},
+                {"metric": {"le": "+Inf"}, "value": [1.0, "10"]}
+            ]),
+        );
+        assert_eq!(r, Reading::Error("bad le NaN".into()));
     }
 
     #[test]
