@@ -80,6 +80,36 @@ fn profile_dir(exe: &Path) -> Option<PathBuf> {
     }
 }
 
+/// Variables cargo sets for the crate it runs (`cargo run`, `cargo test`) — describing *that*
+/// crate, not the build we ask for.
+const RUN_ENV_PREFIXES: &[&str] = &["CARGO_PKG_", "CARGO_CFG_", "CARGO_BIN_EXE_"];
+const RUN_ENV: &[&str] = &[
+    "CARGO_MANIFEST_DIR",
+    "CARGO_MANIFEST_PATH",
+    "CARGO_MANIFEST_LINKS",
+    "CARGO_CRATE_NAME",
+    "CARGO_BIN_NAME",
+    "CARGO_PRIMARY_PACKAGE",
+    "CARGO_TARGET_TMPDIR",
+    "CARGO_RUSTC_CURRENT_DIR",
+    "OUT_DIR",
+];
+
+/// `cargo` without the variables cargo set for the running crate. Build scripts declare
+/// `rerun-if-env-changed` on some of them (ring: `CARGO_PKG_NAME`, `CARGO_MANIFEST_DIR`, …);
+/// inherited, they made this nested build re-run those scripts and recompile ring, rustls,
+/// kube and everything above them, and the next plain cargo command do it again.
+fn cargo_command(cargo: &Path) -> Command {
+    let mut command = Command::new(cargo);
+    for (key, _) in std::env::vars_os() {
+        let Some(k) = key.to_str() else { continue };
+        if RUN_ENV.contains(&k) || RUN_ENV_PREFIXES.iter().any(|p| k.starts_with(p)) {
+            command.env_remove(&key);
+        }
+    }
+    command
+}
+
 fn build(cargo: &Path, profile_dir: &Path, package: &str, name: &str) -> Result<(), Error> {
     let profile = profile_dir
         .file_name()
@@ -88,7 +118,7 @@ fn build(cargo: &Path, profile_dir: &Path, package: &str, name: &str) -> Result<
     let target_dir = profile_dir.parent().unwrap_or(profile_dir);
     let cargo_profile = if profile == "debug" { "dev" } else { profile };
     tracing::info!(profile = cargo_profile, "building {name}");
-    let status = Command::new(cargo)
+    let status = cargo_command(cargo)
         .args([
             "build",
             "--quiet",
@@ -115,6 +145,25 @@ fn build(cargo: &Path, profile_dir: &Path, package: &str, name: &str) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_nested_cargo_does_not_inherit_the_running_crates_variables() {
+        // `cargo test` sets these for this test binary, as `cargo run` does for zai-rehearse.
+        assert!(
+            std::env::var_os("CARGO_PKG_NAME").is_some(),
+            "run me under cargo"
+        );
+        let command = cargo_command(Path::new("cargo"));
+        let removed: Vec<_> = command
+            .get_envs()
+            .filter(|(_, v)| v.is_none())
+            .map(|(k, _)| k.to_string_lossy().into_owned())
+            .collect();
+        for key in ["CARGO_PKG_NAME", "CARGO_PKG_VERSION", "CARGO_MANIFEST_DIR"] {
+            assert!(removed.iter().any(|k| k == key), "{key} kept: {removed:?}");
+        }
+        assert!(!removed.iter().any(|k| k == "PATH" || k == "CARGO_HOME"));
+    }
 
     #[test]
     fn profile_dir_skips_deps() {
