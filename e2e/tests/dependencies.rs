@@ -158,7 +158,10 @@ fn the_readme_builds_resolve_every_dependency_with_the_same_features() {
     let run = features(&["-p", "zai-e2e", "-e", "normal,build"]);
     let proxy = features(&["-p", "zai-proxy", "-e", "normal,build"]);
     let test = features(&["--workspace", "-e", "normal,build,dev"]);
-    assert!(run.len() > 100 && test.len() > run.len(), "cargo tree output changed shape");
+    assert!(
+        run.len() > 100 && test.len() > run.len(),
+        "cargo tree output changed shape"
+    );
     let mut diff = differences(&run, &test);
     diff.extend(differences(&proxy, &test));
     assert!(
