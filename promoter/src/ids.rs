@@ -159,93 +159,53 @@ phase_ids! {
     }
 }
 
-/// The id of one checklist check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum CheckId {
-    /// Phase 1.
-    Pre(PreCheck),
-    /// Phase 2.
-    Exec(ExecCheck),
-    /// Phase 3.
-    Rollout(RolloutCheck),
-    /// Phase 4.
-    Post(PostCheck),
-    /// Phase 5.
-    Final(FinalCheck),
-    /// Cleanup.
-    Cleanup(CleanupCheck),
-}
-
-impl CheckId {
-    /// The stable string id.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            CheckId::Pre(c) => c.as_str(),
-            CheckId::Exec(c) => c.as_str(),
-            CheckId::Rollout(c) => c.as_str(),
-            CheckId::Post(c) => c.as_str(),
-            CheckId::Final(c) => c.as_str(),
-            CheckId::Cleanup(c) => c.as_str(),
+/// Declares [`CheckId`] over the phase enums: one list gives the variants, `as_str`,
+/// `phase`, `all` and the `From` conversions.
+macro_rules! check_id {
+    ($($variant:ident($inner:ident) = $phase:ident, $doc:literal;)+) => {
+        /// The id of one checklist check.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum CheckId {
+            $(#[doc = $doc] $variant($inner),)+
         }
-    }
 
-    /// The phase the check belongs to.
-    pub const fn phase(self) -> Phase {
-        match self {
-            CheckId::Pre(_) => Phase::Pre,
-            CheckId::Exec(_) => Phase::Exec,
-            CheckId::Rollout(_) => Phase::Rollout,
-            CheckId::Post(_) => Phase::Post,
-            CheckId::Final(_) => Phase::Final,
-            CheckId::Cleanup(_) => Phase::Cleanup,
+        impl CheckId {
+            /// The stable string id.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(CheckId::$variant(c) => c.as_str(),)+
+                }
+            }
+
+            /// The phase the check belongs to.
+            pub const fn phase(self) -> Phase {
+                match self {
+                    $(CheckId::$variant(_) => Phase::$phase,)+
+                }
+            }
+
+            /// Every check id, phase by phase in checklist order.
+            pub fn all() -> impl Iterator<Item = CheckId> {
+                std::iter::empty()
+                    $(.chain($inner::ALL.iter().map(|&c| CheckId::$variant(c))))+
+            }
         }
-    }
 
-    /// Every check id, phase by phase in checklist order.
-    pub fn all() -> impl Iterator<Item = CheckId> {
-        let pre = PreCheck::ALL.iter().map(|&c| CheckId::Pre(c));
-        let exec = ExecCheck::ALL.iter().map(|&c| CheckId::Exec(c));
-        let rollout = RolloutCheck::ALL.iter().map(|&c| CheckId::Rollout(c));
-        let post = PostCheck::ALL.iter().map(|&c| CheckId::Post(c));
-        let fin = FinalCheck::ALL.iter().map(|&c| CheckId::Final(c));
-        let cleanup = CleanupCheck::ALL.iter().map(|&c| CheckId::Cleanup(c));
-        pre.chain(exec)
-            .chain(rollout)
-            .chain(post)
-            .chain(fin)
-            .chain(cleanup)
-    }
+        $(impl From<$inner> for CheckId {
+            fn from(c: $inner) -> Self {
+                CheckId::$variant(c)
+            }
+        })+
+    };
 }
 
-impl From<PreCheck> for CheckId {
-    fn from(c: PreCheck) -> Self {
-        CheckId::Pre(c)
-    }
-}
-impl From<ExecCheck> for CheckId {
-    fn from(c: ExecCheck) -> Self {
-        CheckId::Exec(c)
-    }
-}
-impl From<RolloutCheck> for CheckId {
-    fn from(c: RolloutCheck) -> Self {
-        CheckId::Rollout(c)
-    }
-}
-impl From<PostCheck> for CheckId {
-    fn from(c: PostCheck) -> Self {
-        CheckId::Post(c)
-    }
-}
-impl From<FinalCheck> for CheckId {
-    fn from(c: FinalCheck) -> Self {
-        CheckId::Final(c)
-    }
-}
-impl From<CleanupCheck> for CheckId {
-    fn from(c: CleanupCheck) -> Self {
-        CheckId::Cleanup(c)
-    }
+check_id! {
+    Pre(PreCheck) = Pre, "Phase 1.";
+    Exec(ExecCheck) = Exec, "Phase 2.";
+    Rollout(RolloutCheck) = Rollout, "Phase 3.";
+    Post(PostCheck) = Post, "Phase 4.";
+    Final(FinalCheck) = Final, "Phase 5.";
+    Cleanup(CleanupCheck) = Cleanup, "Cleanup.";
 }
 
 /// A string that names no check or trigger.
