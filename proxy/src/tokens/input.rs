@@ -19,7 +19,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
 use crate::routes::WireFormat;
@@ -527,33 +527,121 @@ impl<'de> Visitor<'de> for CheckedVisitor {
     }
 }
 
-/// The fields the minimal parse reads from a JSON request body; everything else is skipped.
-#[derive(serde::Deserialize)]
+/// The fields the minimal parse reads from a JSON request body. Every other value is read as
+/// [`Checked`] (as `serde_json::Value` would read it, nothing built), so one pass both reads
+/// `{model, stream}` and rejects what the one parse (`RequestDoc`) rejects: serde's
+/// `IgnoredAny` skips strings and numbers without checking UTF-8, lone surrogate escapes or
+/// range.
 struct Peek<'a> {
-    #[serde(borrow, default)]
     model: Option<Cow<'a, str>>,
-    #[serde(default)]
     stream: Option<bool>,
+}
+
+/// A string borrowed from the body when it has no escapes.
+struct BorrowedStr<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for BorrowedStr<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = BorrowedStr<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(BorrowedStr(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(BorrowedStr(Cow::Owned(v.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(V)
+    }
+}
+
+/// A key of the body's top-level object, compared without allocating.
+enum PeekKey {
+    Model,
+    Stream,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for PeekKey {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = PeekKey;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<PeekKey, E> {
+                Ok(match v {
+                    "model" => PeekKey::Model,
+                    "stream" => PeekKey::Stream,
+                    _ => PeekKey::Other,
+                })
+            }
+        }
+        deserializer.deserialize_identifier(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for Peek<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Peek<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a request object")
+            }
+            // As a derived struct reads a sequence: the fields in order, absent ones default.
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Peek<'de>, A::Error> {
+                let model = seq.next_element::<Option<BorrowedStr<'de>>>()?.flatten();
+                let stream = seq.next_element::<Option<bool>>()?.flatten();
+                Ok(Peek {
+                    model: model.map(|m| m.0),
+                    stream,
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Peek<'de>, A::Error> {
+                let mut model: Option<Option<BorrowedStr<'de>>> = None;
+                let mut stream: Option<Option<bool>> = None;
+                while let Some(key) = map.next_key::<PeekKey>()? {
+                    match key {
+                        PeekKey::Model if model.is_some() => {
+                            return Err(de::Error::duplicate_field("model"));
+                        }
+                        PeekKey::Model => model = Some(map.next_value()?),
+                        PeekKey::Stream if stream.is_some() => {
+                            return Err(de::Error::duplicate_field("stream"));
+                        }
+                        PeekKey::Stream => stream = Some(map.next_value()?),
+                        PeekKey::Other => {
+                            map.next_value::<Checked>()?;
+                        }
+                    }
+                }
+                Ok(Peek {
+                    model: model.flatten().map(|m| m.0),
+                    stream: stream.flatten(),
+                })
+            }
+        }
+        deserializer.deserialize_struct("Peek", &["model", "stream"], V)
+    }
 }
 
 /// `(model, stream)` of an Anthropic/OpenAI JSON body, without building a tree (the
 /// handler's parse when the body is not read for its texts, see `hooks::read_request`);
-/// `(None, false)` if it does not parse.
+/// `(None, false)` if it does not parse. One pass: the same body reads the same whichever
+/// parse its size or the counting setting picks (see [`Peek`]).
 pub fn peek_request(format: WireFormat, body: &[u8]) -> (Option<Cow<'_, str>>, bool) {
     if format == WireFormat::Other || body.is_empty() {
         return (None, false);
     }
-    // serde_json skips the values of ignored fields without checking everything it checks
-    // when it builds them (UTF-8, lone surrogate escapes, numbers out of range), so `Peek`
-    // alone accepts bodies that the one parse (`RequestDoc`) rejects as not JSON. The same
-    // body must read the same whichever parse its size or the counting setting picks:
-    // check it as `Value` would first (a second pass, without allocating).
     let Ok(text) = std::str::from_utf8(body) else {
         return (None, false);
     };
-    if serde_json::from_str::<Checked>(text).is_err() {
-        return (None, false);
-    }
     match serde_json::from_str::<Peek<'_>>(text) {
         Ok(p) => (p.model, p.stream.unwrap_or(false)),
         Err(_) => (None, false),
