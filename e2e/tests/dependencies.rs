@@ -152,9 +152,11 @@ fn differences(
 
 #[test]
 fn the_readme_builds_resolve_every_dependency_with_the_same_features() {
-    // The README's main job (`cargo run --release -p zai-e2e --bin zai-rehearse`), the proxy
-    // build it triggers (`cargo build -p zai-proxy`), and the test command
-    // (`cargo test --workspace`, dev-dependencies included).
+    // The README's main job (`cargo build -p zai-proxy -p zai-e2e`), the rehearsal run the
+    // docs show (`cargo run -p zai-e2e --bin zai-rehearse`) with the proxy build it triggers
+    // (`cargo build -p zai-proxy`), and the test command (`cargo test --workspace`,
+    // dev-dependencies included).
+    let main_job = features(&["-p", "zai-proxy", "-p", "zai-e2e", "-e", "normal,build"]);
     let run = features(&["-p", "zai-e2e", "-e", "normal,build"]);
     let proxy = features(&["-p", "zai-proxy", "-e", "normal,build"]);
     let test = features(&["--workspace", "-e", "normal,build,dev"]);
@@ -162,12 +164,68 @@ fn the_readme_builds_resolve_every_dependency_with_the_same_features() {
         run.len() > 100 && test.len() > run.len(),
         "cargo tree output changed shape"
     );
-    let mut diff = differences(&run, &test);
+    let mut diff = differences(&main_job, &test);
+    diff.extend(differences(&run, &test));
     diff.extend(differences(&proxy, &test));
     assert!(
         diff.is_empty(),
         "features differ between the README's builds, so the second command recompiles these \
          (and everything above them); run `cargo hakari generate` (cargo install cargo-hakari): \
          {diff:#?}"
+    );
+}
+
+/// Packages the release profile compiles with less optimisation that the proxy may still
+/// link, with why that costs the proxy nothing.
+const PROXY_MAY_LINK_UNOPTIMISED: &[(&str, &str)] =
+    &[("clap_builder", "parses the configuration once at start-up")];
+
+/// The packages of the workspace's release profile overrides with `opt-level` below 3.
+fn less_optimised(manifest: &toml::Table) -> Vec<String> {
+    manifest
+        .get("profile")
+        .and_then(|p| p.get("release"))
+        .and_then(|r| r.get("package"))
+        .and_then(toml::Value::as_table)
+        .map(|pkgs| {
+            pkgs.iter()
+                .filter(|(_, o)| {
+                    o.get("opt-level")
+                        .and_then(toml::Value::as_integer)
+                        .is_some_and(|l| l < 3)
+                })
+                .map(|(name, _)| name.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn crates_compiled_with_less_optimisation_are_not_on_the_proxys_path() {
+    // The cold build compiles the control-plane crates (Kubernetes and Docker clients) at
+    // opt-level 1 to save time; the proxy's request path must stay fully optimised.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let manifest: toml::Table = std::fs::read_to_string(root.join("Cargo.toml"))
+        .expect("Cargo.toml")
+        .parse()
+        .expect("valid TOML");
+    let lowered = less_optimised(&manifest);
+    assert!(
+        !lowered.is_empty(),
+        "no release overrides found: test is stale"
+    );
+    let proxy: BTreeSet<String> = features(&["-p", "zai-proxy", "-e", "normal"])
+        .into_keys()
+        .map(|(name, _)| name)
+        .collect();
+    let on_path: Vec<&String> = lowered
+        .iter()
+        .filter(|n| proxy.contains(*n))
+        .filter(|n| !PROXY_MAY_LINK_UNOPTIMISED.iter().any(|(p, _)| p == n))
+        .collect();
+    assert!(
+        on_path.is_empty(),
+        "the proxy links these crates, which Cargo.toml's [profile.release.package.*] compiles \
+         below opt-level 3: {on_path:?}"
     );
 }

@@ -1,5 +1,6 @@
 //! `zai-rehearse`: rehearses canary → production promotions of the real proxy with the real
-//! promoter, for every built-in scenario (or the ones asked for), and checks each verdict
+//! promoter, for the quick set of built-in scenarios (`--scenario all` for every one, or the
+//! ones asked for), and checks each verdict
 //! against the scenario's expectation. Exit 0 only when every scenario met it.
 //!
 //! Every random choice (fake upstreams, workers) derives from `--seed` (default 1, printed);
@@ -19,7 +20,8 @@ use zai_e2e::rehearsal::suite::{PlatformKind, runtime_choice};
 use zai_e2e::rehearsal::summary::{Summary, table};
 use zai_e2e::rehearsal::{
     DEFAULT_SEED, DEFAULT_TIME_SCALE, RunOptions, Scenario, ScenarioResult, ScenarioSeeds,
-    SignalsChoice, TimeScale, builtin, interruptions, parse_scenario_file, run_scenario_then,
+    SignalsChoice, TimeScale, builtin, interruptions, parse_scenario_file, quick,
+    run_scenario_then,
 };
 use zai_promoter::ci::{
     ReportLinks, STEP_SUMMARY_ENV, SummaryTarget, could_not_run, summary_targets, write_summary,
@@ -48,8 +50,10 @@ struct Args {
     /// Where the proxies run.
     #[arg(long, value_enum, default_value_t = PlatformArg::Local, env = "ZAI_REHEARSE_PLATFORM")]
     platform: PlatformArg,
-    /// A built-in scenario name, `all` (the default), or `interruptions` (the promoter binary
-    /// stopped/killed during the rollout and run again; not part of `all`). Repeatable.
+    /// A built-in scenario name, `quick` (the default: nine scenarios covering every outcome,
+    /// a few minutes), `all` (every built-in scenario, adding the three slow ones), or
+    /// `interruptions` (the promoter binary stopped/killed during the rollout and run again;
+    /// not part of `all`). Repeatable.
     #[arg(long = "scenario", value_name = "NAME")]
     scenarios: Vec<String>,
     /// Custom scenarios from a TOML file (`[[scenario]]` tables).
@@ -129,7 +133,7 @@ fn select(args: &Args) -> anyhow::Result<Selection> {
         .collect();
     let mut chosen = Vec::new();
     let names: Vec<&str> = if args.scenarios.is_empty() && args.scenario_file.is_none() {
-        vec!["all"]
+        vec!["quick"]
     } else {
         args.scenarios.iter().map(String::as_str).collect()
     };
@@ -137,6 +141,8 @@ fn select(args: &Args) -> anyhow::Result<Selection> {
     for name in names {
         if name == "all" {
             chosen.extend(all.iter().cloned());
+        } else if name == "quick" {
+            chosen.extend(quick());
         } else if name == "interruptions" {
             chosen.extend(extra.iter().cloned());
         } else if let Some(s) = all.iter().chain(&extra).find(|s| s.name == name) {

@@ -23,7 +23,9 @@ pub mod timing;
 pub use driver::{
     RunOptions, ScenarioResult, SignalsChoice, WorkerTotals, run_scenario, run_scenario_then,
 };
-pub use scenario::{Scenario, builtin, interruptions, inversion_disables, parse_scenario_file};
+pub use scenario::{
+    QUICK, Scenario, builtin, interruptions, inversion_disables, parse_scenario_file, quick,
+};
 pub use seeds::{DEFAULT_SEED, ScenarioSeeds};
 pub use stack::RuntimeChoice;
 pub use timing::{DEFAULT_TIME_SCALE, TimeScale};

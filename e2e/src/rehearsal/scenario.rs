@@ -308,6 +308,33 @@ pub fn interruptions() -> Vec<Scenario> {
     ]
 }
 
+/// The built-in scenarios `zai-rehearse` runs when no `--scenario` is given (`--scenario
+/// quick`): every outcome (promoted, aborted, rolled back) and each way the checklist catches a
+/// bad version — phase-1 errors, the judge on a subtle regression and on cut streams, a crash
+/// at start-up, readiness and latency during the rollout, token counting, a wrong key — in a
+/// few minutes. The three that wait minutes for evidence or for a trigger's `for`
+/// (`healthy-noisy`, `low-traffic`, `load-only-defect`) run with `--scenario all`, and every
+/// built-in scenario runs in the test suite (`e2e/tests/rehearsal_local.rs`).
+pub const QUICK: [&str; 9] = [
+    "healthy",
+    "canary-errors",
+    "latency-regression",
+    "crash-loop",
+    "not-ready",
+    "token-counting-off",
+    "subtle-regression",
+    "fast-cut",
+    "wrong-key",
+];
+
+/// The [`QUICK`] scenarios, in the built-in order.
+pub fn quick() -> Vec<Scenario> {
+    builtin()
+        .into_iter()
+        .filter(|s| QUICK.contains(&s.name.as_str()))
+        .collect()
+}
+
 /// The built-in scenarios, in the order they run.
 pub fn builtin() -> Vec<Scenario> {
     let base = Scenario {
@@ -594,6 +621,23 @@ mod tests {
                 f.validate().expect("valid faults");
             }
         }
+    }
+
+    #[test]
+    fn the_quick_set_names_built_in_scenarios_and_covers_every_outcome() {
+        let quick = quick();
+        assert_eq!(quick.len(), QUICK.len(), "a QUICK name is not built in");
+        for outcome in [
+            ExpectedOutcome::Promoted,
+            ExpectedOutcome::Aborted,
+            ExpectedOutcome::RolledBack,
+        ] {
+            assert!(
+                quick.iter().any(|s| s.expect.outcome == outcome),
+                "no quick scenario expects {outcome:?}"
+            );
+        }
+        assert!(quick.len() < builtin().len(), "quick is not a subset");
     }
 
     #[test]
