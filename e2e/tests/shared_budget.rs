@@ -12,7 +12,9 @@
 //! * against a request-rate limit (`max_rps`) the shared adaptive limiter learns a ceiling
 //!   near the real limit;
 //! * one replica cut off from the Redis the others still reach (a TCP relay cut mid-run)
-//!   sends at most its share, and comes back by itself.
+//!   sends at most its share, and comes back by itself;
+//! * admission calls overlap up to their bound while Redis's answers are out (a relay that
+//!   holds the answers), and an overlapped call that finds the budget full asks again.
 //!
 //! `redis-server` (Debian package `redis-server`) is started by the tests on a loopback
 //! port; without it these tests skip with a one-line reason, and fail when `CI` is set.
@@ -771,4 +773,254 @@ async fn a_replica_cut_off_from_redis_takes_only_its_share_and_comes_back() {
             "{m:?}"
         );
     }
+}
+
+/// A TCP relay in front of Redis that forwards every command at once but can hold Redis's
+/// answers (`hold`), and counts the admission calls that reached Redis (`ADMIT` is the only
+/// script naming the `tat` key).
+struct AnswerGate {
+    port: u16,
+    hold: tokio::sync::watch::Sender<bool>,
+    admissions: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    _accept: tokio::task::JoinHandle<()>,
+}
+
+impl AnswerGate {
+    async fn start(target: u16) -> AnswerGate {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (hold, held) = tokio::sync::watch::channel(false);
+        let admissions = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = std::sync::Arc::clone(&admissions);
+        let accept = tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let Ok(outbound) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                else {
+                    continue;
+                };
+                let (mut client_read, mut client_write) = inbound.into_split();
+                let (mut server_read, mut server_write) = outbound.into_split();
+                let counter = std::sync::Arc::clone(&counter);
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let mut tail: Vec<u8> = Vec::new();
+                    while let Ok(n) = client_read.read(&mut buf).await {
+                        if n == 0 || server_write.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                        // Count `:tat` across chunk boundaries (keep the last 3 bytes).
+                        tail.extend_from_slice(&buf[..n]);
+                        let seen = tail.windows(4).filter(|w| w == b":tat").count();
+                        counter.fetch_add(seen, Ordering::SeqCst);
+                        let keep = tail.len().min(3);
+                        tail.drain(..tail.len() - keep);
+                    }
+                });
+                let mut held = held.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while let Ok(n) = server_read.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        if held.wait_for(|hold| !hold).await.is_err()
+                            || client_write.write_all(&buf[..n]).await.is_err()
+                        {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        AnswerGate {
+            port,
+            hold,
+            admissions,
+            _accept: accept,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    fn hold(&self, hold: bool) {
+        self.hold.send_replace(hold);
+    }
+
+    fn admissions(&self) -> usize {
+        self.admissions.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Waits until `count` admission calls have reached Redis (at most `within`).
+    async fn wait_admissions(&self, count: usize, within: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + within;
+        while self.admissions() < count && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        self.admissions()
+    }
+}
+
+/// A limiter with a budget of `budget`, a rate these tests never wait for, through `url`.
+async fn overlap_limiter(
+    url: &str,
+    budget: u32,
+    cancel: &CancellationToken,
+) -> std::sync::Arc<zai_proxy::ratelimit::Limiter> {
+    use zai_proxy::config::{ApiKey, BudgetSettings, BuildInfo, RateLimitSettings};
+    let metrics = std::sync::Arc::new(
+        zai_proxy::Metrics::new("test", &BuildInfo::default(), 10, &[], "glm-4").unwrap(),
+    );
+    let limiter = std::sync::Arc::new(
+        zai_proxy::ratelimit::Limiter::with_budget(
+            &RateLimitSettings {
+                initial: 10_000.0,
+                min: 10_000.0,
+                max: 10_000.0,
+                state_file: None,
+                ..RateLimitSettings::default()
+            },
+            &BudgetSettings {
+                redis_url: Some(ApiKey::new(url.to_owned())),
+                max_upstream_concurrency: Some(budget),
+            },
+            &ApiKey::new(KEY),
+            metrics,
+            "production",
+        )
+        .unwrap(),
+    );
+    limiter.first_sync().await;
+    limiter.start(cancel.clone());
+    assert_eq!(limiter.shared_up(), Some(true));
+    limiter
+}
+
+fn spawn_admit(
+    limiter: &std::sync::Arc<zai_proxy::ratelimit::Limiter>,
+    host: &str,
+) -> tokio::task::JoinHandle<zai_proxy::ratelimit::Admission> {
+    let limiter = std::sync::Arc::clone(limiter);
+    let source = zai_proxy::ratelimit::SourceBucket::from_host(host.as_bytes());
+    tokio::spawn(async move { limiter.admit(source).await })
+}
+
+/// Admission calls overlap (docs/SHARED_BUDGET.md, "Admission cost"): while the head's call
+/// to Redis is unanswered, the next request sends its own at once instead of waiting for
+/// that round trip in the fair queue — at most `MAX_OVERLAPPING_CALLS` handed off plus the
+/// head's. With Redis's answers held back, 6 requests get exactly 4 + 1 calls to Redis;
+/// once the answers flow, all 6 are admitted with a lease each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admission_calls_overlap_up_to_the_bound_while_answers_are_out() {
+    use zai_proxy::ratelimit::shared::MAX_OVERLAPPING_CALLS;
+    if !gate("admission_calls_overlap_up_to_the_bound_while_answers_are_out") {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let server = RedisServer::start().unwrap();
+    let gate = AnswerGate::start(server.port()).await;
+    let cancel = CancellationToken::new();
+    let limiter = overlap_limiter(&gate.url(), BUDGET, &cancel).await;
+    // A first answer with room for more: overlapping may start.
+    let first = limiter
+        .admit(zai_proxy::ratelimit::SourceBucket::from_host(b"10.0.0.1"))
+        .await;
+    assert!(first.lease.is_some());
+    let before = gate.admissions();
+    gate.hold(true);
+    let mut waiting = Vec::new();
+    for i in 0..6 {
+        waiting.push(spawn_admit(&limiter, &format!("10.0.1.{i}")));
+        // Each request reaches the head and sends its call before the next one queues.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let bound = usize::try_from(MAX_OVERLAPPING_CALLS).unwrap() + 1;
+    let sent = gate
+        .wait_admissions(before + bound, Duration::from_millis(100))
+        .await;
+    // Nothing more arrives while the answers are held.
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let sent_held = gate.admissions() - before;
+    gate.hold(false);
+    let mut leases = 0;
+    for admission in waiting {
+        let admission = tokio::time::timeout(Duration::from_secs(2), admission)
+            .await
+            .expect("admitted once the answers flow")
+            .unwrap();
+        leases += usize::from(admission.lease.is_some());
+    }
+    cancel.cancel();
+    println!(
+        "overlap: {} calls reached Redis while the answers were held (bound {bound})",
+        sent - before
+    );
+    assert_eq!(
+        sent_held, bound,
+        "while the head's call was unanswered, the requests behind it sent theirs (up to {MAX_OVERLAPPING_CALLS} handed off + the head's)"
+    );
+    assert_eq!(leases, 6, "every request admitted with a lease");
+    drop(first);
+}
+
+/// An overlapped call that finds the budget full is not lost: the request asks again on
+/// its own, one call at a time, and is admitted when a lease comes back — never over the
+/// budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overlapped_call_that_finds_the_budget_full_asks_again_alone() {
+    use zai_proxy::ratelimit::leases::LeaseId;
+    use zai_proxy::ratelimit::shared::{Admit, SharedBudget, SharedMetrics};
+    if !gate("an_overlapped_call_that_finds_the_budget_full_asks_again_alone") {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let server = RedisServer::start().unwrap();
+    let cancel = CancellationToken::new();
+    let budget = 6;
+    let limiter = overlap_limiter(&server.url(), budget, &cancel).await;
+    let first = limiter
+        .admit(zai_proxy::ratelimit::SourceBucket::from_host(b"10.0.0.1"))
+        .await;
+    assert!(first.lease.is_some(), "one of 6 in use: room to overlap");
+    let metrics = zai_proxy::Metrics::new(
+        "test",
+        &zai_proxy::config::BuildInfo::default(),
+        10,
+        &[],
+        "glm-4",
+    )
+    .unwrap();
+    let other = SharedBudget::new(
+        &zai_proxy::ApiKey::new(server.url()),
+        &zai_proxy::ApiKey::new(KEY),
+        Some(budget),
+        SharedMetrics::register(&metrics, "production"),
+    )
+    .unwrap();
+    // Another replica fills the budget behind the limiter's back.
+    for id in 1..=5 {
+        let got = other.admit(Some(LeaseId(id)), 10_000.0).await.unwrap();
+        assert!(matches!(got, Admit::Granted { .. }), "{got:?}");
+    }
+    let late = spawn_admit(&limiter, "10.0.2.1");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!late.is_finished(), "the budget is full");
+    other.release(&[LeaseId(1)]).await.unwrap();
+    let admission = tokio::time::timeout(Duration::from_secs(2), late)
+        .await
+        .expect("admitted once a lease came back")
+        .unwrap();
+    cancel.cancel();
+    assert!(admission.lease.is_some(), "admitted with a lease");
+    assert_eq!(
+        other.admit(Some(LeaseId(9)), 10_000.0).await.unwrap(),
+        Admit::Full { in_use: budget },
+        "1 + 4 of the other + the late one"
+    );
+    drop(first);
 }

@@ -4,6 +4,10 @@
 //! Every queued request owns a [`Notify`]. When the head is admitted or leaves, the new head
 //! is woken. Dropping an `admit` future (the client went away) removes its request from the
 //! queue and, if it was the head, hands the turn on; nothing is left behind.
+//!
+//! A head may also end its turn early ([`Turn::Then`]): it has started what admits it (a
+//! call already sent to Redis) and finishes it outside the queue while the next head takes
+//! its turn.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -25,6 +29,15 @@ impl Waiters {
             waker.notify_one();
         }
     }
+}
+
+/// What the head got in its turn.
+#[derive(Debug)]
+pub enum Turn<T, F> {
+    /// Admitted.
+    Done(T),
+    /// Started: the rest (`F`) runs after the turn has passed to the next head.
+    Then(F),
 }
 
 /// The fair queue in front of the global bucket.
@@ -71,6 +84,20 @@ impl FairAdmission {
         F: FnOnce() -> Fut,
         Fut: Future<Output = T>,
     {
+        self.admit_then(bucket, || async {
+            Turn::<T, std::future::Pending<T>>::Done(token().await)
+        })
+        .await
+    }
+
+    /// As [`FairAdmission::admit`], where the head's `token` may end its turn before it is
+    /// admitted ([`Turn::Then`]): the turn passes on at once and the rest is awaited after.
+    pub async fn admit_then<F, Fut, G, T>(&self, bucket: usize, token: F) -> T
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Turn<T, G>>,
+        G: Future<Output = T>,
+    {
         let waker = Arc::new(Notify::new());
         let ticket = {
             let mut w = self.lock();
@@ -93,13 +120,18 @@ impl FairAdmission {
         // Only the head reaches this point, and the head only changes when it is admitted or
         // leaves, so this request stays the head while it waits for the token.
         let granted = token().await;
-        let mut w = self.lock();
-        let admitted = w.queue.admit_head();
-        debug_assert_eq!(admitted, Some(ticket));
-        w.wakers.remove(&ticket);
-        w.wake_head();
+        {
+            let mut w = self.lock();
+            let admitted = w.queue.admit_head();
+            debug_assert_eq!(admitted, Some(ticket));
+            w.wakers.remove(&ticket);
+            w.wake_head();
+        }
         leave.admitted = true;
-        granted
+        match granted {
+            Turn::Done(granted) => granted,
+            Turn::Then(rest) => rest.await,
+        }
     }
 }
 
@@ -195,6 +227,33 @@ mod tests {
         let _ = middle.await;
         assert_eq!(admission.queued(), 1);
         assert_eq!(rx.recv().await, Some("last"), "the turn passed on");
+        assert_eq!(admission.queued(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_head_that_ends_its_turn_early_lets_the_next_one_go_first() {
+        let admission = Arc::new(FairAdmission::default());
+        let (finish, finished) = tokio::sync::oneshot::channel::<&'static str>();
+        let (started, mut turn_taken) = mpsc::unbounded_channel::<()>();
+        let first = tokio::spawn({
+            let admission = Arc::clone(&admission);
+            async move {
+                admission
+                    .admit_then(A, || async move {
+                        let _ = started.send(());
+                        Turn::Then(async move { finished.await.unwrap_or("dropped") })
+                    })
+                    .await
+            }
+        });
+        turn_taken.recv().await;
+        // The first request is not admitted yet, but its turn is over.
+        let second = admission.admit(B, || async { "second" });
+        let second = tokio::time::timeout(Duration::from_secs(1), second).await;
+        assert_eq!(second, Ok("second"), "the next head was held up");
+        assert!(!first.is_finished());
+        finish.send("first").unwrap();
+        assert_eq!(first.await.unwrap(), "first");
         assert_eq!(admission.queued(), 0);
     }
 

@@ -14,8 +14,12 @@
 //! `POST /admin/reset-rate-limit` ([`Limiter::reset`]) is routed in `crate::server`.
 //!
 //! Fairness and queueing are always local: the head of this process's fair queue is the
-//! only request that waits for the bucket and for a lease. Without Redis every limit is per
-//! process: N replicas admit N times the rate and N times the concurrency budget.
+//! only request that waits for the bucket and for a lease. (Through Redis, while its last
+//! answer left room, the head hands its turn on once its call is sent, so up to
+//! [`shared::MAX_OVERLAPPING_CALLS`] calls overlap instead of queueing for each other's
+//! round trips; when requests have to wait it is one call at a time again.) Without Redis
+//! every limit is per process: N replicas admit N times the rate and N times the
+//! concurrency budget.
 
 pub mod admission;
 pub mod bucket;
@@ -25,8 +29,12 @@ pub mod leases;
 pub mod shared;
 pub mod state;
 
+use std::future::Future;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -119,6 +127,31 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{ApiKey, BudgetSettings};
 use crate::error::ProxyError;
 
+/// What the head of the fair queue got: its lease (if any), or the rest of an admission
+/// whose call to Redis it has sent.
+type Turn<'a> = admission::Turn<
+    Option<leases::Lease>,
+    Pin<Box<dyn Future<Output = Option<leases::Lease>> + Send + 'a>>,
+>;
+
+/// What an answer of Redis leads to.
+enum Answered {
+    /// Admitted (the slot waited for): go.
+    Go(Option<leases::Lease>),
+    /// Not admitted: try again.
+    Again,
+}
+
+/// One admission call waiting for its answer outside the fair queue; frees its place on
+/// drop.
+struct OverlapSlot<'a>(&'a AtomicU32);
+
+impl Drop for OverlapSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// The process-wide adaptive limiter.
 #[derive(Debug)]
 pub struct Limiter {
@@ -140,6 +173,10 @@ pub struct Limiter {
     /// When heartbeats started succeeding again after an outage (see
     /// [`shared::RECOVERY_GRACE`]).
     recovering_since: Mutex<Option<tokio::time::Instant>>,
+    /// Whether the last answer of Redis left room for overlapping admission calls.
+    overlap: AtomicBool,
+    /// Admission calls waiting for their answers outside the fair queue.
+    overlapping: AtomicU32,
 }
 
 /// Controller plus the bookkeeping shown on `/health`.
@@ -271,6 +308,8 @@ impl Limiter {
             releases: Mutex::new(None),
             unpublished: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             recovering_since: Mutex::new(None),
+            overlap: AtomicBool::new(false),
+            overlapping: AtomicU32::new(0),
             metrics,
             variant: variant.to_owned(),
             control: Mutex::new(control),
@@ -289,7 +328,7 @@ impl Limiter {
         let started = tokio::time::Instant::now();
         let lease = self
             .admission
-            .admit(source.index(), || self.take_turn())
+            .admit_then(source.index(), || self.take_turn())
             .await;
         let waited = started.elapsed();
         self.metrics
@@ -301,11 +340,109 @@ impl Limiter {
 
     /// The head's turn: a slot of the bucket and, with a budget, a lease. Through Redis
     /// while it answers; else locally (this replica's share of the rate and the budget).
-    /// Cancel-safe.
-    async fn take_turn(&self) -> Option<leases::Lease> {
+    /// While the last answer of Redis left room ([`shared::policy::room_to_overlap`]), the
+    /// head hands its turn on as soon as its call is sent ([`admission::Turn::Then`]), so
+    /// the next request does not wait for that round trip. Cancel-safe.
+    async fn take_turn(&self) -> Turn<'_> {
+        if let Some(shared) = self.shared.as_deref().filter(|s| s.is_up())
+            && let Some(slot) = self.overlap_slot()
+        {
+            let pending = self.lease_wanted.then(|| self.leases.ask());
+            let rate = self.lock().controller.current_rate();
+            let mut call = Box::pin(shared.admit(pending.as_ref().map(leases::Pending::id), rate));
+            // Sent now, under the turn, so that calls leave in the queue's order.
+            match std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await {
+                Poll::Pending => {
+                    return admission::Turn::Then(Box::pin(
+                        self.finish_overlapped(shared, call, slot, pending),
+                    ));
+                }
+                Poll::Ready(answer) => {
+                    drop(slot);
+                    if let Answered::Go(lease) = self.answered(shared, answer, pending).await {
+                        return admission::Turn::Done(lease);
+                    }
+                }
+            }
+        }
+        admission::Turn::Done(self.take_turn_alone().await)
+    }
+
+    /// The rest of an admission whose call was sent under the turn, once the turn has
+    /// passed on: its answer and, when that was "full" or an error, more tries as a head
+    /// makes them (one call at a time, or locally).
+    async fn finish_overlapped(
+        &self,
+        shared: &SharedBudget,
+        call: impl Future<Output = Result<Admit, ProxyError>>,
+        slot: OverlapSlot<'_>,
+        pending: Option<leases::Pending>,
+    ) -> Option<leases::Lease> {
+        let answer = call.await;
+        drop(slot);
+        match self.answered(shared, answer, pending).await {
+            Answered::Go(lease) => lease,
+            Answered::Again => self.take_turn_alone().await,
+        }
+    }
+
+    /// Admission one call at a time (or locally), until admitted.
+    async fn take_turn_alone(&self) -> Option<leases::Lease> {
         loop {
             if let Some(lease) = self.take_turn_once().await {
                 return lease;
+            }
+        }
+    }
+
+    /// A place for one more overlapping admission call, if the last answer left room.
+    fn overlap_slot(&self) -> Option<OverlapSlot<'_>> {
+        if !self.overlap.load(Ordering::Acquire) {
+            return None;
+        }
+        self.overlapping
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < shared::MAX_OVERLAPPING_CALLS).then_some(n + 1)
+            })
+            .ok()?;
+        Some(OverlapSlot(&self.overlapping))
+    }
+
+    /// Acts on Redis's answer to an admission call: granted (after waiting for its slot of
+    /// the rate), or ask again (after a release of this replica or [`shared::FULL_POLL`]
+    /// when the budget is full; at once, locally, after an error).
+    async fn answered(
+        &self,
+        shared: &SharedBudget,
+        answer: Result<Admit, ProxyError>,
+        pending: Option<leases::Pending>,
+    ) -> Answered {
+        self.overlap.store(
+            answer
+                .as_ref()
+                .is_ok_and(|a| shared::policy::room_to_overlap(a, self.budget)),
+            Ordering::Release,
+        );
+        match answer {
+            Ok(Admit::Granted { wait, .. }) => {
+                let lease = pending.map(leases::Pending::granted);
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
+                }
+                Answered::Go(lease)
+            }
+            Ok(Admit::Full { .. }) => {
+                if let Some(pending) = pending {
+                    pending.refused();
+                }
+                self.leases.wait_release(shared::FULL_POLL).await;
+                Answered::Again
+            }
+            Err(e) => {
+                // The pending lease (if Redis granted it after all) is released.
+                drop(pending);
+                self.fall_back(shared, &e);
+                Answered::Again
             }
         }
     }
@@ -316,25 +453,11 @@ impl Limiter {
             while shared.is_up() {
                 let pending = self.lease_wanted.then(|| self.leases.ask());
                 let rate = self.lock().controller.current_rate();
-                match shared.admit(pending.as_ref().map(|p| p.id()), rate).await {
-                    Ok(Admit::Granted { wait }) => {
-                        let lease = pending.map(leases::Pending::granted);
-                        if !wait.is_zero() {
-                            tokio::time::sleep(wait).await;
-                        }
-                        return Some(lease);
-                    }
-                    Ok(Admit::Full { .. }) => {
-                        if let Some(pending) = pending {
-                            pending.refused();
-                        }
-                        self.leases.wait_release(shared::FULL_POLL).await;
-                    }
-                    Err(e) => {
-                        // The pending lease (if Redis granted it after all) is released.
-                        drop(pending);
-                        self.fall_back(shared, &e);
-                    }
+                let answer = shared
+                    .admit(pending.as_ref().map(leases::Pending::id), rate)
+                    .await;
+                if let Answered::Go(lease) = self.answered(shared, answer, pending).await {
+                    return Some(lease);
                 }
             }
         }
@@ -370,6 +493,7 @@ impl Limiter {
 
     /// Redis failed: admit with this replica's share until a heartbeat succeeds again.
     fn fall_back(&self, shared: &SharedBudget, error: &ProxyError) {
+        self.overlap.store(false, Ordering::Release);
         *self
             .recovering_since
             .lock()

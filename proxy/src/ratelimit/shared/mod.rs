@@ -40,6 +40,11 @@ pub const RECOVERY_GRACE: Duration = Duration::from_millis(1500);
 /// lease of its own replica came back meanwhile.
 pub const FULL_POLL: Duration = Duration::from_millis(4);
 
+/// At most this many admission calls of a replica wait for their answers outside its fair
+/// queue, each sent while the one before it was unanswered (see [`policy::room_to_overlap`]):
+/// a request that arrives while the head's call is out does not wait for that round trip.
+pub const MAX_OVERLAPPING_CALLS: u32 = 4;
+
 /// What an admission call got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admit {
@@ -47,6 +52,8 @@ pub enum Admit {
     Granted {
         /// Time until the reserved slot.
         wait: Duration,
+        /// Leases in use fleet-wide with this one (0 when no lease was asked).
+        in_use: u32,
     },
     /// The concurrency budget is full (this many leases in use); nothing was taken.
     Full {
@@ -228,10 +235,10 @@ impl SharedBudget {
             .arg(duration_ms(LEASE_TTL))
             .arg(limit)
             .arg(rate);
-        let (granted, value): (i64, i64) = self
+        let (granted, wait, in_use): (i64, i64, i64) = self
             .bounded("admit", invocation.invoke_async(&mut connection))
             .await?;
-        Ok(policy::admit_reply(granted, value))
+        Ok(policy::admit_reply(granted, wait, in_use))
     }
 
     /// Removes released leases from Redis.

@@ -72,16 +72,31 @@ pub fn grace_over(elapsed: Duration, alive: u32, expected: u32) -> bool {
         && (alive >= expected || elapsed >= super::RECOVERY_GRACE + super::REPLICA_TTL)
 }
 
-/// Reads the admission script's `{granted, value}`.
-pub fn admit_reply(granted: i64, value: i64) -> Admit {
+/// Reads the admission script's `{granted, wait, in_use}`.
+pub fn admit_reply(granted: i64, wait: i64, in_use: i64) -> Admit {
+    let in_use = u32::try_from(in_use.max(0)).unwrap_or(u32::MAX);
     if granted == 1 {
         Admit::Granted {
-            wait: Duration::from_micros(u64::try_from(value).unwrap_or(0)),
+            wait: Duration::from_micros(u64::try_from(wait).unwrap_or(0)),
+            in_use,
         }
     } else {
-        Admit::Full {
-            in_use: u32::try_from(value).unwrap_or(u32::MAX),
+        Admit::Full { in_use }
+    }
+}
+
+/// Whether, after `answer`, the next head of the queue may send its admission call while
+/// calls sent before it are still unanswered (at most [`super::MAX_OVERLAPPING_CALLS`]
+/// of them): only when the answer left no wait for a slot of the rate and room for that
+/// many more leases (`budget` none: no lease is asked). Otherwise one call at a time, as
+/// the queue's order and fairness need when requests wait (a full budget, a rate slot).
+pub fn room_to_overlap(answer: &Admit, budget: Option<u32>) -> bool {
+    match *answer {
+        Admit::Granted { wait, in_use } => {
+            wait.is_zero()
+                && budget.is_none_or(|b| b.saturating_sub(in_use) >= super::MAX_OVERLAPPING_CALLS)
         }
+        Admit::Full { .. } => false,
     }
 }
 
@@ -165,6 +180,28 @@ mod tests {
     }
 
     #[test]
+    fn calls_overlap_only_with_room_for_them_and_no_rate_wait() {
+        let granted = |wait_us, in_use| Admit::Granted {
+            wait: Duration::from_micros(wait_us),
+            in_use,
+        };
+        let k = super::super::MAX_OVERLAPPING_CALLS;
+        assert!(room_to_overlap(&granted(0, 1), Some(20)));
+        assert!(room_to_overlap(&granted(0, 20 - k), Some(20)));
+        assert!(!room_to_overlap(&granted(0, 20 - k + 1), Some(20)));
+        assert!(
+            !room_to_overlap(&granted(1, 1), Some(20)),
+            "a rate slot to wait for"
+        );
+        assert!(!room_to_overlap(&Admit::Full { in_use: 20 }, Some(20)));
+        assert!(
+            room_to_overlap(&granted(0, 0), None),
+            "no budget: the rate decides"
+        );
+        assert!(!room_to_overlap(&granted(5, 0), None));
+    }
+
+    #[test]
     fn keys_name_a_fingerprint_not_the_key() {
         let secret = "zk-very-secret-key";
         let keys = Keys::for_key(&ApiKey::new(secret));
@@ -178,12 +215,13 @@ mod tests {
     #[test]
     fn replies_are_read_strictly() {
         assert_eq!(
-            admit_reply(1, 1500),
+            admit_reply(1, 1500, 3),
             Admit::Granted {
-                wait: Duration::from_micros(1500)
+                wait: Duration::from_micros(1500),
+                in_use: 3
             }
         );
-        assert_eq!(admit_reply(0, 20), Admit::Full { in_use: 20 });
+        assert_eq!(admit_reply(0, 0, 20), Admit::Full { in_use: 20 });
         let beat =
             beat_reply((3, "12.5".into(), "20".into(), "4".into(), "r1".into())).expect("valid");
         assert_eq!((beat.alive, beat.version), (3, 4));

@@ -14,8 +14,9 @@
 /// KEYS: leases, tat, limit. ARGV: member, lease ttl (ms), concurrency limit (0 = none),
 /// rate to use when the `limit` hash has none (req/s).
 ///
-/// Returns `{1, wait_us}` (granted; go after `wait_us`) or `{0, in_use}` (the concurrency
-/// budget is full; nothing was taken).
+/// Returns `{1, wait_us, in_use}` (granted; go after `wait_us`; `in_use` leases counted
+/// with this one, 0 when no lease was asked) or `{0, 0, in_use}` (the concurrency budget is
+/// full; nothing was taken).
 ///
 /// GCRA as a reservation: emission interval T = 1/rate, burst b = max(1, ⌊2·rate⌋) (the
 /// local bucket's burst), tolerance τ = (b − 1)·T. The slot reserved is max(tat, now); the
@@ -24,12 +25,14 @@ pub const ADMIT: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local limit = tonumber(ARGV[3])
+local used = 0
 if limit > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-  local used = redis.call('ZCARD', KEYS[1])
+  used = redis.call('ZCARD', KEYS[1])
   if used >= limit then
-    return {0, used}
+    return {0, 0, used}
   end
+  used = used + 1
 end
 local rate = tonumber(redis.call('HGET', KEYS[3], 'rate') or ARGV[4])
 local wait = 0
@@ -48,7 +51,7 @@ if limit > 0 then
   redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]) * 1000, ARGV[1])
   redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 4)
 end
-return {1, math.floor(wait)}
+return {1, math.floor(wait), used}
 ";
 
 /// One heartbeat of a replica: marks it alive, (re-)registers every lease it holds with a
