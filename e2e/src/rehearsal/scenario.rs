@@ -572,7 +572,14 @@ pub fn inversion_disables(name: &str) -> Option<Vec<&'static str>> {
         // the 5 % of requests that are cut streams; with 80–100 ms answers 13.6 % vs 9.3 %
         // above 0.1 s, which left the latency judge inconclusive and failed one CI run), so
         // the latency comparison is a second gate on this defect and goes off with it.
-        "fast-cut" => &["pre.canary_stream_cuts", "pre.canary_latency"],
+        // The cutting upstream also, now and then, leaves the proxy answering 502 (once in
+        // 10 729 requests, after 7.4 s, in the 2026-12-07 14:44 UTC run of this inversion,
+        // which `post.no_error_logs` caught after the rollout): a third gate on the defect.
+        "fast-cut" => &[
+            "pre.canary_stream_cuts",
+            "pre.canary_latency",
+            "post.no_error_logs",
+        ],
         "crash-loop" => return None,
         // No inversion: with the auth check off the other phase-1 gates (no successful
         // worker request, no tokens) still stop it, and production would roll back too.
