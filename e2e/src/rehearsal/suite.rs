@@ -25,8 +25,6 @@ pub enum PlatformKind {
     Local,
     /// Docker containers.
     Docker,
-    /// A real kind cluster ([`super::kind::KindSession`], not a runtime of the simulated one).
-    Kind,
 }
 
 impl PlatformKind {
@@ -35,7 +33,6 @@ impl PlatformKind {
         match self {
             PlatformKind::Local => "local",
             PlatformKind::Docker => "docker",
-            PlatformKind::Kind => "kind",
         }
     }
 }
@@ -59,9 +56,6 @@ pub async fn runtime_choice(
                 artifact: Artifact::Image(image),
             })
         }
-        PlatformKind::Kind => Err(Error::Setup(
-            "kind is a real cluster, not a runtime of the simulated one: run it through rehearsal::kind::KindSession".to_owned(),
-        )),
     }
 }
 
