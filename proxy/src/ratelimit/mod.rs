@@ -347,9 +347,8 @@ impl Limiter {
         if let Some(shared) = self.shared.as_deref().filter(|s| s.is_up())
             && let Some(slot) = self.overlap_slot()
         {
-            let pending = self.lease_wanted.then(|| self.leases.ask());
-            let rate = self.lock().controller.current_rate();
-            let mut call = Box::pin(shared.admit(pending.as_ref().map(leases::Pending::id), rate));
+            let (pending, call) = self.ask(shared);
+            let mut call = Box::pin(call);
             // Sent now, under the turn, so that calls leave in the queue's order.
             match std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await {
                 Poll::Pending => {
@@ -393,6 +392,21 @@ impl Limiter {
                 return lease;
             }
         }
+    }
+
+    /// One admission call to Redis at the current rate, with a lease asked for when this
+    /// replica has a budget: the pending lease and the call (not yet sent).
+    fn ask<'s>(
+        &self,
+        shared: &'s SharedBudget,
+    ) -> (
+        Option<leases::Pending>,
+        impl Future<Output = Result<Admit, ProxyError>> + Send + 's,
+    ) {
+        let pending = self.lease_wanted.then(|| self.leases.ask());
+        let rate = self.lock().controller.current_rate();
+        let call = shared.admit(pending.as_ref().map(leases::Pending::id), rate);
+        (pending, call)
     }
 
     /// A place for one more overlapping admission call, if the last answer left room.
@@ -451,11 +465,8 @@ impl Limiter {
     async fn take_turn_once(&self) -> Option<Option<leases::Lease>> {
         if let Some(shared) = &self.shared {
             while shared.is_up() {
-                let pending = self.lease_wanted.then(|| self.leases.ask());
-                let rate = self.lock().controller.current_rate();
-                let answer = shared
-                    .admit(pending.as_ref().map(leases::Pending::id), rate)
-                    .await;
+                let (pending, call) = self.ask(shared);
+                let answer = call.await;
                 if let Answered::Go(lease) = self.answered(shared, answer, pending).await {
                     return Some(lease);
                 }
