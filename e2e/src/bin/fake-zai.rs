@@ -74,6 +74,9 @@ struct Args {
     /// Fraction of 200s cut short.
     #[arg(long)]
     truncate_rate: Option<f64>,
+    /// Cut streams only; non-streaming answers whose draw falls in --truncate-rate come whole.
+    #[arg(long)]
+    truncate_streams_only: bool,
     /// Fraction of connections reset.
     #[arg(long)]
     reset_rate: Option<f64>,
@@ -122,6 +125,9 @@ impl Args {
             empty_rate,
             omit_usage
         );
+        if self.truncate_streams_only {
+            faults.truncate_streams_only = true;
+        }
         if self.error_status.is_some() {
             faults.error_status = self.error_status;
         }

@@ -55,6 +55,14 @@ pub struct Faults {
     /// Fraction of 200 responses cut short: a stream stops in the middle of an event (no
     /// terminal event, clean end of the HTTP body); a JSON body stops half-way.
     pub truncate_rate: f64,
+    /// Cut streams only: a non-streaming answer whose draw falls in `truncate_rate` is
+    /// answered whole. An upstream (or a load balancer in front of it) that drops long-lived
+    /// SSE connections cuts streams and leaves short JSON answers alone; a half JSON body is
+    /// another defect, which the proxy retries (a 2xx that does not parse is retried with
+    /// backoff, as in the original), so it shows as latency and, when every attempt is cut,
+    /// a 502.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub truncate_streams_only: bool,
     /// Fraction of connections reset (TCP RST) before any response byte.
     pub reset_rate: f64,
     /// Fraction answered with an empty 200 body.
@@ -284,9 +292,27 @@ impl Draws {
     }
 }
 
-/// Decides what to do with a request to `path`.
-/// `valid_body` is false when a model request's body is not a usable request.
-pub fn decide(faults: &Faults, path: &str, auth: Auth, valid_body: bool, draws: Draws) -> Decision {
+/// What [`decide`] knows about a request besides the draws.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestFacts<'a> {
+    /// The request path.
+    pub path: &'a str,
+    /// The credential check.
+    pub auth: Auth,
+    /// False when a model request's body is not a usable request.
+    pub valid_body: bool,
+    /// Whether the request asks for a stream.
+    pub streaming: bool,
+}
+
+/// Decides what to do with a request.
+pub fn decide(faults: &Faults, request: RequestFacts<'_>, draws: Draws) -> Decision {
+    let RequestFacts {
+        path,
+        auth,
+        valid_body,
+        streaming,
+    } = request;
     let applies = faults.applies_to(path);
     let (delay_ms, chunk_delay_ms) = if applies {
         let jitter =
@@ -301,10 +327,13 @@ pub fn decide(faults: &Faults, path: &str, auth: Auth, valid_body: bool, draws: 
         Auth::Valid if !applies => Outcome::Ok,
         Auth::Valid => pick_fault(faults, draws.fault),
     };
-    let outcome = if outcome == Outcome::Ok && !valid_body {
-        Outcome::BadRequest
-    } else {
-        outcome
+    let outcome = match outcome {
+        Outcome::Truncate if faults.truncate_streams_only && !streaming => Outcome::Ok,
+        outcome => outcome,
+    };
+    let outcome = match outcome {
+        Outcome::Ok if !valid_body => Outcome::BadRequest,
+        outcome => outcome,
     };
     Decision {
         outcome,
@@ -348,6 +377,16 @@ fn pick_fault(faults: &Faults, draw: f64) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A streaming request's facts.
+    fn facts(path: &str, auth: Auth, valid_body: bool) -> RequestFacts<'_> {
+        RequestFacts {
+            path,
+            auth,
+            valid_body,
+            streaming: true,
+        }
+    }
 
     fn draws(fault: f64) -> Draws {
         Draws {
@@ -397,9 +436,7 @@ mod tests {
                 .map(|n| {
                     decide(
                         &faults,
-                        "/api/anthropic/v1/messages",
-                        Auth::Valid,
-                        true,
+                        facts("/api/anthropic/v1/messages", Auth::Valid, true),
                         Draws::for_request(seed, n),
                     )
                 })
@@ -434,7 +471,7 @@ mod tests {
     fn empty_json_clears_everything() {
         let faults: Faults = serde_json::from_str("{}").unwrap();
         assert_eq!(faults, Faults::default());
-        let decision = decide(&faults, "/x", Auth::Valid, true, draws(0.0));
+        let decision = decide(&faults, facts("/x", Auth::Valid, true), draws(0.0));
         assert_eq!(decision.outcome, Outcome::Ok);
         assert_eq!(decision.delay_ms, 0);
         assert!(!decision.omit_usage);
@@ -474,7 +511,7 @@ mod tests {
             ..Faults::default()
         };
         faults.validate().unwrap();
-        let pick = |u| decide(&faults, "/p", Auth::Valid, true, draws(u)).outcome;
+        let pick = |u| decide(&faults, facts("/p", Auth::Valid, true), draws(u)).outcome;
         assert_eq!(pick(0.05), Outcome::Reset);
         assert_eq!(pick(0.15), Outcome::Status { status: 503 });
         assert!(matches!(
@@ -494,23 +531,19 @@ mod tests {
             routes: Some(vec!["/api/anthropic".into()]),
             ..Faults::default()
         };
-        let other = decide(&faults, "/v1/models", Auth::Valid, true, draws(0.0));
+        let other = decide(&faults, facts("/v1/models", Auth::Valid, true), draws(0.0));
         assert_eq!(other.outcome, Outcome::Ok);
         assert_eq!(other.delay_ms, 0);
         let hit = decide(
             &faults,
-            "/api/anthropic/v1/messages",
-            Auth::Valid,
-            true,
+            facts("/api/anthropic/v1/messages", Auth::Valid, true),
             draws(0.0),
         );
         assert_eq!(hit.outcome, Outcome::Status { status: 500 });
         assert_eq!(hit.delay_ms, 100);
         let denied = decide(
             &faults,
-            "/api/anthropic/v1/messages",
-            Auth::Missing,
-            true,
+            facts("/api/anthropic/v1/messages", Auth::Missing, true),
             draws(0.0),
         );
         assert_eq!(denied.outcome, Outcome::Unauthorized { missing: true });
@@ -523,9 +556,7 @@ mod tests {
                 .unwrap();
         let decision = decide(
             &faults,
-            "/p",
-            Auth::Valid,
-            true,
+            facts("/p", Auth::Valid, true),
             Draws {
                 fault: 0.9,
                 omit: 0.99,
@@ -536,9 +567,7 @@ mod tests {
         assert_eq!(decision.delay_ms, 30);
         let decision = decide(
             &faults,
-            "/p",
-            Auth::Valid,
-            false,
+            facts("/p", Auth::Valid, false),
             Draws {
                 fault: 0.9,
                 omit: 0.99,
@@ -547,5 +576,45 @@ mod tests {
         );
         assert_eq!(decision.delay_ms, 10);
         assert_eq!(decision.outcome, Outcome::BadRequest);
+    }
+
+    #[test]
+    fn streams_only_truncation_answers_json_whole() {
+        let faults = Faults {
+            truncate_rate: 1.0,
+            truncate_streams_only: true,
+            ..Faults::default()
+        };
+        let stream = decide(&faults, facts("/p", Auth::Valid, true), draws(0.5));
+        assert_eq!(stream.outcome, Outcome::Truncate);
+        let json = RequestFacts {
+            streaming: false,
+            ..facts("/p", Auth::Valid, true)
+        };
+        assert_eq!(decide(&faults, json, draws(0.5)).outcome, Outcome::Ok);
+        let broken = RequestFacts {
+            valid_body: false,
+            ..json
+        };
+        assert_eq!(
+            decide(&faults, broken, draws(0.5)).outcome,
+            Outcome::BadRequest
+        );
+        let everywhere = Faults {
+            truncate_streams_only: false,
+            ..faults
+        };
+        assert_eq!(
+            decide(&everywhere, json, draws(0.5)).outcome,
+            Outcome::Truncate
+        );
+        let parsed: Faults =
+            serde_json::from_str(r#"{"truncate_rate":0.1,"truncate_streams_only":true}"#).unwrap();
+        assert!(parsed.truncate_streams_only);
+        assert!(
+            !serde_json::to_string(&Faults::default())
+                .unwrap()
+                .contains("streams_only")
+        );
     }
 }

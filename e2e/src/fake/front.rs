@@ -30,7 +30,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::faults::{Auth, Decision, Faults, Outcome, decide};
+use super::faults::{Auth, Decision, Faults, Outcome, RequestFacts, decide};
 use super::limits::Verdict;
 use super::mock::DECISION_HEADER;
 use super::record::{MAX_RECORDED_BODY, RecordedRequest};
@@ -197,15 +197,18 @@ impl Front {
             None
         };
         let valid_body = !route.needs_messages() || parsed.is_some();
-        let decision = decide(
-            &self.shared.faults(),
-            &path,
-            auth,
-            valid_body,
-            self.shared.draws(),
-        );
         let streaming = matches!(route, Route::AnthropicMessages | Route::OpenAiChat)
             && parsed.as_ref().is_some_and(wire::wants_stream);
+        let decision = decide(
+            &self.shared.faults(),
+            RequestFacts {
+                path: &path,
+                auth,
+                valid_body,
+                streaming,
+            },
+            self.shared.draws(),
+        );
         // The key's limits come after the credential and before any fault.
         let ticket = if auth == Auth::Valid && limited(route) {
             match self.shared.enter() {
