@@ -14,9 +14,13 @@ use zai_e2e::seed;
 #[derive(Debug, Parser)]
 #[command(name = "fake-zai", version)]
 struct Args {
-    /// Listen address (loopback only); port 0 picks a free port.
+    /// Listen address (loopback only, unless --pod-network); port 0 picks a free port.
     #[arg(long, env = "FAKE_ZAI_LISTEN", default_value = "127.0.0.1:0")]
     listen: SocketAddr,
+    /// Allow a non-loopback --listen address: only inside a Kubernetes pod (the kind
+    /// rehearsal), where a Service and the API server's pod proxy must reach the port.
+    #[arg(long)]
+    pod_network: bool,
     /// The key clients must present (x-api-key or Authorization: Bearer).
     #[arg(
         long,
@@ -171,6 +175,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let config = FakeConfig {
         listen: args.listen,
+        pod_network: args.pod_network,
         api_key: args.api_key.clone(),
         seed: args.seed,
         faults: args.faults()?,

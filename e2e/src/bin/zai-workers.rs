@@ -3,6 +3,11 @@
 //! Progress goes to stderr (a refreshed line on a TTY, a plain line every 5 s otherwise).
 //! The summary goes to stdout; with `--json` the last stdout line is one JSON object:
 //! `sent, ok, failed, lost, outcomes, latency_ms {p50,p95,p99}, ttfb_ms {…}` and more.
+//!
+//! `--config-json` takes a whole `WorkersConfig` (what a rehearsal runs in process) instead
+//! of the flags; `--status-listen ADDR` serves `GET /report` and `POST /stop` while the run
+//! lasts and the final report after it, until SIGINT/SIGTERM (the kind rehearsal runs the
+//! workers in a pod and reads them through the API server's pod proxy).
 
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
@@ -11,6 +16,7 @@ use anyhow::Context;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use zai_e2e::seed;
+use zai_e2e::workers::status::StatusServer;
 use zai_e2e::workers::{self, LoadMode, Target, WorkersConfig};
 
 /// Simulated Claude-Code-like clients.
@@ -19,8 +25,23 @@ use zai_e2e::workers::{self, LoadMode, Target, WorkersConfig};
 struct Args {
     /// Base URL; Anthropic requests go to {base}/v1/messages. Repeat for several targets,
     /// optionally labelled: `--base-url stable=http://127.0.0.1:8080/api/anthropic`.
-    #[arg(long, env = "ZAI_WORKERS_BASE_URL", required = true)]
+    #[arg(
+        long,
+        env = "ZAI_WORKERS_BASE_URL",
+        required_unless_present = "config_json"
+    )]
     base_url: Vec<String>,
+    /// The whole run as one JSON `WorkersConfig` (targets with weights, pacing, mix, seed;
+    /// no duration and no count = until stopped); the flags that shape a run are then ignored.
+    #[arg(long, env = "ZAI_WORKERS_CONFIG", conflicts_with = "base_url")]
+    config_json: Option<String>,
+    /// Serve GET /report and POST /stop here (loopback only unless --pod-network); the
+    /// process then stays up after the run, serving the final report, until SIGINT/SIGTERM.
+    #[arg(long, value_name = "ADDR")]
+    status_listen: Option<std::net::SocketAddr>,
+    /// Allow a non-loopback --status-listen address: only inside a Kubernetes pod.
+    #[arg(long)]
+    pod_network: bool,
     /// Path of OpenAI requests, joined to the base URL's origin.
     #[arg(long, env = "ZAI_WORKERS_OPENAI_PATH", default_value = workers::DEFAULT_OPENAI_PATH)]
     openai_path: String,
@@ -83,9 +104,10 @@ fn targets(args: &Args) -> anyhow::Result<Vec<Target>> {
         .collect()
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+fn config(args: &Args) -> anyhow::Result<WorkersConfig> {
+    if let Some(json) = &args.config_json {
+        return serde_json::from_str(json).context("--config-json is not a WorkersConfig");
+    }
     let mode = match args.rate {
         Some(rate) => LoadMode::Open {
             rate,
@@ -99,8 +121,8 @@ async fn main() -> anyhow::Result<()> {
         (None, None) => Some(Duration::from_secs(10)),
         (duration, _) => duration,
     };
-    let config = WorkersConfig {
-        targets: targets(&args)?,
+    Ok(WorkersConfig {
+        targets: targets(args)?,
         api_key: args.api_key.clone(),
         mode,
         duration,
@@ -109,10 +131,25 @@ async fn main() -> anyhow::Result<()> {
         openai_fraction: args.openai_fraction,
         request_timeout: args.timeout,
         seed: args.seed,
-    };
+    })
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let config = config(&args)?;
+    let seed = config.seed;
     let cancel = CancellationToken::new();
     let handle = workers::spawn(config, cancel.clone()).context("invalid workers settings")?;
     let live = handle.live();
+    let status = match args.status_listen {
+        Some(addr) => Some(
+            StatusServer::start(addr, args.pod_network, handle.live(), seed, cancel.clone())
+                .await
+                .context("--status-listen")?,
+        ),
+        None => None,
+    };
     let interrupt = cancel.clone();
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
@@ -170,6 +207,17 @@ async fn main() -> anyhow::Result<()> {
     );
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
+    }
+    if let Some(status) = status {
+        // Keep answering with the final report until the pod (or the user) stops us.
+        status.finish(report);
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+        status.shutdown();
     }
     Ok(())
 }

@@ -69,8 +69,12 @@ pub use wire::quota::{QuotaAllowance, QuotaShape};
 /// Settings of a fake upstream.
 #[derive(Debug, Clone)]
 pub struct FakeConfig {
-    /// Listen address (loopback only); port 0 picks a free port.
+    /// Listen address (loopback only, unless `pod_network`); port 0 picks a free port.
     pub listen: SocketAddr,
+    /// Allow a non-loopback listen address. Only for running inside a Kubernetes pod (the
+    /// kind rehearsal, `fake-zai --pod-network`), where the pod's own network namespace is the
+    /// boundary and the API server's pod proxy or a Service must reach the port.
+    pub pod_network: bool,
     /// The key clients must present.
     pub api_key: String,
     /// Seed of every random draw (fault picks, latency jitter, `omit_usage`) and of the
@@ -90,6 +94,7 @@ impl Default for FakeConfig {
     fn default() -> Self {
         FakeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            pod_network: false,
             api_key: "fake-zai-key".to_string(),
             seed: 42,
             faults: Faults::default(),
@@ -129,7 +134,7 @@ impl std::fmt::Debug for FakeZai {
 impl FakeZai {
     /// Starts the fake (must be called inside a tokio runtime).
     pub async fn start(config: FakeConfig) -> Result<FakeZai, Error> {
-        if !config.listen.ip().is_loopback() {
+        if !config.listen.ip().is_loopback() && !config.pod_network {
             return Err(Error::NotLoopback(config.listen));
         }
         config.faults.validate()?;

@@ -23,6 +23,7 @@ pub mod bodies;
 pub mod live;
 pub mod outcome;
 pub mod request;
+pub mod status;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
