@@ -12,7 +12,9 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
 use zai_e2e::platform::local::binary::proxy_binary;
+use zai_e2e::rehearsal::driver::HoldView;
 use zai_e2e::rehearsal::junit::render_junit;
+use zai_e2e::rehearsal::kind::{KindRequest, KindSession, Refusal, preflight};
 use zai_e2e::rehearsal::repeat::{parse_repeat, pass_table, replay_command, summarise};
 use zai_e2e::rehearsal::seeds::{parse_seed, run_seeds};
 use zai_e2e::rehearsal::step_summary::render_step_summary;
@@ -33,6 +35,8 @@ enum PlatformArg {
     Local,
     /// Containers of a locally built image (needs a Docker daemon).
     Docker,
+    /// A real kind cluster (--kubeconfig / --kind-cluster); fakes and workers run in it.
+    Kind,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -89,14 +93,33 @@ struct Args {
     /// it is appended there too (docs/CI.md).
     #[arg(long, value_name = "FILE", env = "ZAI_REHEARSE_SUMMARY")]
     summary: Option<PathBuf>,
+    /// With --platform kind: the cluster's kubeconfig (default $KUBECONFIG, else
+    /// ~/.kube/config); its current context must be a kind cluster's (kind-NAME).
+    #[arg(long, value_name = "PATH")]
+    kubeconfig: Option<PathBuf>,
+    /// With --platform kind: the kind cluster NAME (context kind-NAME), created from
+    /// deploy/kind/cluster.yaml and deleted at the end when it does not exist; an existing
+    /// one is reused and kept.
+    #[arg(long, value_name = "NAME")]
+    kind_cluster: Option<String>,
 }
 
 impl Args {
     /// The flags besides scenario and seed that a replay needs (non-default ones).
     fn replay_flags(&self) -> Vec<String> {
         let mut flags = Vec::new();
-        if self.platform != PlatformArg::Local {
-            flags.push("--platform docker".to_owned());
+        match self.platform {
+            PlatformArg::Local => {}
+            PlatformArg::Docker => flags.push("--platform docker".to_owned()),
+            PlatformArg::Kind => {
+                flags.push("--platform kind".to_owned());
+                if let Some(path) = &self.kubeconfig {
+                    flags.push(format!("--kubeconfig {}", path.display()));
+                }
+                if let Some(name) = &self.kind_cluster {
+                    flags.push(format!("--kind-cluster {name}"));
+                }
+            }
         }
         if self.signals != SignalsArg::Scrape {
             flags.push("--signals prometheus".to_owned());
@@ -168,10 +191,10 @@ fn select(args: &Args) -> anyhow::Result<Selection> {
 }
 
 /// `--hold`: the cluster stays up until Ctrl-C.
-async fn hold_until_interrupted(kubeconfig: &std::path::Path) {
+async fn hold_until_interrupted(view: &HoldView) {
     eprintln!(
-        "   holding the cluster; try: kubectl --kubeconfig {} get deployments,replicasets,pods\n   Ctrl-C to tear it down",
-        kubeconfig.display()
+        "   holding the cluster; try: {} get deployments,replicasets,pods\n   Ctrl-C to tear it down",
+        view.kubectl
     );
     if let Err(e) = tokio::signal::ctrl_c().await {
         eprintln!("   cannot wait for Ctrl-C ({e}); tearing down");
@@ -194,6 +217,11 @@ async fn main() {
     );
     match run(args, &targets).await {
         Ok(code) => std::process::exit(code),
+        // `--platform kind` refused before anything started: a usage error, like clap's.
+        Err(e) if e.downcast_ref::<Refusal>().is_some() => {
+            eprintln!("Error: {e:#}");
+            std::process::exit(2);
+        }
         Err(e) => {
             eprintln!("Error: {e:#}");
             if let Err(e) =
@@ -217,6 +245,18 @@ async fn run(args: Args, targets: &[SummaryTarget]) -> anyhow::Result<i32> {
     let platform = match args.platform {
         PlatformArg::Local => PlatformKind::Local,
         PlatformArg::Docker => PlatformKind::Docker,
+        PlatformArg::Kind => PlatformKind::Kind,
+    };
+    let kind_target = match args.platform {
+        PlatformArg::Kind => Some(
+            preflight(&KindRequest {
+                kubeconfig: args.kubeconfig.clone(),
+                cluster: args.kind_cluster.clone(),
+                prometheus: signals == SignalsChoice::Prometheus,
+            })
+            .await?,
+        ),
+        _ => None,
     };
     let seeds = run_seeds(args.seed, args.repeat);
     let repeated = args.repeat > 1;
@@ -231,6 +271,10 @@ async fn run(args: Args, targets: &[SummaryTarget]) -> anyhow::Result<i32> {
         args.seed
     );
     let binary = proxy_binary(true)?;
+    let kind = match kind_target {
+        Some(target) => Some(KindSession::open(target, &binary).await?),
+        None => None,
+    };
     let started = Instant::now();
     let mut results = Vec::new();
     for (run, &run_seed) in seeds.iter().enumerate() {
@@ -265,16 +309,23 @@ async fn run(args: Args, targets: &[SummaryTarget]) -> anyhow::Result<i32> {
                     scenario.expect.outcome.label()
                 );
             }
-            let outcome = match runtime_choice(platform, &binary, time).await {
-                Ok(choice) => {
-                    run_scenario_then(scenario, choice, &options, |kubeconfig| async move {
-                        if hold {
-                            hold_until_interrupted(&kubeconfig).await;
-                        }
-                    })
-                    .await
+            let before_shutdown = |view: HoldView| async move {
+                if hold {
+                    hold_until_interrupted(&view).await;
                 }
-                Err(error) => Err(error),
+            };
+            let outcome = match &kind {
+                Some(session) => {
+                    session
+                        .run_scenario_then(scenario, &options, before_shutdown)
+                        .await
+                }
+                None => match runtime_choice(platform, &binary, time).await {
+                    Ok(choice) => {
+                        run_scenario_then(scenario, choice, &options, before_shutdown).await
+                    }
+                    Err(error) => Err(error),
+                },
             };
             let result = match outcome {
                 Ok(result) => result,
@@ -312,6 +363,7 @@ async fn run(args: Args, targets: &[SummaryTarget]) -> anyhow::Result<i32> {
         .collect();
     let summary = Summary {
         platform: platform.label().to_owned(),
+        cluster: kind.as_ref().map(KindSession::record),
         signals: format!("{:?}", args.signals).to_lowercase(),
         time_scale: time.seconds_per_minute(),
         passed: results.iter().all(|r| r.passed),
@@ -365,6 +417,9 @@ async fn run(args: Args, targets: &[SummaryTarget]) -> anyhow::Result<i32> {
                 println!("  {command}");
             }
         }
+    }
+    if let Some(session) = kind {
+        session.close().await;
     }
     Ok(if summary.passed { 0 } else { 1 })
 }

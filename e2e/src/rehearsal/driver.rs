@@ -1,14 +1,13 @@
 //! Runs one scenario end to end: environment up, workers on, the real promoter engine run
-//! through its `KubePlatform` against the simulated cluster's API server, fake-upstream
-//! faults switched when production's image changes, then the verdict checked against the
-//! scenario's expectation.
+//! through its `KubePlatform` against the cluster's API server (the simulated one, or a real
+//! cluster on kind — the driver sees both through [`Rig`]), fake-upstream faults switched when
+//! production's image changes, then the verdict checked against the scenario's expectation.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use tokio_util::sync::CancellationToken;
 use zai_promoter::engine::Status;
 use zai_promoter::signals::prometheus::PrometheusSource;
 use zai_promoter::signals::scrape::ScrapeSource;
@@ -19,14 +18,15 @@ use zai_promoter::{
 
 use super::interrupt;
 use super::prometheus::{NAMESPACE, PrometheusServer};
+use super::rig::{LiveTargets, Rig};
 use super::scenario::{ExpectedOutcome, NEW_VERSION, OLD_VERSION, Scenario};
 use super::seeds::ScenarioSeeds;
-use super::stack::{RuntimeChoice, Stack, git, image, kube_settings};
+use super::stack::{RuntimeChoice, Stack, git, image, kube_settings_in};
 use super::timing::TimeScale;
 use crate::Error;
 use crate::platform::PlatformEvent;
 use crate::service::Route;
-use crate::workers::{self, LiveStats, LoadMode, Target, WorkersConfig};
+use crate::workers::{self, LoadMode, Target, WorkersConfig};
 
 /// Where the metric signals come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,8 +81,10 @@ pub struct ScenarioResult {
     pub outcomes: std::collections::BTreeMap<String, u64>,
     /// The promoter's report.json (report.md and junit.xml beside it).
     pub report: PathBuf,
-    /// The kubeconfig of the scenario's simulated cluster (its API server is gone after the
-    /// run unless `zai-rehearse --hold` kept it).
+    /// The kubeconfig the promoter used: the scenario's simulated cluster (its API server is
+    /// gone after the run unless `zai-rehearse --hold` kept it), or on kind one with the
+    /// token of the scenario namespace's `zai-promoter` ServiceAccount (valid while the
+    /// namespace exists).
     #[serde(default)]
     pub kubeconfig: PathBuf,
     /// Checks that failed and triggers that fired.
@@ -131,7 +133,7 @@ impl ScenarioResult {
 
 /// Worker outcomes per variant for the promoter (`production`/`test` targets).
 struct WorkerFeed {
-    live: Arc<LiveStats>,
+    live: Arc<dyn LiveTargets>,
 }
 
 impl WorkerSignals for WorkerFeed {
@@ -154,8 +156,18 @@ pub async fn run_scenario(
     run_scenario_then(scenario, choice, options, |_| std::future::ready(())).await
 }
 
-/// Runs one scenario and awaits `before_shutdown` (given the kubeconfig path) before its
-/// cluster is torn down: `zai-rehearse --hold` waits for Ctrl-C there.
+/// How to look at a scenario's cluster while `--hold` keeps it up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HoldView {
+    /// The kubeconfig the promoter used.
+    pub kubeconfig: PathBuf,
+    /// A kubectl command line (without a verb) that sees the scenario's namespace with
+    /// enough rights to list everything.
+    pub kubectl: String,
+}
+
+/// Runs one scenario and awaits `before_shutdown` (told how to look at the cluster) before
+/// its cluster is torn down: `zai-rehearse --hold` waits for Ctrl-C there.
 pub async fn run_scenario_then<F, Fut>(
     scenario: &Scenario,
     choice: RuntimeChoice,
@@ -163,7 +175,7 @@ pub async fn run_scenario_then<F, Fut>(
     before_shutdown: F,
 ) -> Result<ScenarioResult, Error>
 where
-    F: FnOnce(PathBuf) -> Fut,
+    F: FnOnce(HoldView) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
     let wall = Instant::now();
@@ -171,16 +183,21 @@ where
     let kubeconfig = options.report_dir.join(&scenario.name).join("kubeconfig");
     let stack = Stack::start(scenario, choice, options.time, &kubeconfig, &seeds).await?;
     let result = drive(scenario, &stack, options, &seeds).await;
-    before_shutdown(kubeconfig).await;
+    before_shutdown(HoldView {
+        kubectl: format!("kubectl --kubeconfig {}", kubeconfig.display()),
+        kubeconfig,
+    })
+    .await;
     stack.shutdown().await;
     let mut result = result?;
     result.wall_seconds = wall.elapsed().as_secs_f64();
     Ok(result)
 }
 
-async fn drive(
+/// Runs `scenario` on a started environment: workers, promoter, phase switch, verdict.
+pub(crate) async fn drive(
     scenario: &Scenario,
-    stack: &Stack,
+    stack: &dyn Rig,
     options: &RunOptions,
     seeds: &ScenarioSeeds,
 ) -> Result<ScenarioResult, Error> {
@@ -188,13 +205,14 @@ async fn drive(
     let mut config = time
         .promoter_config(&stack.repo_path(), &scenario.disable)
         .map_err(Error::Setup)?;
-    config.kube = kube_settings();
+    config.kube = kube_settings_in(stack.namespace());
     if let Some(secs) = scenario.judge_deadline_secs {
         config.judge.deadline = Duration::from_secs(secs);
     }
+    stack.adjust(&mut config);
+    let platform = stack.platform();
 
     // Workers: open loop over the three services.
-    let cancel = CancellationToken::new();
     let load = &scenario.load;
     let mut targets = Vec::new();
     for (label, route, weight) in [
@@ -207,7 +225,7 @@ async fn drive(
         ("test", Route::Variant(Variant::Test), load.test),
     ] {
         if weight > 0.0 {
-            let base = format!("{}/api/anthropic", stack.service.url(route));
+            let base = format!("{}/api/anthropic", stack.service_url(route));
             let mut target = Target::from_base(label, &base, workers::DEFAULT_OPENAI_PATH)
                 .map_err(|e| Error::Setup(e.to_string()))?;
             target.weight = weight;
@@ -228,14 +246,13 @@ async fn drive(
         request_timeout: Duration::from_secs(30),
         seed: seeds.workers,
     };
-    let handle =
-        workers::spawn(workers_config, cancel.clone()).map_err(|e| Error::Setup(e.to_string()))?;
+    let handle = stack.spawn_workers(workers_config).await?;
     let feed = Arc::new(WorkerFeed {
         live: handle.live(),
     });
 
     // Phase switch: the rollout faults apply from production's image change on.
-    let mut events = stack.cluster.subscribe();
+    let mut events = stack.events();
     let rollout_faults = (
         scenario.faults.old.rollout.clone(),
         scenario.faults.new.rollout.clone(),
@@ -251,7 +268,7 @@ async fn drive(
     let signals: Box<dyn SignalSource> = match options.signals {
         SignalsChoice::Scrape => {
             let mut source = ScrapeSource::new(
-                Arc::clone(&stack.platform) as Arc<dyn Platform>,
+                Arc::clone(&platform) as Arc<dyn Platform>,
                 config.scrape_retention(),
                 Duration::from_secs(2),
             )
@@ -260,7 +277,7 @@ async fn drive(
             while Instant::now() < until {
                 let mut pods = Vec::new();
                 for variant in Variant::ALL {
-                    pods.extend(stack.platform.list_pods(variant).await.unwrap_or_default());
+                    pods.extend(platform.list_pods(variant).await.unwrap_or_default());
                 }
                 if let Err(e) = source.refresh(&pods, chrono::Utc::now()).await {
                     tracing::debug!(error = %e, "warm-up scrape failed");
@@ -270,7 +287,13 @@ async fn drive(
             Box::new(source)
         }
         SignalsChoice::Prometheus => {
-            let server = PrometheusServer::start(Arc::clone(&stack.cluster), time).await?;
+            let Some(cluster) = stack.simulated() else {
+                let _ = handle.finish().await;
+                return Err(Error::Setup(
+                    "--signals prometheus needs the simulated cluster (its Prometheus scrapes the simulated pods on loopback)".to_owned(),
+                ));
+            };
+            let server = PrometheusServer::start(cluster, time).await?;
             tokio::time::sleep(warm_up).await;
             let source = PrometheusSource::new(
                 server.url(),
@@ -292,7 +315,7 @@ async fn drive(
     };
     let mut promoter = Promoter::new(
         config,
-        Arc::clone(&stack.platform) as Arc<dyn Platform>,
+        Arc::clone(&platform) as Arc<dyn Platform>,
         signals,
         Arc::new(SystemClock),
     )
@@ -304,8 +327,6 @@ async fn drive(
         }
     });
 
-    let fake_old = &stack.fake_old;
-    let fake_new = &stack.fake_new;
     let live = handle.live();
     let runs_dir = options
         .report_dir
@@ -318,8 +339,8 @@ async fn drive(
             Some(plan) => interrupt::run(
                 plan,
                 &binary_config,
-                &stack.cluster,
-                &stack.kubeconfig,
+                stack.events(),
+                stack.kubeconfig(),
                 &repo,
                 &runs_dir,
                 binary_signals,
@@ -339,9 +360,10 @@ async fn drive(
             outcome = &mut run => break outcome,
             event = events.recv() => match event {
                 Ok(PlatformEvent::SetImage { variant: Variant::Production, image }) if image.ends_with(NEW_VERSION) => {
-                    let _ = fake_old.set_faults(rollout_faults.0.clone());
-                    let _ = fake_new.set_faults(rollout_faults.1.clone());
-                    tracing::info!(scenario = %scenario.name, "rollout phase: fake-upstream faults switched");
+                    match stack.set_faults(rollout_faults.0.clone(), rollout_faults.1.clone()).await {
+                        Ok(()) => tracing::info!(scenario = %scenario.name, "rollout phase: fake-upstream faults switched"),
+                        Err(e) => tracing::warn!(scenario = %scenario.name, error = %e, "rollout phase: switching the fake-upstream faults failed"),
+                    }
                 }
                 Ok(PlatformEvent::Scale { variant: Variant::Test, replicas: 0 }) if canary_gone_at.is_none() => {
                     canary_gone_at = live.target(Variant::Test.label());
@@ -357,8 +379,7 @@ async fn drive(
     let (report, interrupt_problems, promoter_runs) = match outcome {
         Ok(r) => r,
         Err(e) => {
-            handle.stop();
-            let _ = handle.join().await;
+            let _ = handle.finish().await;
             return Err(e);
         }
     };
@@ -380,8 +401,7 @@ async fn drive(
 
     // Let production settle after the decision (rollback finishing), then stop the workers.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    handle.stop();
-    let workers_report = handle.join().await;
+    let workers_report = handle.finish().await;
     let mut totals = WorkerTotals {
         sent: workers_report.sent,
         ok: workers_report.ok,
@@ -406,7 +426,7 @@ async fn drive(
         .map_err(|e| Error::Setup(format!("writing the promoter report: {e}")))?;
 
     let decided_by = decided_by(&report);
-    let production_image = stack.platform.image(Variant::Production).await.ok();
+    let production_image = platform.image(Variant::Production).await.ok();
     let mut problems = judge(
         scenario,
         &report,
@@ -426,7 +446,7 @@ async fn drive(
                 totals.lost
             ));
         }
-        problems.extend(production_settled(stack).await);
+        problems.extend(production_settled(&platform).await);
     }
     let decision_seconds = (report.decided_at - report.started_at)
         .to_std()
@@ -441,7 +461,7 @@ async fn drive(
         workers: totals,
         outcomes: workers_report.outcomes.clone(),
         report: dir.join("report.json"),
-        kubeconfig: stack.kubeconfig.clone(),
+        kubeconfig: stack.kubeconfig().to_path_buf(),
         decided_by,
         verdict: report.verdict.clone(),
         reason: report.reason.clone(),
@@ -452,10 +472,9 @@ async fn drive(
 }
 
 /// Production on one version, every pod Ready, the rollout complete.
-async fn production_settled(stack: &Stack) -> Vec<String> {
+async fn production_settled(platform: &zai_promoter::platform::kube::KubePlatform) -> Vec<String> {
     let mut problems = Vec::new();
-    let pods = stack
-        .platform
+    let pods = platform
         .list_pods(Variant::Production)
         .await
         .unwrap_or_default();
@@ -469,7 +488,7 @@ async fn production_settled(stack: &Stack) -> Vec<String> {
         let ready = pods.iter().filter(|p| p.ready).count();
         problems.push(format!("{ready} of {} production pods Ready", pods.len()));
     }
-    match stack.platform.rollout_status(Variant::Production).await {
+    match platform.rollout_status(Variant::Production).await {
         Ok(s) if s.complete => {}
         Ok(s) => problems.push(format!("production rollout not complete: {}", s.message)),
         Err(e) => problems.push(format!("production rollout status: {e}")),

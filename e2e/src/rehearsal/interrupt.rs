@@ -1,5 +1,5 @@
 //! Rehearsals that interrupt the promoter the way CI does: the `zai-promoter` binary runs as
-//! its own process against the simulated cluster (kubeconfig, pod proxy, scraped signals),
+//! its own process against the scenario's cluster (kubeconfig, pod proxy, scraped signals),
 //! is stopped with SIGTERM or killed with SIGKILL at a seeded random point after production's
 //! image changed, and is run again as a retried CI job would be (`resume`, or `promote
 //! --lease-wait`). Optionally a second promoter is started together with the first: exactly
@@ -201,7 +201,7 @@ fn read_report(dir: &Path) -> Result<Report, Error> {
 pub async fn run(
     plan: &InterruptPlan,
     config: &Config,
-    cluster: &crate::platform::Cluster,
+    mut events: tokio::sync::broadcast::Receiver<PlatformEvent>,
     kubeconfig: &Path,
     repo: &Path,
     dir: &Path,
@@ -236,7 +236,6 @@ pub async fn run(
     let leave = if plan.leave { "leave" } else { "rollback" };
     let promote = ["promote", "--on-interrupt", leave];
 
-    let mut events = cluster.subscribe();
     let mut first = runner.spawn(&promote)?;
     if plan.concurrent {
         let mut other = runner.spawn(&promote)?;

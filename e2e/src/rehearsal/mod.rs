@@ -9,9 +9,11 @@
 pub mod driver;
 pub mod interrupt;
 pub mod junit;
+pub mod kind;
 pub mod manifests;
 pub mod prometheus;
 pub mod repeat;
+pub mod rig;
 pub mod scenario;
 pub mod seeds;
 pub mod stack;

@@ -20,19 +20,21 @@ use zai_promoter::{Platform, Variant};
 
 use super::manifests;
 use super::prometheus::NAMESPACE;
+use super::rig::{Rig, Workers};
 use super::scenario::{CANARY_VERSION, NEW_VERSION, OLD_VERSION, Scenario};
 use super::seeds::ScenarioSeeds;
 use super::timing::TimeScale;
 use crate::Error;
-use crate::fake::{FakeConfig, FakeZai};
+use crate::fake::{FakeConfig, FakeZai, Faults};
 use crate::platform::apiserver::kubeconfig;
 use crate::platform::runtime::Runtime;
 use crate::platform::spec::{Artifact, ProbePort, ReadinessProbe, VersionSpec};
-use crate::platform::{ApiServer, Cluster};
-use crate::service::{Endpoints, FrontService};
+use crate::platform::{ApiServer, Cluster, PlatformEvent};
+use crate::service::{Endpoints, FrontService, Route};
+use crate::workers::WorkersConfig;
 
 /// The upstream credential the proxies are configured with (never printed).
-const UPSTREAM_KEY: &str = "rehearsal-upstream-key";
+pub(crate) const UPSTREAM_KEY: &str = "rehearsal-upstream-key";
 
 /// How to run the proxy: which runtime and what each version's artifact is.
 pub struct RuntimeChoice {
@@ -127,46 +129,14 @@ impl Stack {
         // Production must come up; the canary may be broken on purpose (crash loop, bad
         // probe): wait until it is ready or has visibly failed, as an operator would before
         // starting the promoter.
-        stack
-            .wait_rolled_out(Variant::Production, Duration::from_secs(60))
-            .await?;
-        stack.wait_canary_settled(Duration::from_secs(30)).await;
+        wait_rolled_out(
+            &stack.platform,
+            Variant::Production,
+            Duration::from_secs(60),
+        )
+        .await?;
+        wait_canary_settled(&stack.platform, Duration::from_secs(30)).await;
         Ok(stack)
-    }
-
-    async fn wait_rolled_out(&self, variant: Variant, timeout: Duration) -> Result<(), Error> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let status = self
-                .platform
-                .rollout_status(variant)
-                .await
-                .map_err(|e| Error::Setup(e.to_string()))?;
-            if status.complete {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(Error::Setup(format!(
-                    "{variant} never became ready: {}",
-                    status.message
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    async fn wait_canary_settled(&self, timeout: Duration) {
-        let deadline = tokio::time::Instant::now() + timeout;
-        while tokio::time::Instant::now() < deadline {
-            if let Ok(pods) = self.platform.list_pods(Variant::Test).await {
-                let all_ready = !pods.is_empty() && pods.iter().all(|p| p.ready);
-                let failing = pods.iter().any(|p| p.restarts > 0);
-                if all_ready || failing {
-                    return;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
     }
 
     /// Stops the pods (short grace) and the fakes.
@@ -184,10 +154,95 @@ impl Stack {
     }
 }
 
+#[async_trait::async_trait]
+impl Rig for Stack {
+    fn platform(&self) -> Arc<KubePlatform> {
+        Arc::clone(&self.platform)
+    }
+
+    fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    fn namespace(&self) -> &str {
+        NAMESPACE
+    }
+
+    fn repo_path(&self) -> PathBuf {
+        Stack::repo_path(self)
+    }
+
+    fn events(&self) -> tokio::sync::broadcast::Receiver<PlatformEvent> {
+        self.cluster.subscribe()
+    }
+
+    fn service_url(&self, route: Route) -> String {
+        self.service.url(route)
+    }
+
+    async fn set_faults(&self, old: Faults, new: Faults) -> Result<(), Error> {
+        self.fake_old.set_faults(old)?;
+        self.fake_new.set_faults(new)
+    }
+
+    async fn spawn_workers(&self, config: WorkersConfig) -> Result<Workers, Error> {
+        Workers::local(config)
+    }
+
+    fn simulated(&self) -> Option<Arc<Cluster>> {
+        Some(Arc::clone(&self.cluster))
+    }
+}
+
+/// Waits until `variant`'s rollout is complete, at most `timeout`.
+pub(crate) async fn wait_rolled_out(
+    platform: &KubePlatform,
+    variant: Variant,
+    timeout: Duration,
+) -> Result<(), Error> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let status = platform
+            .rollout_status(variant)
+            .await
+            .map_err(|e| Error::Setup(e.to_string()))?;
+        if status.complete {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(Error::Setup(format!(
+                "{variant} never became ready: {}",
+                status.message
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until the canary is ready or has visibly failed (restarted), at most `timeout`.
+pub(crate) async fn wait_canary_settled(platform: &KubePlatform, timeout: Duration) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        if let Ok(pods) = platform.list_pods(Variant::Test).await {
+            let all_ready = !pods.is_empty() && pods.iter().all(|p| p.ready);
+            let failing = pods.iter().any(|p| p.restarts > 0);
+            if all_ready || failing {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The promoter's `[kube]` settings for the rehearsal namespace.
 pub fn kube_settings() -> KubeSettings {
+    kube_settings_in(NAMESPACE)
+}
+
+/// The promoter's `[kube]` settings for `namespace` (kind: one namespace per scenario).
+pub fn kube_settings_in(namespace: &str) -> KubeSettings {
     KubeSettings {
-        namespace: NAMESPACE.to_owned(),
+        namespace: namespace.to_owned(),
         ..KubeSettings::default()
     }
 }
@@ -237,7 +292,7 @@ async fn create_objects(path: &Path, scenario: &Scenario) -> Result<(), Error> {
 
 /// The three versions: 1.2.0 on the old fake; 1.2.1-canary and 1.2.1 on the new one, with the
 /// scenario's overrides.
-fn catalog(
+pub(crate) fn catalog(
     scenario: &Scenario,
     artifact: &Artifact,
     old_url: &str,
@@ -299,7 +354,7 @@ fn catalog(
 }
 
 /// A git repository with `VERSION` = the canary version, committed.
-fn release_repo() -> Result<tempfile::TempDir, Error> {
+pub(crate) fn release_repo() -> Result<tempfile::TempDir, Error> {
     let dir = tempfile::Builder::new()
         .prefix("zai-rehearsal-repo-")
         .tempdir()

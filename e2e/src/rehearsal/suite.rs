@@ -25,6 +25,8 @@ pub enum PlatformKind {
     Local,
     /// Docker containers.
     Docker,
+    /// A real kind cluster ([`super::kind::KindSession`], not a runtime of the simulated one).
+    Kind,
 }
 
 impl PlatformKind {
@@ -33,6 +35,7 @@ impl PlatformKind {
         match self {
             PlatformKind::Local => "local",
             PlatformKind::Docker => "docker",
+            PlatformKind::Kind => "kind",
         }
     }
 }
@@ -56,6 +59,9 @@ pub async fn runtime_choice(
                 artifact: Artifact::Image(image),
             })
         }
+        PlatformKind::Kind => Err(Error::Setup(
+            "kind is a real cluster, not a runtime of the simulated one: run it through rehearsal::kind::KindSession".to_owned(),
+        )),
     }
 }
 

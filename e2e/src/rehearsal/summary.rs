@@ -11,8 +11,12 @@ use super::repeat::RepeatSummary;
 /// `rehearsal.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
-    /// `local` or `docker`.
+    /// `local`, `docker` or `kind`.
     pub platform: String,
+    /// The real cluster of a `kind` run: its kubeconfig and context, the kind cluster, and the
+    /// label of the run's namespaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<super::kind::ClusterRecord>,
     /// `scrape` or `prometheus`.
     pub signals: String,
     /// Seconds per seed minute.
@@ -74,4 +78,49 @@ pub fn table(results: &[ScenarioResult]) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rehearsal::kind::ClusterRecord;
+
+    fn summary(cluster: Option<ClusterRecord>) -> Summary {
+        Summary {
+            platform: "kind".to_owned(),
+            cluster,
+            signals: "scrape".to_owned(),
+            time_scale: 2.0,
+            passed: true,
+            suite_seconds: 1.0,
+            seed: 1,
+            scenarios: Vec::new(),
+            repeat: None,
+            replay: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_kind_run_records_its_kubeconfig_and_the_others_record_no_cluster() {
+        let record = ClusterRecord {
+            kubeconfig: "/home/u/.kube/config".into(),
+            context: "kind-zai-rehearsal".to_owned(),
+            kind_cluster: "zai-rehearsal".to_owned(),
+            created: true,
+            namespaces: "zai-rehearse/session=a1b2c3".to_owned(),
+        };
+        let dir = tempfile::tempdir().expect("dir");
+        let path = summary(Some(record.clone()))
+            .write(dir.path())
+            .expect("write");
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
+        assert_eq!(json["cluster"]["kubeconfig"], "/home/u/.kube/config");
+        assert_eq!(json["cluster"]["context"], "kind-zai-rehearsal");
+        let back: Summary = serde_json::from_value(json).expect("parses");
+        assert_eq!(back.cluster, Some(record));
+
+        let local = serde_json::to_value(summary(None)).expect("json");
+        assert!(local.get("cluster").is_none(), "{local}");
+    }
 }
