@@ -530,11 +530,7 @@ pub fn prom_text(data: &[u8]) {
     ] {
         for window in windows.iter().copied().map(Duration::from_secs) {
             for signal in all_signals() {
-                let q = SignalQuery {
-                    signal,
-                    variant,
-                    window,
-                };
+                let q = SignalQuery::new(signal, variant, window);
                 check_reading(signal, &store.measure(&q, now), true);
                 let _ = ScrapeStore::describe(&q);
             }

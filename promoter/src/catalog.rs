@@ -254,6 +254,13 @@ pub const CHECKS: &[CheckDef] = &[
         meaning: "maximum p99 of zai_proxy_token_count_duration_seconds (exclusive)",
     },
     CheckDef {
+        id: CheckId::Rollout(RolloutCheck::NewVersionErrors),
+        title: "New-version pods fail no more often than old-version pods while both serve",
+        threshold: 0.0,
+        window: secs(0),
+        meaning: "judge: 5xx share of production requests on pods of the new version vs the old version's, since the image change, anytime-valid at [judge] alpha, tolerance [judge.errors]; not evaluated when the old version stops serving first",
+    },
+    CheckDef {
         id: CheckId::Post(PostCheck::AllPodsNewVersion),
         title: "All pods running new version",
         threshold: 1.0,

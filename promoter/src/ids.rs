@@ -94,6 +94,8 @@ phase_ids! {
         TokenMetrics = "rollout.token_metrics",
         /// `rollout.token_count_p99`
         TokenCountP99 = "rollout.token_count_p99",
+        /// `rollout.new_version_errors`
+        NewVersionErrors = "rollout.new_version_errors",
     }
 }
 

@@ -11,7 +11,7 @@ use common::*;
 use zai_promoter::config::Config;
 use zai_promoter::engine::{History, RunContext, Snapshot, Status, evaluate_check};
 use zai_promoter::platform::Variant::{Production as P, Test as T};
-use zai_promoter::signals::{Alert, AlertState, Reading, Signal};
+use zai_promoter::signals::{Alert, AlertState, Cohort, Measurement, Reading, Signal, SignalQuery};
 use zai_promoter::{HttpReply, LogLine};
 
 fn ctx() -> RunContext {
@@ -127,7 +127,11 @@ fn good() -> Snapshot {
         }
     }
     // The judge's counts since the run began minus the look-back (10m at t = 0).
-    let judge = zai_promoter::engine::judge_window(&Config::default(), Duration::ZERO);
+    let judge = zai_promoter::engine::judge_window(
+        &Config::default(),
+        zai_promoter::catalog::Phase::Pre,
+        Duration::ZERO,
+    );
     s.judge_window = Some(judge);
     for v in [P, T] {
         measure(
@@ -147,7 +151,23 @@ fn good() -> Snapshot {
             Reading::Value(10.0),
         );
     }
+    // Phase 3's comparison: production's new-version pods against its old-version pods.
+    for cohort in [Cohort::NewVersion, Cohort::OldVersion] {
+        set_cohort(&mut s, Signal::RequestCount, cohort, 20_000.0);
+        set_cohort(&mut s, Signal::ErrorCount, cohort, 200.0);
+    }
     s
+}
+
+fn set_cohort(s: &mut Snapshot, signal: Signal, cohort: Cohort, v: f64) {
+    let w = s.judge_window.unwrap();
+    s.measurements.insert(
+        SignalQuery::new(signal, P, w).of(cohort),
+        Measurement {
+            reading: Reading::Value(v),
+            source: format!("test {signal} {}", cohort.label()),
+        },
+    );
 }
 
 /// 20 000 requests, `slow` of them above 0.25 s.
@@ -259,6 +279,9 @@ fn each_check_passes_on_good_data_and_fails_on_bad_data() {
         }),
         ("rollout.no_crash_loops", |s, _| {
             s.pods.insert(P, Ok(vec![pod("p-0", P, true, 4, "1.2.1")]));
+        }),
+        ("rollout.new_version_errors", |s, _| {
+            set_cohort(s, Signal::ErrorCount, Cohort::NewVersion, 2_000.0);
         }),
         ("rollout.error_rate", |s, _| {
             set(s, Signal::ErrorRatio, P, Reading::Value(0.05))

@@ -38,7 +38,8 @@ fn judged(
     side: &[(Variant, f64, f64, f64)], // (variant, requests, errors, slow share)
 ) -> Snapshot {
     let mut s = snapshot(secs);
-    let window = zai_promoter::engine::judge_window(config, Duration::from_secs(secs as u64));
+    let window =
+        zai_promoter::engine::judge_window(config, Phase::Pre, Duration::from_secs(secs as u64));
     s.judge_window = Some(window);
     s.alerts = Some(Ok(Vec::new()));
     for &(v, n, e, slow) in side {

@@ -13,7 +13,7 @@ use chrono::Utc;
 use common::http;
 use zai_promoter::Variant;
 use zai_promoter::signals::prometheus::PrometheusSource;
-use zai_promoter::signals::{AlertState, Reading, Signal, SignalQuery, SignalSource};
+use zai_promoter::signals::{AlertState, Cohort, Reading, Signal, SignalQuery, SignalSource};
 
 struct Kill(Child);
 
@@ -98,11 +98,7 @@ fn free_port() -> u16 {
 }
 
 fn q(signal: Signal, variant: Variant) -> SignalQuery {
-    SignalQuery {
-        signal,
-        variant,
-        window: Duration::from_secs(10),
-    }
+    SignalQuery::new(signal, variant, Duration::from_secs(10))
 }
 
 #[tokio::test]
@@ -140,7 +136,7 @@ async fn prometheus_source_reads_a_real_prometheus() {
     std::fs::write(
         &config,
         format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: zai\n    static_configs:\n      - targets: ['{}']\n",
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: zai\n    static_configs:\n      - targets: ['{}']\n        labels:\n          pod: zai-proxy-7d.new\n",
             rules.display(),
             target.trim_start_matches("http://")
         ),
@@ -275,6 +271,49 @@ async fn prometheus_source_reads_a_real_prometheus() {
         )
         .await;
     assert!(matches!(m.reading, Reading::NoData(_)), "{m:?}");
+    // Phase 3's cohorts: the target is pod `zai-proxy-7d.new` (a dot, escaped in the regex)
+    // of version 1.2.1; the old version's only pod has no series.
+    let mut new_pod = common::pod("zai-proxy-7d.new", Variant::Production, true, 0, "1.2.1");
+    new_pod.base_url = Some(target.clone());
+    let old_pod = common::pod("zai-proxy-7c-old", Variant::Production, true, 0, "1.2.0");
+    src.refresh(&[new_pod, old_pod], Utc::now()).await.unwrap();
+    let new_count = q(Signal::RequestCount, Variant::Production).of(Cohort::NewVersion);
+    let m = src.measure(&new_count, Utc::now()).await;
+    assert!(
+        matches!(m.reading, Reading::NoData(_)),
+        "no version named yet: {m:?}"
+    );
+    src.set_new_version("1.2.1");
+    let m = src.measure(&new_count, Utc::now()).await;
+    assert!(
+        m.source.contains("pod=~\"zai-proxy-7d\\\\.new\""),
+        "{}",
+        m.source
+    );
+    let all = get(src
+        .measure(&q(Signal::RequestCount, Variant::Production), Utc::now())
+        .await
+        .reading);
+    let new = get(m.reading);
+    assert!(new > 0.5 * all, "new-version pods {new} of {all}");
+    let errors = src
+        .measure(
+            &q(Signal::ErrorCount, Variant::Production).of(Cohort::NewVersion),
+            Utc::now(),
+        )
+        .await;
+    let errors = get(errors.reading);
+    assert!(
+        (errors / new - 10.0 / 110.0).abs() < 0.01,
+        "{errors} of {new}"
+    );
+    let m = src
+        .measure(&new_count.of(Cohort::OldVersion), Utc::now())
+        .await;
+    assert!(
+        matches!(m.reading, Reading::NoData(_)) && m.source.contains("zai-proxy-7c-old"),
+        "the old pod has no series: {m:?}"
+    );
     // A bad query is an error from Prometheus, not no data.
     let mut bad = PrometheusSource::new(&base, "namespace=", Duration::from_secs(5)).unwrap();
     let m = bad

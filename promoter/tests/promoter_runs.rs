@@ -110,8 +110,13 @@ async fn promotes_finalises_and_scales_the_canary_down() {
         Some(0.2)
     );
     for (_, c) in report.all_checks() {
+        // The in-memory platform replaces every pod at once: no old-version request to
+        // compare the new version's with.
+        let not_evaluated = c.id == "rollout.new_version_errors"
+            && c.status == Status::Skipped
+            && c.evidence.iter().any(|e| e.starts_with("not evaluated"));
         assert!(
-            matches!(c.status, Status::Pass) || c.id == "final.push",
+            matches!(c.status, Status::Pass) || c.id == "final.push" || not_evaluated,
             "{} is {:?}: {:?}",
             c.id,
             c.status,

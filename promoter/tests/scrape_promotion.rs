@@ -1,6 +1,8 @@
 //! The driver with the real scrape source: simulated proxies serve /metrics on loopback; a
 //! healthy new version is promoted, one answering half its requests with 5xx is rolled back by
-//! `trigger.error_rate` after it held for 2 minutes.
+//! `rollout.new_version_errors` (its pods against the old version's, counted per pod by the
+//! scrape source) as soon as the new pods are scraped twice, and — with that comparison off —
+//! by `trigger.error_rate` after it held for 2 minutes.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -19,7 +21,7 @@ const GOOD: Traffic = Traffic {
     tokens: 5000.0,
 };
 
-async fn run(bad_after_set_image: bool) -> zai_promoter::Report {
+async fn run(bad_after_set_image: bool, extra_toml: &str) -> zai_promoter::Report {
     let platform = FakePlatform::new("1.2.0", "1.2.1-canary");
     let prod = Arc::new(Mutex::new(Counters::new("production", GOOD)));
     let canary = Arc::new(Mutex::new(Counters::new("test", GOOD)));
@@ -40,7 +42,10 @@ async fn run(bad_after_set_image: bool) -> zai_promoter::Report {
             };
         }));
     }
-    let config = Config::from_toml("interval = \"10s\"\npost_min_duration = \"30s\"\n").unwrap();
+    let config = Config::from_toml(&format!(
+        "interval = \"10s\"\npost_min_duration = \"30s\"\n{extra_toml}"
+    ))
+    .unwrap();
     let platform: Arc<dyn Platform> = Arc::new(platform);
     let signals = ScrapeSource::new(
         platform.clone(),
@@ -59,7 +64,7 @@ async fn run(bad_after_set_image: bool) -> zai_promoter::Report {
 
 #[tokio::test]
 async fn promotes_a_healthy_version_on_scraped_metrics() {
-    let report = run(false).await;
+    let report = run(false, "").await;
     assert_eq!(
         report.outcome,
         Outcome::Promoted,
@@ -73,8 +78,30 @@ async fn promotes_a_healthy_version_on_scraped_metrics() {
 }
 
 #[tokio::test]
+async fn rolls_back_when_the_new_versions_pods_fail_more_than_the_old_versions() {
+    let report = run(true, "").await;
+    assert_eq!(report.outcome, Outcome::RolledBack, "{report:#?}");
+    let reason = report.reason.clone().unwrap();
+    assert!(
+        reason.contains("rollout.new_version_errors failed"),
+        "{reason}"
+    );
+    assert!(reason.contains("new version"), "{reason}");
+    // Before any trigger could hold for its 2 minutes.
+    assert!(
+        report
+            .triggers
+            .iter()
+            .all(|t| t.status != zai_promoter::report::TriggerStatus::Fired),
+        "{:?}",
+        report.triggers
+    );
+}
+
+#[tokio::test]
 async fn rolls_back_when_scraped_errors_hold_for_two_minutes() {
-    let report = run(true).await;
+    let off = "[checks.\"rollout.new_version_errors\"]\nenabled = false\n";
+    let report = run(true, off).await;
     assert_eq!(report.outcome, Outcome::RolledBack, "{report:#?}");
     let t = report
         .triggers

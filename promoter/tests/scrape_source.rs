@@ -15,7 +15,7 @@ use zai_promoter::signals::canary_rules::CanaryRules;
 use zai_promoter::signals::scrape::{
     AlertTiming, ScrapeSource, ScrapeStore, canary_alert_conditions, parse_exposition,
 };
-use zai_promoter::signals::{AlertState, Reading, Signal, SignalQuery, SignalSource};
+use zai_promoter::signals::{AlertState, Cohort, Reading, Signal, SignalQuery, SignalSource};
 use zai_promoter::{Error, Platform, Result, Variant};
 
 const FIX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/scrape/");
@@ -25,11 +25,7 @@ fn fixture(name: &str) -> String {
 }
 
 fn q(signal: Signal, variant: Variant, secs: u64) -> SignalQuery {
-    SignalQuery {
-        signal,
-        variant,
-        window: Duration::from_secs(secs),
-    }
+    SignalQuery::new(signal, variant, Duration::from_secs(secs))
 }
 
 fn value(r: Reading) -> f64 {
@@ -537,4 +533,60 @@ fn deployment_down_is_wanted_replicas_without_a_ready_pod() {
     assert_eq!(down(1, std::slice::from_ref(&not_ready)), Some(true));
     assert_eq!(down(2, &[not_ready.clone(), ready]), Some(false));
     assert_eq!(down(0, &[]), Some(false));
+}
+
+/// Phase 3's cohorts: a query over one version's pods sums only those pods, by their
+/// `version` label; nothing counts as either version before the driver names the new one.
+#[test]
+fn cohort_queries_sum_one_versions_pods() {
+    let p = Variant::Production;
+    let text = |ok: f64, err: f64| {
+        format!(
+            "# TYPE zai_proxy_requests_total counter\n\
+             zai_proxy_requests_total{{status_code=\"200\",variant=\"production\"}} {ok}\n\
+             zai_proxy_requests_total{{status_code=\"500\",variant=\"production\"}} {err}\n"
+        )
+    };
+    let mut s = ScrapeStore::new(Duration::from_secs(600));
+    s.note_pods(&[
+        pod("old", p, true, 0, "1.2.0"),
+        pod("new", p, true, 0, "1.2.1"),
+    ]);
+    for (t, old, new) in [
+        (0, (100.0, 1.0), (0.0, 0.0)),
+        (30, (190.0, 2.0), (80.0, 8.0)),
+    ] {
+        s.add(
+            "old",
+            p,
+            at(t),
+            parse_exposition(&text(old.0, old.1), p).unwrap(),
+        );
+        s.add(
+            "new",
+            p,
+            at(t),
+            parse_exposition(&text(new.0, new.1), p).unwrap(),
+        );
+    }
+    let now = at(30);
+    let count = |signal, cohort| s.measure(&q(signal, p, 60).of(cohort), now);
+    assert_eq!(value(count(Signal::RequestCount, Cohort::All)), 179.0);
+    assert!(
+        matches!(
+            count(Signal::RequestCount, Cohort::NewVersion),
+            Reading::NoData(_)
+        ),
+        "no new version named yet"
+    );
+    s.set_new_version("1.2.1");
+    let count = |signal, cohort| s.measure(&q(signal, p, 60).of(cohort), now);
+    assert_eq!(value(count(Signal::RequestCount, Cohort::NewVersion)), 88.0);
+    assert_eq!(value(count(Signal::ErrorCount, Cohort::NewVersion)), 8.0);
+    assert_eq!(value(count(Signal::RequestCount, Cohort::OldVersion)), 91.0);
+    assert_eq!(value(count(Signal::ErrorCount, Cohort::OldVersion)), 1.0);
+    assert!(
+        ScrapeStore::describe(&q(Signal::ErrorCount, p, 60).of(Cohort::OldVersion))
+            .ends_with("old-version pods only")
+    );
 }

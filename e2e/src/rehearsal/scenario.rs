@@ -538,7 +538,12 @@ pub fn builtin() -> Vec<Scenario> {
         description:
             "MAX_WORKERS=10 on the new version: fine at canary traffic, 503s at production traffic"
                 .into(),
-        expect: expect(ExpectedOutcome::RolledBack, &["trigger.error_rate"]),
+        // The new pod's 503s against the old pod's none, if both serve long enough for a
+        // verdict, or the error trigger once the new version takes all the traffic.
+        expect: expect(
+            ExpectedOutcome::RolledBack,
+            &["trigger.error_rate", "rollout.new_version_errors"],
+        ),
         new_env: env(&[("MAX_WORKERS", "10")]),
         production_replicas: 1,
         faults: steady(250, 50),
@@ -565,6 +570,7 @@ pub fn inversion_disables(name: &str) -> Option<Vec<&'static str>> {
             "pre.no_canary_alerts",
             "pre.canary_error_rate",
             "rollout.error_rate",
+            "rollout.new_version_errors",
             "post.success_rate",
             "post.no_error_logs",
             "trigger.error_rate",
@@ -595,6 +601,7 @@ pub fn inversion_disables(name: &str) -> Option<Vec<&'static str>> {
             "trigger.error_rate",
             "trigger.worker_failures",
             "rollout.error_rate",
+            "rollout.new_version_errors",
             "post.success_rate",
             "post.no_error_logs",
         ],

@@ -9,12 +9,28 @@ impl Promoter {
         self.state.phase_times.insert(phase, (started, None));
         self.emit(Event::Phase { phase, at: started });
         let queries = queries_for_phase(&self.config, phase, self.workers.is_some());
-        let judged = phase == Phase::Pre && self.config.judged_checks().next().is_some();
+        let judged = self.config.judged_checks().any(|c| c.phase == phase);
+        if phase == Phase::Rollout
+            && let Some(version) = &self.state.ctx.to_version
+        {
+            self.signals.set_new_version(version);
+        }
         loop {
-            let judge_window = judged.then(|| engine::judge_window(&self.config, self.elapsed()));
+            let judge_window = judged.then(|| {
+                // Phase 1 judges since the run began, phase 3 since the image changed.
+                let since = match (phase, self.state.ctx.rollout_started) {
+                    (Phase::Rollout, Some(at)) => at,
+                    (Phase::Rollout, None) => started,
+                    _ => self.state.started_at,
+                };
+                let elapsed = (self.clock.now() - since)
+                    .to_std()
+                    .unwrap_or(Duration::ZERO);
+                engine::judge_window(&self.config, phase, elapsed)
+            });
             let mut tick_queries = queries.clone();
             if let Some(w) = judge_window {
-                tick_queries.extend(engine::judge_queries(&self.config, w));
+                tick_queries.extend(engine::judge_queries(&self.config, phase, w));
             }
             let mut snap = self.collect(Some(phase), &tick_queries).await;
             snap.judge_window = judge_window;

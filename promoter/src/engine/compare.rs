@@ -16,19 +16,28 @@
 //!   asks the same question. It works from bucket counts alone, so Prometheus histograms and
 //!   scraped ones give the same answer.
 //!
+//! * `rollout.new_version_errors` (phase 3) — 5xx answers out of requests of production's
+//!   pods, the new version's against the old version's ([`Cohort`]), since the image change,
+//!   while both serve. A confident failure rolls back at once; a pass counts as evidence;
+//!   still inconclusive when no old-version pod is Ready any more, it is "not evaluated"
+//!   (skipped, with the counts): a rollout that replaces every pod in seconds leaves too few
+//!   old-version requests to compare, and that is no reason to hold or undo it.
+//!
 //! A source that has nothing yet (no scrape pair, an empty vector) counts as zero trials: the
-//! verdict is inconclusive and the run waits, up to `[judge] deadline`.
+//! verdict is inconclusive and the run waits, up to `[judge] deadline` in phase 1 (in phase 3
+//! the rollout's own deadline applies).
 
 use std::time::Duration;
 
 use super::history::History;
 use super::judge::{self, Proportion, Tolerance, Verdict};
 use super::sample::{Sample, Status};
+use super::snapshot::RunContext;
 use super::snapshot::Snapshot;
-use crate::catalog::{CheckId, PreCheck};
+use crate::catalog::{CheckId, Phase, PreCheck, RolloutCheck};
 use crate::config::{CheckSpec, Config};
 use crate::platform::Variant;
-use crate::signals::{Reading, Signal, SignalQuery};
+use crate::signals::{Cohort, Reading, Signal, SignalQuery};
 
 /// The 5xx comparison.
 pub const ERRORS: CheckId = CheckId::Pre(PreCheck::CanaryErrorRate);
@@ -36,31 +45,43 @@ pub const ERRORS: CheckId = CheckId::Pre(PreCheck::CanaryErrorRate);
 pub const LATENCY: CheckId = CheckId::Pre(PreCheck::CanaryLatency);
 /// The cut-stream comparison.
 pub const STREAM_CUTS: CheckId = CheckId::Pre(PreCheck::CanaryStreamCuts);
+/// The rollout's new-version-against-old-version 5xx comparison.
+pub const NEW_VERSION_ERRORS: CheckId = CheckId::Rollout(RolloutCheck::NewVersionErrors);
 
 /// Whether the judge decides this check.
 pub fn is_judged(id: CheckId) -> bool {
-    id == ERRORS || id == LATENCY || id == STREAM_CUTS
+    id == ERRORS || id == LATENCY || id == STREAM_CUTS || id == NEW_VERSION_ERRORS
 }
 
 fn q(signal: Signal, variant: Variant, window: Duration) -> SignalQuery {
-    SignalQuery {
-        signal,
-        variant,
-        window,
-    }
+    SignalQuery::new(signal, variant, window)
 }
 
-/// The judge's window at `elapsed` into the run: look-back plus elapsed, whole seconds,
-/// at least two intervals (a scraping source needs two scrapes).
-pub fn judge_window(config: &Config, elapsed: Duration) -> Duration {
-    let secs = (config.judge.lookback + elapsed).as_secs_f64().ceil() as u64;
+/// The judge's window at `elapsed` into `phase`: in phase 1 look-back plus elapsed (the run
+/// started with phase 1); in phase 3 elapsed since the image change plus one interval (so a
+/// scraping source's pair before the change is inside). Whole seconds, at least two intervals
+/// (a scraping source needs two scrapes).
+pub fn judge_window(config: &Config, phase: Phase, elapsed: Duration) -> Duration {
+    let before = match phase {
+        Phase::Rollout => config.interval,
+        _ => config.judge.lookback,
+    };
+    let secs = (before + elapsed).as_secs_f64().ceil() as u64;
     Duration::from_secs(secs).max(config.interval * 2)
 }
 
-/// The signal queries of the enabled judged checks over `window`.
-pub fn judge_queries(config: &Config, window: Duration) -> Vec<SignalQuery> {
+/// The signal queries of `phase`'s enabled judged checks over `window`.
+pub fn judge_queries(config: &Config, phase: Phase, window: Duration) -> Vec<SignalQuery> {
     let mut out = Vec::new();
-    for spec in config.judged_checks() {
+    for spec in config.judged_checks().filter(|c| c.phase == phase) {
+        if spec.id == NEW_VERSION_ERRORS {
+            for cohort in [Cohort::NewVersion, Cohort::OldVersion] {
+                let p = Variant::Production;
+                out.push(q(Signal::RequestCount, p, window).of(cohort));
+                out.push(q(Signal::ErrorCount, p, window).of(cohort));
+            }
+            continue;
+        }
         for v in [Variant::Test, Variant::Production] {
             match spec.id {
                 ERRORS => {
@@ -81,19 +102,20 @@ pub fn judge_queries(config: &Config, window: Duration) -> Vec<SignalQuery> {
 
 /// A count for the judge: a value, or zero with the reason (nothing yet is no evidence).
 fn count(snap: &Snapshot, query: SignalQuery, s: &mut Sample) -> Result<f64, ()> {
+    let of = match query.cohort {
+        Cohort::All => query.variant.to_string(),
+        cohort => format!("{} {}", query.variant, cohort.label()),
+    };
     match snap.measurements.get(&query).map(|m| &m.reading) {
         Some(Reading::Value(v)) => Ok(*v),
         Some(Reading::NoData(why)) => {
-            s.evidence.push(format!(
-                "{} of {}: {why} (counted as 0)",
-                query.signal, query.variant
-            ));
+            s.evidence
+                .push(format!("{} of {of}: {why} (counted as 0)", query.signal));
             Ok(0.0)
         }
         Some(Reading::Error(e)) => {
             s.status = Status::Error;
-            s.evidence
-                .push(format!("{} of {}: {e}", query.signal, query.variant));
+            s.evidence.push(format!("{} of {of}: {e}", query.signal));
             Err(())
         }
         Some(Reading::Buckets(_)) => {
@@ -106,8 +128,8 @@ fn count(snap: &Snapshot, query: SignalQuery, s: &mut Sample) -> Result<f64, ()>
         }
         None => {
             s.evidence.push(format!(
-                "{} of {} was not collected (counted as 0)",
-                query.signal, query.variant
+                "{} of {of} was not collected (counted as 0)",
+                query.signal
             ));
             Ok(0.0)
         }
@@ -186,7 +208,26 @@ pub fn freeze_latency_boundary(config: &Config, history: &mut History, snap: &Sn
     }
 }
 
-fn apply(s: &mut Sample, c: judge::Comparison) {
+/// The two sides of a comparison: whose requests, and how reports name them.
+#[derive(Clone, Copy)]
+struct Sides {
+    candidate: (Variant, Cohort, &'static str),
+    baseline: (Variant, Cohort, &'static str),
+}
+
+/// Phase 1: the canary deployment against production.
+const CANARY_VS_PRODUCTION: Sides = Sides {
+    candidate: (Variant::Test, Cohort::All, "canary"),
+    baseline: (Variant::Production, Cohort::All, "production"),
+};
+
+/// Phase 3: production's pods of the new version against those of the old one.
+const NEW_VS_OLD: Sides = Sides {
+    candidate: (Variant::Production, Cohort::NewVersion, "new version"),
+    baseline: (Variant::Production, Cohort::OldVersion, "old version"),
+};
+
+fn apply(s: &mut Sample, c: judge::Comparison, sides: Sides) {
     s.status = match c.verdict {
         Verdict::Pass => Status::Pass,
         Verdict::Fail => Status::Fail,
@@ -194,39 +235,91 @@ fn apply(s: &mut Sample, c: judge::Comparison) {
     };
     s.value = Some(c.effect);
     s.observed = format!(
-        "canary {:.2} % vs production {:.2} %",
+        "{} {:.2} % vs {} {:.2} %",
+        sides.candidate.2,
         c.canary.estimate() * 100.0,
+        sides.baseline.2,
         c.baseline.estimate() * 100.0
     );
-    s.threshold = c.tolerance.describe();
-    s.evidence.insert(0, c.summary());
+    s.threshold = c.tolerance.describe_against(sides.baseline.2);
+    s.evidence
+        .insert(0, c.summary_as(sides.candidate.2, sides.baseline.2));
     s.comparison = Some(Box::new(c));
 }
 
-/// Judges `events` out of requests, canary against production, into `s`; false (and `s`
+/// Judges `events` out of requests, one side against the other, into `s`; false (and `s`
 /// left inconclusive or in error, with the reason) when a count could not be read.
+#[allow(clippy::too_many_arguments)]
 fn compare_counts(
     s: &mut Sample,
     snap: &Snapshot,
+    sides: Sides,
     events: Signal,
     window: Duration,
     tol: Tolerance,
     alpha: f64,
 ) -> bool {
-    let mut side = |v: Variant| -> Result<Proportion, ()> {
-        let n = count(snap, q(Signal::RequestCount, v, window), s)?;
-        let e = count(snap, q(events, v, window), s)?;
+    let mut side = |(v, cohort, _): (Variant, Cohort, &str)| -> Result<Proportion, ()> {
+        let n = count(snap, q(Signal::RequestCount, v, window).of(cohort), s)?;
+        let e = count(snap, q(events, v, window).of(cohort), s)?;
         Ok(Proportion::new(e, n))
     };
-    let (Ok(c), Ok(b)) = (side(Variant::Test), side(Variant::Production)) else {
+    let (Ok(c), Ok(b)) = (side(sides.candidate), side(sides.baseline)) else {
         return false;
     };
-    apply(s, judge::compare(c, b, tol, alpha));
+    apply(s, judge::compare(c, b, tol, alpha), sides);
     true
 }
 
+/// Whether a Ready production pod of another version than `to_version` is in the snapshot
+/// (`None` when the pods could not be listed).
+fn old_version_serving(snap: &Snapshot, to_version: &str) -> Option<bool> {
+    let pods = snap.pods.get(&Variant::Production)?.as_ref().ok()?;
+    Some(
+        pods.iter()
+            .any(|p| p.ready && p.version.as_deref().is_some_and(|v| v != to_version)),
+    )
+}
+
 /// Evaluates a judged check (pure).
-pub fn evaluate(spec: &CheckSpec, config: &Config, history: &History, snap: &Snapshot) -> Sample {
+pub fn evaluate(
+    spec: &CheckSpec,
+    config: &Config,
+    ctx: &RunContext,
+    history: &History,
+    snap: &Snapshot,
+) -> Sample {
+    if spec.id != NEW_VERSION_ERRORS {
+        return evaluate_on(spec, config, history, snap);
+    }
+    if ctx.dry_run {
+        return Sample::skipped(snap.at, "dry run: no pod of the new version to compare");
+    }
+    let Some(to_version) = ctx.to_version.as_deref() else {
+        return Sample::skipped(snap.at, "no version is being rolled out");
+    };
+    let s = evaluate_on(spec, config, history, snap);
+    if s.status != Status::Inconclusive || old_version_serving(snap, to_version) != Some(false) {
+        return s;
+    }
+    // Still inconclusive and the old version no longer serves: not evaluated, with what
+    // was counted (a final verdict on the same counts later still counts).
+    let counts = s.evidence.join("; ");
+    let mut skipped = Sample::skipped(
+        snap.at,
+        format!(
+            "not evaluated: no old-version pod serves any more and the comparison was not conclusive ({counts})"
+        ),
+    );
+    skipped.window = s.window;
+    skipped.source = s.source;
+    skipped.observed = s.observed;
+    skipped.value = s.value;
+    skipped.comparison = s.comparison;
+    skipped
+}
+
+fn evaluate_on(spec: &CheckSpec, config: &Config, history: &History, snap: &Snapshot) -> Sample {
     let mut s = Sample::new(Status::Inconclusive, snap.at);
     let Some(window) = snap.judge_window else {
         s.evidence
@@ -242,7 +335,24 @@ pub fn evaluate(spec: &CheckSpec, config: &Config, history: &History, snap: &Sna
                 crate::duration_serde::human(window)
             );
             let tol = config.judge.errors.into();
-            compare_counts(&mut s, snap, Signal::ErrorCount, window, tol, alpha);
+            let sides = CANARY_VS_PRODUCTION;
+            compare_counts(&mut s, snap, sides, Signal::ErrorCount, window, tol, alpha);
+        }
+        NEW_VERSION_ERRORS => {
+            s.source = format!(
+                "judge: 5xx / requests of production pods, new version against old version, since {} before now",
+                crate::duration_serde::human(window)
+            );
+            let tol = config.judge.errors.into();
+            compare_counts(
+                &mut s,
+                snap,
+                NEW_VS_OLD,
+                Signal::ErrorCount,
+                window,
+                tol,
+                alpha,
+            );
         }
         STREAM_CUTS => {
             s.source = format!(
@@ -250,7 +360,16 @@ pub fn evaluate(spec: &CheckSpec, config: &Config, history: &History, snap: &Sna
                 crate::duration_serde::human(window)
             );
             let tol = config.judge.streams.into();
-            if compare_counts(&mut s, snap, Signal::StreamCutCount, window, tol, alpha) {
+            let sides = CANARY_VS_PRODUCTION;
+            if compare_counts(
+                &mut s,
+                snap,
+                sides,
+                Signal::StreamCutCount,
+                window,
+                tol,
+                alpha,
+            ) {
                 s.observed = format!("answers cut: {}", s.observed);
             }
         }
@@ -284,7 +403,11 @@ pub fn evaluate(spec: &CheckSpec, config: &Config, history: &History, snap: &Sna
             let c = Proportion::new(slower_than(&cb, bound), total(&cb));
             let b = Proportion::new(slower_than(&pb, bound), total(&pb));
             let tol: Tolerance = config.judge.latency.into();
-            apply(&mut s, judge::compare(c, b, tol, alpha));
+            apply(
+                &mut s,
+                judge::compare(c, b, tol, alpha),
+                CANARY_VS_PRODUCTION,
+            );
             s.observed = format!("slower than {bound} s: {}", s.observed);
         }
         other => s.evidence.push(format!("{other} is not a judged check")),

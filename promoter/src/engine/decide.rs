@@ -148,9 +148,18 @@ pub fn decide(
                     reason: format!("{} failed: {}", spec.id, last.summary()),
                 };
             }
+            // A judged comparison's failure is a confident verdict: undo at once.
+            Status::Fail if after_rollout && super::compare::is_judged(spec.id) => {
+                return Decision::Rollback {
+                    reason: format!("{} failed: {}", spec.id, last.summary()),
+                    trigger: None,
+                };
+            }
             Status::Fail => waiting.push(format!("{}: {}", spec.id, last.summary())),
             Status::Inconclusive => {
-                if elapsed(phase_started, now) >= config.judge.deadline {
+                // Phase 3's comparison waits for its verdict as long as both versions serve
+                // (then it is not evaluated); only phase 1 ends on insufficient evidence.
+                if phase == Phase::Pre && elapsed(phase_started, now) >= config.judge.deadline {
                     return end(format!(
                         "insufficient evidence: {} still inconclusive after {} ([judge] deadline): {}",
                         spec.id,

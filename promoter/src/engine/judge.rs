@@ -88,8 +88,13 @@ impl Tolerance {
 
     /// "≤ 1.5 × production + 0.5 pt".
     pub fn describe(&self) -> String {
+        self.describe_against("production")
+    }
+
+    /// [`Tolerance::describe`] against another baseline ("≤ 1.5 × old version + 0.5 pt").
+    pub fn describe_against(&self, baseline: &str) -> String {
         format!(
-            "≤ {} × production + {} pt",
+            "≤ {} × {baseline} + {} pt",
             trim(1.0 + self.relative),
             trim(self.absolute * 100.0)
         )
@@ -169,6 +174,12 @@ pub struct Comparison {
 impl Comparison {
     /// One line for reports: "canary 3/412 (0.73 %, 0.1–3.9 %) vs production 9/830 …".
     pub fn summary(&self) -> String {
+        self.summary_as("canary", "production")
+    }
+
+    /// [`Comparison::summary`] with other names for the two sides (phase 3 compares the new
+    /// version's pods with the old version's).
+    pub fn summary_as(&self, candidate: &str, baseline: &str) -> String {
         let pct = |v: f64| format!("{:.2} %", v * 100.0);
         let side = |name: &str, p: &Proportion, i: &Interval| {
             format!(
@@ -182,15 +193,15 @@ impl Comparison {
         };
         let mut out = format!(
             "{} vs {}; tolerance {}; confidence {:.2} % of {:.2} % required",
-            side("canary", &self.canary, &self.canary_interval),
-            side("production", &self.baseline, &self.baseline_interval),
-            self.tolerance.describe(),
+            side(candidate, &self.canary, &self.canary_interval),
+            side(baseline, &self.baseline, &self.baseline_interval),
+            self.tolerance.describe_against(baseline),
             self.confidence_reached * 100.0,
             self.required_confidence * 100.0,
         );
         if self.verdict == Verdict::Inconclusive {
             match self.more_canary_trials {
-                Some(n) => out.push_str(&format!("; ≈{n} more canary requests needed")),
+                Some(n) => out.push_str(&format!("; ≈{n} more {candidate} requests needed")),
                 None => out.push_str("; the estimate sits at the tolerance"),
             }
         }

@@ -51,18 +51,18 @@ pub fn queries_for_phase(config: &Config, phase: Phase, worker_feed: bool) -> Ve
 pub fn baseline_queries(config: &Config) -> Vec<SignalQuery> {
     let mut out = Vec::new();
     for w in p95_windows(config) {
-        out.push(SignalQuery {
-            signal: Signal::LatencyQuantile { permille: 950 },
-            variant: Variant::Production,
-            window: w,
-        });
+        out.push(SignalQuery::new(
+            Signal::LatencyQuantile { permille: 950 },
+            Variant::Production,
+            w,
+        ));
     }
     if let Some(c) = config.check(CheckId::Post(PostCheck::RequestRateHealthy)) {
-        out.push(SignalQuery {
-            signal: Signal::RequestRate,
-            variant: Variant::Production,
-            window: c.window,
-        });
+        out.push(SignalQuery::new(
+            Signal::RequestRate,
+            Variant::Production,
+            c.window,
+        ));
     }
     out
 }

@@ -35,7 +35,8 @@ pub struct Snapshot {
     pub health_unreachable: Option<String>,
     /// Worker counters, when a feed is attached.
     pub workers: Option<BTreeMap<Variant, WorkerStats>>,
-    /// The judge's window: from `[judge] lookback` before the run started to now (phase 1).
+    /// The judge's window: phase 1 from `[judge] lookback` before the run started to now,
+    /// phase 3 from one interval before the image change to now.
     pub judge_window: Option<std::time::Duration>,
 }
 

@@ -12,11 +12,7 @@ use crate::platform::Variant;
 use crate::signals::{Reading, Signal, SignalQuery};
 
 fn q(signal: Signal, window: Duration) -> SignalQuery {
-    SignalQuery {
-        signal,
-        variant: Variant::Production,
-        window,
-    }
+    SignalQuery::new(signal, Variant::Production, window)
 }
 
 /// Signal queries a trigger needs.

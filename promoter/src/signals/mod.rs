@@ -5,6 +5,7 @@
 //! `/metrics` itself, keeps a bounded window of samples, evaluates the canary alerts locally).
 
 pub mod canary_rules;
+pub mod cohort;
 pub mod histogram;
 pub mod prometheus;
 pub mod scrape;
@@ -15,6 +16,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+pub use cohort::Cohort;
 
 use crate::error::Result;
 use crate::platform::{PodInfo, Variant};
@@ -90,6 +93,26 @@ pub struct SignalQuery {
     /// Over which window.
     #[serde(with = "crate::duration_serde")]
     pub window: Duration,
+    /// Which of the variant's pods count (all, or one version's during a rollout).
+    #[serde(default, skip_serializing_if = "Cohort::is_all")]
+    pub cohort: Cohort,
+}
+
+impl SignalQuery {
+    /// A query over every pod of `variant`.
+    pub fn new(signal: Signal, variant: Variant, window: Duration) -> Self {
+        SignalQuery {
+            signal,
+            variant,
+            window,
+            cohort: Cohort::All,
+        }
+    }
+
+    /// The same query over `cohort`'s pods only.
+    pub fn of(self, cohort: Cohort) -> Self {
+        SignalQuery { cohort, ..self }
+    }
 }
 
 /// The outcome of one query.
@@ -168,8 +191,13 @@ pub trait SignalSource: Send {
     /// Short name for reports: `prometheus`, `scrape`.
     fn name(&self) -> &str;
 
-    /// Prepares for a tick at `now` (scrape the pods).
+    /// Prepares for a tick at `now` (scrape the pods; remember their versions for
+    /// [`Cohort`] queries).
     async fn refresh(&mut self, pods: &[PodInfo], now: DateTime<Utc>) -> Result<()>;
+
+    /// The version being rolled out: from now on [`Cohort::NewVersion`] means the pods
+    /// labelled with it and [`Cohort::OldVersion`] the pods labelled with another.
+    fn set_new_version(&mut self, version: &str);
 
     /// Answers one query as of the last refresh.
     async fn measure(&mut self, query: &SignalQuery, now: DateTime<Utc>) -> Measurement;

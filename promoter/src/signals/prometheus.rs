@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+use super::cohort::{Cohort, Cohorts};
 use super::{Alert, AlertState, Measurement, Reading, Signal, SignalQuery, SignalSource};
 use crate::error::{Error, Result};
 use crate::platform::PodInfo;
@@ -66,6 +67,49 @@ pub fn promql(q: &SignalQuery, selector: &str) -> String {
             format!("sum(increase(zai_proxy_streams_total{{{v},outcome=\"upstream_cut\"}}[{w}]))")
         }
     }
+}
+
+/// The label matchers of a query over `cohort`: `selector` plus a `pod` matcher listing the
+/// cohort's pods seen so far (Prometheus's `pod` target label, as deploy/kind/prometheus and
+/// the rehearsal's Prometheus set it). No pod seen yet is an error with the reason (the
+/// reading is then `no_data`).
+pub fn cohort_selector(
+    selector: &str,
+    cohorts: &Cohorts,
+    cohort: Cohort,
+) -> std::result::Result<String, String> {
+    if cohort.is_all() {
+        return Ok(selector.to_owned());
+    }
+    let pods = cohorts.members(cohort);
+    if pods.is_empty() {
+        return Err(format!("no {} seen yet", cohort.label()));
+    }
+    let alternatives: Vec<String> = pods.iter().map(|p| regex_escape(p)).collect();
+    let pod = format!("pod=~\"{}\"", alternatives.join("|"));
+    let selector = selector.trim().trim_matches(',');
+    Ok(if selector.is_empty() {
+        pod
+    } else {
+        format!("{selector},{pod}")
+    })
+}
+
+/// Escapes a pod name for a PromQL regex inside a double-quoted string (Kubernetes names
+/// are `[a-z0-9.-]`, so in practice only `.` needs it).
+fn regex_escape(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+            out.push(c);
+        } else if c == '"' {
+            out.push_str("\\\"");
+        } else {
+            out.push_str("\\\\");
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Interprets the `data` of a `sum by (le)` bucket query (pure, for tests): cumulative
@@ -182,6 +226,7 @@ pub struct PrometheusSource {
     selector: String,
     client: reqwest::Client,
     timeout: Duration,
+    cohorts: Cohorts,
 }
 
 impl PrometheusSource {
@@ -197,6 +242,7 @@ impl PrometheusSource {
             selector: selector.to_owned(),
             client,
             timeout,
+            cohorts: Cohorts::default(),
         })
     }
 
@@ -293,12 +339,26 @@ impl SignalSource for PrometheusSource {
         "prometheus"
     }
 
-    async fn refresh(&mut self, _pods: &[PodInfo], _now: DateTime<Utc>) -> Result<()> {
+    async fn refresh(&mut self, pods: &[PodInfo], _now: DateTime<Utc>) -> Result<()> {
+        self.cohorts.note(pods);
         Ok(())
     }
 
+    fn set_new_version(&mut self, version: &str) {
+        self.cohorts.set_new_version(version);
+    }
+
     async fn measure(&mut self, query: &SignalQuery, _now: DateTime<Utc>) -> Measurement {
-        let text = promql(query, &self.selector);
+        let selector = match cohort_selector(&self.selector, &self.cohorts, query.cohort) {
+            Ok(selector) => selector,
+            Err(why) => {
+                return Measurement {
+                    reading: Reading::NoData(why),
+                    source: promql(query, &self.selector),
+                };
+            }
+        };
+        let text = promql(query, &selector);
         let reading = match self.get("/api/v1/query", &[("query", &text)]).await {
             Ok((status, body)) => query_reading(query.signal, status, &body),
             Err(e) => Reading::Error(e),
@@ -325,12 +385,49 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn queries_use_status_code_and_substitute_variant_and_window() {
-        let q = SignalQuery {
-            signal: Signal::ErrorRatio,
+    fn cohort_queries_list_the_versions_pods() {
+        use crate::platform::PodInfo;
+        let pod = |name: &str, version: &str| PodInfo {
+            name: name.into(),
             variant: Variant::Production,
-            window: Duration::from_secs(300),
+            phase: "Running".into(),
+            ready: true,
+            restarts: 0,
+            waiting_reason: None,
+            version: Some(version.into()),
+            image: String::new(),
+            base_url: None,
+            started_at: None,
         };
+        let mut cohorts = Cohorts::default();
+        cohorts.note(&[pod("zai-proxy-a.1", "1.2.0"), pod("zai-proxy-b", "1.2.1")]);
+        assert_eq!(
+            cohort_selector("namespace=\"mcp\"", &cohorts, Cohort::All).unwrap(),
+            "namespace=\"mcp\""
+        );
+        assert!(cohort_selector("", &cohorts, Cohort::NewVersion).is_err());
+        cohorts.set_new_version("1.2.1");
+        assert_eq!(
+            cohort_selector("namespace=\"mcp\",", &cohorts, Cohort::NewVersion).unwrap(),
+            "namespace=\"mcp\",pod=~\"zai-proxy-b\""
+        );
+        let old = cohort_selector("", &cohorts, Cohort::OldVersion).unwrap();
+        assert_eq!(old, "pod=~\"zai-proxy-a\\\\.1\"");
+        let q = SignalQuery::new(
+            Signal::ErrorCount,
+            Variant::Production,
+            Duration::from_secs(60),
+        );
+        assert!(promql(&q, &old).contains("variant=\"production\",pod=~\"zai-proxy-a\\\\.1\""));
+    }
+
+    #[test]
+    fn queries_use_status_code_and_substitute_variant_and_window() {
+        let q = SignalQuery::new(
+            Signal::ErrorRatio,
+            Variant::Production,
+            Duration::from_secs(300),
+        );
         let text = promql(&q, "");
         assert!(text.contains("status_code=~\"5..\""), "{text}");
         assert!(text.contains("variant=\"production\""));

@@ -7,6 +7,8 @@
 //! Differences from PromQL: `increase` is the sum of reset-adjusted deltas between scrapes
 //! inside the window (no extrapolation to the window edges); `rate` divides it by the time
 //! those scrapes span. A quantity needs two scrapes of at least one pod inside the window.
+//! A [`Cohort`] query sums only the pods of that version (pods are remembered with their
+//! `version` label at every refresh).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -16,10 +18,20 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::canary_rules::{self, CanaryRules};
+use super::cohort::{Cohort, Cohorts};
 use super::histogram::histogram_quantile;
 use super::{Alert, AlertState, Measurement, Reading, Signal, SignalQuery, SignalSource};
 use crate::error::{Error, Result};
 use crate::platform::{Platform, PodInfo, Variant};
+
+/// How a reading names the pods it looked at: `production`, or `production new-version`.
+fn pods_of(q: &SignalQuery) -> String {
+    match q.cohort {
+        Cohort::All => q.variant.to_string(),
+        Cohort::NewVersion => format!("{} new-version", q.variant),
+        Cohort::OldVersion => format!("{} old-version", q.variant),
+    }
+}
 
 /// Cumulative histogram buckets: (upper bound, cumulative count), sorted by bound.
 pub type Buckets = Vec<(f64, f64)>;
@@ -176,6 +188,7 @@ struct WindowSums {
 pub struct ScrapeStore {
     pods: BTreeMap<String, PodSeries>,
     retention: Duration,
+    cohorts: Cohorts,
 }
 
 impl ScrapeStore {
@@ -184,7 +197,26 @@ impl ScrapeStore {
         ScrapeStore {
             pods: BTreeMap::new(),
             retention,
+            cohorts: Cohorts::default(),
         }
+    }
+
+    /// Remembers the pods' versions (for [`Cohort`] queries).
+    pub fn note_pods(&mut self, pods: &[PodInfo]) {
+        self.cohorts.note(pods);
+    }
+
+    /// The version being rolled out (for [`Cohort`] queries).
+    pub fn set_new_version(&mut self, version: &str) {
+        self.cohorts.set_new_version(version);
+    }
+
+    /// The series of `variant`'s pods in `cohort`.
+    fn series(&self, variant: Variant, cohort: Cohort) -> impl Iterator<Item = &PodSeries> {
+        self.pods
+            .iter()
+            .filter(move |(name, s)| s.variant == variant && self.cohorts.contains(cohort, name))
+            .map(|(_, s)| s)
     }
 
     /// Adds one scrape of one pod and forgets what is older than the retention.
@@ -207,11 +239,11 @@ impl ScrapeStore {
         self.pods.retain(|_, s| !s.points.is_empty());
     }
 
-    fn sums(&self, variant: Variant, now: DateTime<Utc>, window: Duration) -> WindowSums {
-        let start = crate::duration_serde::minus(now, window);
+    fn sums(&self, q: &SignalQuery, now: DateTime<Utc>) -> WindowSums {
+        let start = crate::duration_serde::minus(now, q.window);
         let mut w = WindowSums::default();
         let (mut first, mut last): (Option<DateTime<Utc>>, Option<DateTime<Utc>>) = (None, None);
-        for s in self.pods.values().filter(|s| s.variant == variant) {
+        for s in self.series(q.variant, q.cohort) {
             let pts: Vec<_> = s
                 .points
                 .iter()
@@ -242,21 +274,19 @@ impl ScrapeStore {
         w
     }
 
-    /// How far back the scrapes of a variant reach from `now`.
-    fn covered(&self, variant: Variant, now: DateTime<Utc>) -> Duration {
-        self.pods
-            .values()
-            .filter(|s| s.variant == variant)
+    /// How far back the scrapes of a variant's cohort reach from `now`.
+    fn covered(&self, variant: Variant, cohort: Cohort, now: DateTime<Utc>) -> Duration {
+        self.series(variant, cohort)
             .filter_map(|s| s.points.front().map(|(t, _)| *t))
             .min()
             .and_then(|t| (now - t).to_std().ok())
             .unwrap_or(Duration::ZERO)
     }
 
-    fn latest_token_series(&self, variant: Variant) -> Option<usize> {
+    fn latest_token_series(&self, variant: Variant, cohort: Cohort) -> Option<usize> {
         let mut any = false;
         let mut n = 0;
-        for s in self.pods.values().filter(|s| s.variant == variant) {
+        for s in self.series(variant, cohort) {
             if let Some((_, d)) = s.points.back() {
                 any = true;
                 n += d.token_series;
@@ -281,16 +311,16 @@ impl ScrapeStore {
 
     fn measure_raw(&self, q: &SignalQuery, now: DateTime<Utc>) -> Reading {
         if q.signal == Signal::TokenSeries {
-            return match self.latest_token_series(q.variant) {
+            return match self.latest_token_series(q.variant, q.cohort) {
                 Some(n) => Reading::Value(n as f64),
-                None => Reading::NoData(format!("no {} pod scraped", q.variant)),
+                None => Reading::NoData(format!("no {} pod scraped", pods_of(q))),
             };
         }
-        let w = self.sums(q.variant, now, q.window);
+        let w = self.sums(q, now);
         if w.pairs == 0 {
             return Reading::NoData(format!(
                 "fewer than two scrapes of any {} pod in the last {}",
-                q.variant,
+                pods_of(q),
                 crate::duration_serde::human(q.window)
             ));
         }
@@ -298,7 +328,7 @@ impl ScrapeStore {
         // Zero requests in a window the scrapes do not cover yet is not evidence of no traffic
         // (the promoter just started): wait until 90 % of the window has been scraped.
         if total == 0.0 && matches!(q.signal, Signal::RequestCount | Signal::RequestRate) {
-            let covered = self.covered(q.variant, now);
+            let covered = self.covered(q.variant, q.cohort, now);
             if covered.as_secs_f64() < q.window.as_secs_f64() * 0.9 {
                 return Reading::NoData(format!(
                     "no requests in the {} scraped so far of the {} window",
@@ -352,6 +382,15 @@ impl ScrapeStore {
 
     /// Describes how a query is computed, for reports.
     pub fn describe(q: &SignalQuery) -> String {
+        let all = Self::describe_all(q);
+        if q.cohort.is_all() {
+            all
+        } else {
+            format!("{all}, {} only", q.cohort.label())
+        }
+    }
+
+    fn describe_all(q: &SignalQuery) -> String {
         let w = crate::duration_serde::human(q.window);
         let v = q.variant.label();
         match q.signal {
@@ -453,11 +492,7 @@ pub fn canary_alert_conditions(
             canary_pods.len()
         ),
     )];
-    let q = |signal, variant| SignalQuery {
-        signal,
-        variant,
-        window,
-    };
+    let q = |signal, variant| SignalQuery::new(signal, variant, window);
     let canary_requests = store
         .measure(&q(Signal::RequestCount, Variant::Test), now)
         .value()
@@ -497,13 +532,13 @@ pub fn canary_alert_conditions(
             rules.relative_factor, rules.relative_points
         ),
     ));
-    let quantile = SignalQuery {
-        signal: Signal::LatencyQuantile {
+    let quantile = SignalQuery::new(
+        Signal::LatencyQuantile {
             permille: rules.latency_permille(),
         },
-        variant: Variant::Test,
+        Variant::Test,
         window,
-    };
+    );
     let canary_q = store.measure(&quantile, now).value();
     let prod_q = store
         .measure(
@@ -572,6 +607,7 @@ impl SignalSource for ScrapeSource {
 
     async fn refresh(&mut self, pods: &[PodInfo], now: DateTime<Utc>) -> Result<()> {
         self.last_errors.clear();
+        self.store.note_pods(pods);
         for pod in pods {
             match self.platform.pod_get(pod, "/metrics", self.timeout).await {
                 Ok(r) if r.status == 200 => match parse_exposition(&r.body, pod.variant) {
@@ -658,6 +694,10 @@ impl SignalSource for ScrapeSource {
         }
     }
 
+    fn set_new_version(&mut self, version: &str) {
+        self.store.set_new_version(version);
+    }
+
     async fn measure(&mut self, query: &SignalQuery, now: DateTime<Utc>) -> Measurement {
         Measurement {
             reading: self.store.measure(query, now),
@@ -675,11 +715,7 @@ mod tests {
     use super::*;
 
     fn query(signal: Signal) -> SignalQuery {
-        SignalQuery {
-            signal,
-            variant: Variant::Test,
-            window: Duration::from_secs(300),
-        }
+        SignalQuery::new(signal, Variant::Test, Duration::from_secs(300))
     }
 
     /// Fuzz finding (prom_text, on its special-values seed): `NaN`, `±Inf` and negative

@@ -51,11 +51,7 @@ pub fn snapshot(secs: i64) -> Snapshot {
 
 pub fn measure(s: &mut Snapshot, signal: Signal, variant: Variant, window: Duration, r: Reading) {
     s.measurements.insert(
-        SignalQuery {
-            signal,
-            variant,
-            window,
-        },
+        SignalQuery::new(signal, variant, window),
         Measurement {
             reading: r,
             source: format!("test {signal} {variant}"),
@@ -120,15 +116,20 @@ impl SignalSource for ScriptedSignals {
     async fn refresh(&mut self, _pods: &[PodInfo], _now: DateTime<Utc>) -> Result<()> {
         Ok(())
     }
+    fn set_new_version(&mut self, _version: &str) {}
     async fn measure(&mut self, q: &SignalQuery, _now: DateTime<Utc>) -> Measurement {
-        let r = self
-            .0
-            .readings
-            .lock()
-            .unwrap()
-            .get(&(q.signal, q.variant))
-            .cloned()
-            .unwrap_or(Reading::NoData("not scripted".into()));
+        // Scripted readings are per variant; one version's pods are not scripted.
+        let r = if q.cohort.is_all() {
+            self.0
+                .readings
+                .lock()
+                .unwrap()
+                .get(&(q.signal, q.variant))
+                .cloned()
+                .unwrap_or(Reading::NoData("not scripted".into()))
+        } else {
+            Reading::NoData(format!("{} not scripted", q.cohort.label()))
+        };
         Measurement {
             reading: r,
             source: format!("scripted {} {}", q.signal, q.variant),

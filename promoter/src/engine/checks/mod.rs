@@ -39,11 +39,7 @@ const CANARY_ALERTS: [&str; 4] = [
 ];
 
 fn q(signal: Signal, variant: Variant, window: Duration) -> SignalQuery {
-    SignalQuery {
-        signal,
-        variant,
-        window,
-    }
+    SignalQuery::new(signal, variant, window)
 }
 
 /// The window used as traffic guard by a check (its own window, else the seed's 5 m).

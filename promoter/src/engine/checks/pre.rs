@@ -240,7 +240,7 @@ pub(super) fn evaluate(id: PreCheck, e: &Eval<'_>, mut s: Sample) -> Sample {
             }
         }
         PreCheck::CanaryErrorRate | PreCheck::CanaryLatency | PreCheck::CanaryStreamCuts => {
-            return crate::engine::compare::evaluate(spec, config, history, snap);
+            return crate::engine::compare::evaluate(spec, config, ctx, history, snap);
         }
     }
     s

@@ -28,14 +28,18 @@ pub(super) fn evaluate_exec(id: ExecCheck, e: &Eval<'_>, mut s: Sample) -> Sampl
 pub(super) fn evaluate(id: RolloutCheck, e: &Eval<'_>, mut s: Sample) -> Sample {
     let Eval {
         spec,
+        config,
         ctx,
+        history,
         snap,
         min,
         t,
         now: _,
-        ..
     } = *e;
     match id {
+        RolloutCheck::NewVersionErrors => {
+            return crate::engine::compare::evaluate(spec, config, ctx, history, snap);
+        }
         RolloutCheck::PodsReady => {
             s.threshold = format!(
                 "rollout complete, >= {:.0}% Ready on the new version",
