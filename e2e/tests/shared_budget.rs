@@ -38,6 +38,10 @@ use zai_e2e::workers::{self, DEFAULT_OPENAI_PATH, LoadMode, Report, Target, Work
 const KEY: &str = "shared-budget-key";
 const BUDGET: u32 = 20;
 const SEED: u64 = 19;
+/// How long after Redis dies the attempts already in flight may keep the fleet over the key's
+/// limit: their life (100 ms to the head, 10 ms per chunk) plus the retries of the ones the
+/// upstream rejects, with room for a loaded machine.
+const FAILURE_EDGE: Duration = Duration::from_millis(1500);
 
 /// One suite at a time: they measure a loaded machine.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -339,6 +343,7 @@ async fn redis_killed_and_restarted_mid_run_loses_nothing_and_keeps_the_limit() 
     // The fake's 1302 count when Redis is killed and when it is back, and the leases each
     // replica held just before the kill.
     let mut at_kill = 0;
+    let mut after_edge = 0;
     let mut at_restart = 0;
     let mut held_before_kill = Vec::new();
     let outage = async {
@@ -348,7 +353,9 @@ async fn redis_killed_and_restarted_mid_run_loses_nothing_and_keeps_the_limit() 
         }
         at_kill = fake.stats().limits.rejected_concurrency;
         server.kill();
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        tokio::time::sleep(FAILURE_EDGE).await;
+        after_edge = fake.stats().limits.rejected_concurrency;
+        tokio::time::sleep(Duration::from_secs(3) - FAILURE_EDGE).await;
         at_restart = fake.stats().limits.rejected_concurrency;
         server.restart().unwrap();
     };
@@ -357,6 +364,8 @@ async fn redis_killed_and_restarted_mid_run_loses_nothing_and_keeps_the_limit() 
     let phases = json!({
         "before_kill": at_kill,
         "redis_down": at_restart - at_kill,
+        "redis_down_failure_edge": after_edge - at_kill,
+        "redis_down_after_the_edge": at_restart - after_edge,
         "after_restart": rejected - at_restart,
         "leases_held_just_before_kill": held_before_kill,
     });
@@ -372,6 +381,27 @@ async fn redis_killed_and_restarted_mid_run_loses_nothing_and_keeps_the_limit() 
                "upstream_1302_by_phase": phases,
                "replica_metrics": replicas})
     );
+    // Through Redis, and on the way back to it, the fleet never exceeds the key's limit: a
+    // replica admitting locally while Redis answers again reserves its whole share there,
+    // and switches back atomically (docs/SHARED_BUDGET.md, "Bounds").
+    assert_eq!(at_kill, 0, "1302s before the kill: {phases}");
+    assert_eq!(
+        rejected - at_restart,
+        0,
+        "1302s after Redis came back: {phases}"
+    );
+    // When Redis dies, attempts a replica holds beyond its share (⌊20/3⌋ = 6) stay in
+    // flight while the others fill theirs: the only overshoot left, and only for the life of
+    // the attempts in flight at the failure (docs/SHARED_BUDGET.md, "Bounds"). How many 1302s
+    // it causes depends on how uneven the holdings were at that instant (0–31 in the runs
+    // recorded there); after it, each replica admits only its share and the fleet keeps the
+    // limit for the rest of the outage.
+    assert_eq!(
+        at_restart - after_edge,
+        0,
+        "1302s while Redis was down, after the failure edge ({FAILURE_EDGE:?}): {phases} {:?}",
+        run.limits
+    );
     assert_eq!(run.report.lost, 0, "{:?}", run.report);
     assert_eq!(
         run.report.ok, run.report.sent,
@@ -383,23 +413,6 @@ async fn redis_killed_and_restarted_mid_run_loses_nothing_and_keeps_the_limit() 
         0,
         "{:?}",
         run.report.outcomes
-    );
-    // Through Redis, and on the way back to it, the fleet never exceeds the key's limit: a
-    // replica admitting locally while Redis answers again reserves its whole share there,
-    // and switches back atomically (docs/SHARED_BUDGET.md, "Bounds").
-    assert_eq!(at_kill, 0, "1302s before the kill: {phases}");
-    assert_eq!(
-        rejected - at_restart,
-        0,
-        "1302s after Redis came back: {phases}"
-    );
-    // When Redis dies, attempts a replica holds beyond its share (⌊20/3⌋ = 6) stay in
-    // flight while the others fill theirs: the only overshoot left, for at most one
-    // attempt's life (measured and bounded in docs/SHARED_BUDGET.md).
-    assert!(
-        (at_restart - at_kill) * 50 <= run.limits.admitted,
-        "more than 2 % of attempts over the key's limit while Redis was down: {phases} {:?}",
-        run.limits
     );
     for m in &replicas {
         assert!(
