@@ -304,19 +304,14 @@ pub fn evaluate(
     }
     // Still inconclusive and the old version no longer serves: not evaluated, with what
     // was counted (a final verdict on the same counts later still counts).
+    let mut s = s;
     let counts = s.evidence.join("; ");
-    let mut skipped = Sample::skipped(
-        snap.at,
-        format!(
-            "not evaluated: no old-version pod serves any more and the comparison was not conclusive ({counts})"
-        ),
-    );
-    skipped.window = s.window;
-    skipped.source = s.source;
-    skipped.observed = s.observed;
-    skipped.value = s.value;
-    skipped.comparison = s.comparison;
-    skipped
+    s.status = Status::Skipped;
+    s.threshold.clear();
+    s.evidence = vec![format!(
+        "not evaluated: no old-version pod serves any more and the comparison was not conclusive ({counts})"
+    )];
+    s
 }
 
 fn evaluate_on(spec: &CheckSpec, config: &Config, history: &History, snap: &Snapshot) -> Sample {

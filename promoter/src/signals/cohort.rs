@@ -95,11 +95,12 @@ impl Cohorts {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::platform::Variant;
 
-    fn pod(name: &str, version: Option<&str>) -> PodInfo {
+    /// A Ready production pod (also used by the Prometheus source's tests).
+    pub(crate) fn pod(name: &str, version: Option<&str>) -> PodInfo {
         PodInfo {
             name: name.into(),
             variant: Variant::Production,

@@ -386,19 +386,7 @@ mod tests {
 
     #[test]
     fn cohort_queries_list_the_versions_pods() {
-        use crate::platform::PodInfo;
-        let pod = |name: &str, version: &str| PodInfo {
-            name: name.into(),
-            variant: Variant::Production,
-            phase: "Running".into(),
-            ready: true,
-            restarts: 0,
-            waiting_reason: None,
-            version: Some(version.into()),
-            image: String::new(),
-            base_url: None,
-            started_at: None,
-        };
+        let pod = |name: &str, version: &str| super::super::cohort::tests::pod(name, Some(version));
         let mut cohorts = Cohorts::default();
         cohorts.note(&[pod("zai-proxy-a.1", "1.2.0"), pod("zai-proxy-b", "1.2.1")]);
         assert_eq!(
