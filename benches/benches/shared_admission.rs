@@ -83,6 +83,7 @@ fn limiter(redis: Option<u16>) -> anyhow::Result<Arc<Limiter>> {
     let budget = BudgetSettings {
         redis_url: redis.map(|port| ApiKey::new(format!("redis://127.0.0.1:{port}/0"))),
         max_upstream_concurrency: Some(10_000),
+        ..BudgetSettings::default()
     };
     Ok(Arc::new(Limiter::with_budget(
         &settings,

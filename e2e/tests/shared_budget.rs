@@ -9,6 +9,7 @@
 //! * Redis killed and restarted mid-run: nothing lost, no 1302 before the kill nor after
 //!   the restart (only at the failure edge, bounded), the fallback and the recovery show
 //!   in every replica's metrics;
+//! * the same with `RATE_LIMIT_REDIS_FALLBACK_HOLD`: no 1302 at all, the failure edge included;
 //! * against a request-rate limit (`max_rps`) the shared adaptive limiter learns a ceiling
 //!   near the real limit;
 //! * one replica cut off from the Redis the others still reach (a TCP relay cut mid-run)
@@ -331,15 +332,23 @@ async fn the_fleet_keeps_the_key_limit_with_redis_and_trips_it_without() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_killed_and_restarted_mid_run_loses_nothing_and_keeps_the_limit() {
-    if !gate("redis_killed_and_restarted_mid_run_loses_nothing_and_keeps_the_limit") {
-        return;
-    }
-    let _serial = SERIAL.lock().await;
+/// What a Redis outage under overload did: the fake's 1302 count at each phase, the run,
+/// and every replica's metrics after the recovery.
+struct Outage {
+    at_kill: u64,
+    after_edge: u64,
+    at_restart: u64,
+    phases: Value,
+    run: Run,
+    replicas: Vec<BTreeMap<String, f64>>,
+}
+
+/// Three replicas sharing one Redis (with `extra` settings) under overload; Redis is
+/// killed at 3 s and restarted at 6 s.
+async fn redis_outage(label: &str, extra: &[(&str, String)]) -> Outage {
     let mut server = RedisServer::start().unwrap();
     let fake = fake_with(overload_faults()).await;
-    let proxies = fleet(&fake, Some(&server.url()), &[]).await;
+    let proxies = fleet(&fake, Some(&server.url()), extra).await;
     // The fake's 1302 count when Redis is killed and when it is back, and the leases each
     // replica held just before the kill.
     let mut at_kill = 0;
@@ -377,44 +386,47 @@ async fn redis_killed_and_restarted_mid_run_loses_nothing_and_keeps_the_limit() 
     }
     println!(
         "shared-budget: {}",
-        json!({"redis_outage": run.json("3 replicas + Redis killed at 3 s, back at 6 s"),
+        json!({"redis_outage": run.json(label),
                "upstream_1302_by_phase": phases,
                "replica_metrics": replicas})
     );
+    Outage {
+        at_kill,
+        after_edge,
+        at_restart,
+        phases,
+        run,
+        replicas,
+    }
+}
+
+/// What every outage must show: no 1302 before the kill nor after the restart, nothing
+/// lost, every request answered 200, and the fallback and the recovery in every replica's
+/// metrics.
+fn assert_outage_loses_nothing(o: &Outage) {
+    let phases = &o.phases;
     // Through Redis, and on the way back to it, the fleet never exceeds the key's limit: a
     // replica admitting locally while Redis answers again reserves its whole share there,
     // and switches back atomically (docs/SHARED_BUDGET.md, "Bounds").
-    assert_eq!(at_kill, 0, "1302s before the kill: {phases}");
+    assert_eq!(o.at_kill, 0, "1302s before the kill: {phases}");
     assert_eq!(
-        rejected - at_restart,
+        o.run.limits.rejected_concurrency - o.at_restart,
         0,
         "1302s after Redis came back: {phases}"
     );
-    // When Redis dies, attempts a replica holds beyond its share (⌊20/3⌋ = 6) stay in
-    // flight while the others fill theirs: the only overshoot left, and only for the life of
-    // the attempts in flight at the failure (docs/SHARED_BUDGET.md, "Bounds"). How many 1302s
-    // it causes depends on how uneven the holdings were at that instant (0–31 in the runs
-    // recorded there); after it, each replica admits only its share and the fleet keeps the
-    // limit for the rest of the outage.
+    assert_eq!(o.run.report.lost, 0, "{:?}", o.run.report);
     assert_eq!(
-        at_restart - after_edge,
-        0,
-        "1302s while Redis was down, after the failure edge ({FAILURE_EDGE:?}): {phases} {:?}",
-        run.limits
-    );
-    assert_eq!(run.report.lost, 0, "{:?}", run.report);
-    assert_eq!(
-        run.report.ok, run.report.sent,
+        o.run.report.ok, o.run.report.sent,
         "every request answered 200: {:?}",
-        run.report.outcomes
+        o.run.report.outcomes
     );
     assert_eq!(
-        status(&run.report, "http_429"),
+        status(&o.run.report, "http_429"),
         0,
         "{:?}",
-        run.report.outcomes
+        o.run.report.outcomes
     );
-    for m in &replicas {
+    for m in &o.replicas {
         assert!(
             metric(m, "zai_proxy_shared_budget_fallbacks_total") >= 1.0,
             "{m:?}"
@@ -425,6 +437,57 @@ async fn redis_killed_and_restarted_mid_run_loses_nothing_and_keeps_the_limit() 
         );
         assert_eq!(metric(m, "zai_proxy_shared_budget_up"), 1.0, "{m:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_and_restarted_mid_run_loses_nothing_and_keeps_the_limit() {
+    if !gate("redis_killed_and_restarted_mid_run_loses_nothing_and_keeps_the_limit") {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let o = redis_outage("3 replicas + Redis killed at 3 s, back at 6 s", &[]).await;
+    assert_outage_loses_nothing(&o);
+    // When Redis dies, attempts a replica holds beyond its share (⌊20/3⌋ = 6) stay in
+    // flight while the others fill theirs: the only overshoot left by default, and only for
+    // the life of the attempts in flight at the failure (docs/SHARED_BUDGET.md, "Bounds").
+    // How many 1302s it causes depends on how uneven the holdings were at that instant
+    // (0–31 in the runs recorded there); after it, each replica admits only its share and
+    // the fleet keeps the limit for the rest of the outage.
+    assert_eq!(
+        o.at_restart - o.after_edge,
+        0,
+        "1302s while Redis was down, after the failure edge ({FAILURE_EDGE:?}): {} {:?}",
+        o.phases,
+        o.run.limits
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_fallback_hold_redis_killed_mid_run_never_takes_the_fleet_over_the_limit() {
+    if !gate("with_a_fallback_hold_redis_killed_mid_run_never_takes_the_fleet_over_the_limit") {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    // A hold longer than these attempts last (100 ms to the head, 10 ms per chunk): each
+    // replica keeps at most the leases it held at the failure until every attempt in
+    // flight then has ended, and only then takes its share.
+    let hold = (
+        "RATE_LIMIT_REDIS_FALLBACK_HOLD",
+        format!("{}ms", FAILURE_EDGE.as_millis()),
+    );
+    let o = redis_outage(
+        "3 replicas + Redis killed at 3 s, back at 6 s, fallback hold 1.5 s",
+        &[hold],
+    )
+    .await;
+    assert_outage_loses_nothing(&o);
+    assert_eq!(
+        o.at_restart - o.at_kill,
+        0,
+        "1302s while Redis was down, failure edge included: {} {:?}",
+        o.phases,
+        o.run.limits
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -572,6 +635,7 @@ async fn limiters_admitting_locally_after_a_restart_reserve_their_shares_in_redi
     let budget = BudgetSettings {
         redis_url: Some(url.clone()),
         max_upstream_concurrency: Some(4),
+        ..BudgetSettings::default()
     };
     let cancel = CancellationToken::new();
     let mut limiters = Vec::new();
@@ -901,6 +965,7 @@ async fn overlap_limiter(
             &BudgetSettings {
                 redis_url: Some(ApiKey::new(url.to_owned())),
                 max_upstream_concurrency: Some(budget),
+                ..BudgetSettings::default()
             },
             &ApiKey::new(KEY),
             metrics,

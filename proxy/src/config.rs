@@ -189,6 +189,11 @@ pub struct Args {
     /// RATE_LIMIT_REDIS_URL is set, else per process); unset: no limit.
     #[arg(long, env = "MAX_UPSTREAM_CONCURRENCY")]
     pub max_upstream_concurrency: Option<String>,
+    /// When Redis fails, how long a replica takes leases only up to those it held then
+    /// (and its share), so the fleet never exceeds the budget; set it to the longest an
+    /// upstream attempt lasts. Default 0: its share at once.
+    #[arg(long, env = "RATE_LIMIT_REDIS_FALLBACK_HOLD")]
+    pub rate_limit_redis_fallback_hold: Option<String>,
 }
 
 /// A secret (the upstream API key, the admin token). `Debug` and `Display` print
@@ -370,6 +375,9 @@ pub struct BudgetSettings {
     pub redis_url: Option<ApiKey>,
     /// `MAX_UPSTREAM_CONCURRENCY` (unset: no concurrency budget).
     pub max_upstream_concurrency: Option<u32>,
+    /// `RATE_LIMIT_REDIS_FALLBACK_HOLD` (0: none): see
+    /// [`crate::ratelimit::shared::policy::fallback_cap`].
+    pub fallback_hold: Duration,
 }
 
 /// Upstream retry settings (issue 4).
@@ -797,6 +805,13 @@ impl Config {
                 &args.max_upstream_concurrency,
                 parse_positive::<u32>,
             ),
+            fallback_hold: v
+                .parse(
+                    "RATE_LIMIT_REDIS_FALLBACK_HOLD",
+                    &args.rate_limit_redis_fallback_hold,
+                    parse_duration,
+                )
+                .unwrap_or_default(),
         };
 
         if !v.problems.is_empty() {
@@ -1215,9 +1230,11 @@ mod tests {
             ("rate-limit-redis-url", "redis://:pw@127.0.0.1:6379/2"),
             ("max-upstream-concurrency", "20"),
             ("rate-limit-window", "2s"),
+            ("rate-limit-redis-fallback-hold", "5m"),
         ])
         .expect("valid");
         assert_eq!(c.budget.max_upstream_concurrency, Some(20));
+        assert_eq!(c.budget.fallback_hold, Duration::from_secs(300));
         assert!(c.budget.redis_url.is_some());
         assert_eq!(c.rate_limit.window, Duration::from_secs(2));
         assert!(!format!("{c:?}").contains("pw@"), "the URL is a secret");
@@ -1226,6 +1243,7 @@ mod tests {
             ("rate-limit-redis-url", "http://:hunter2@x"),
             ("max-upstream-concurrency", "0"),
             ("rate-limit-window", "0s"),
+            ("rate-limit-redis-fallback-hold", "a while"),
         ])
         .expect_err("invalid");
         let vars: Vec<_> = e.problems.iter().map(|p| p.variable).collect();
@@ -1234,7 +1252,8 @@ mod tests {
             [
                 "RATE_LIMIT_WINDOW",
                 "RATE_LIMIT_REDIS_URL",
-                "MAX_UPSTREAM_CONCURRENCY"
+                "MAX_UPSTREAM_CONCURRENCY",
+                "RATE_LIMIT_REDIS_FALLBACK_HOLD"
             ]
         );
         assert!(!e.to_string().contains("hunter2"), "{e}");

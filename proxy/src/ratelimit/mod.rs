@@ -173,10 +173,22 @@ pub struct Limiter {
     /// When heartbeats started succeeding again after an outage (see
     /// [`shared::RECOVERY_GRACE`]).
     recovering_since: Mutex<Option<tokio::time::Instant>>,
+    /// `RATE_LIMIT_REDIS_FALLBACK_HOLD` (see [`shared::policy::fallback_cap`]).
+    fallback_hold: Duration,
+    /// The current fallback to local admission, if admission is local after an outage.
+    fallback: Mutex<Option<Fallback>>,
     /// Whether the last answer of Redis left room for overlapping admission calls.
     overlap: AtomicBool,
     /// Admission calls waiting for their answers outside the fair queue.
     overlapping: AtomicU32,
+}
+
+/// A fallback to local admission: what [`shared::policy::fallback_cap`] needs.
+#[derive(Debug, Clone, Copy)]
+struct Fallback {
+    since: tokio::time::Instant,
+    share: u32,
+    held: u32,
 }
 
 /// Controller plus the bookkeeping shown on `/health`.
@@ -212,6 +224,7 @@ impl Limiter {
         let mut limiter = Self::with_window(settings, metrics, variant, settings.window);
         limiter.budget = budget.max_upstream_concurrency;
         limiter.lease_wanted = limiter.budget.is_some();
+        limiter.fallback_hold = budget.fallback_hold;
         let gauge = limiter.shared_metrics.leases.clone();
         if let Some(url) = &budget.redis_url {
             let shared =
@@ -308,6 +321,8 @@ impl Limiter {
             releases: Mutex::new(None),
             unpublished: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             recovering_since: Mutex::new(None),
+            fallback_hold: Duration::ZERO,
+            fallback: Mutex::new(None),
             overlap: AtomicBool::new(false),
             overlapping: AtomicU32::new(0),
             metrics,
@@ -513,9 +528,33 @@ impl Limiter {
             return;
         }
         let alive = shared.alive();
-        let cap = self
-            .budget
-            .map_or(UNCAPPED, |b| shared::policy::share(b, alive));
+        let mut hold = String::new();
+        let cap = match self.budget {
+            None => UNCAPPED,
+            Some(b) => {
+                let fallback = Fallback {
+                    since: tokio::time::Instant::now(),
+                    share: shared::policy::share(b, alive),
+                    held: self.leases.in_flight(),
+                };
+                *self.fallback.lock().unwrap_or_else(PoisonError::into_inner) = Some(fallback);
+                let cap = shared::policy::fallback_cap(
+                    fallback.share,
+                    fallback.held,
+                    Duration::ZERO,
+                    self.fallback_hold,
+                );
+                if cap < fallback.share {
+                    hold = format!(
+                        " (held {} at the failure: at most that for the fallback hold of {} ms, then {})",
+                        fallback.held,
+                        self.fallback_hold.as_millis(),
+                        fallback.share
+                    );
+                }
+                cap
+            }
+        };
         self.leases.set_cap(cap);
         self.shared_metrics.set_budget(self.budget.map(|_| cap));
         self.shared_metrics.fallbacks.inc();
@@ -523,10 +562,42 @@ impl Limiter {
         let local = self.local_rate(rate);
         self.bucket.set_rate(local, Fill::Empty);
         tracing::warn!(
-            "Shared budget: Redis unavailable ({error}); falling back to this replica's share ({alive} replicas last seen alive): {} upstream attempts, {local:.2} of {rate:.2} req/s",
+            "Shared budget: Redis unavailable ({error}); falling back to this replica's share ({alive} replicas last seen alive): {} upstream attempts{hold}, {local:.2} of {rate:.2} req/s",
             self.budget
                 .map_or("no budget".to_owned(), |b| format!("{cap} of {b}"))
         );
+    }
+
+    /// Redis still down: once the fallback hold is over, this replica's whole share. Not
+    /// after a heartbeat succeeded again: the cap reserved in Redis then stays until the
+    /// switch back.
+    fn end_fallback_hold(&self, shared: &SharedBudget) {
+        if shared.is_up()
+            || self
+                .recovering_since
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .is_some()
+        {
+            return;
+        }
+        let Some(fallback) = *self.fallback.lock().unwrap_or_else(PoisonError::into_inner) else {
+            return;
+        };
+        let cap = shared::policy::fallback_cap(
+            fallback.share,
+            fallback.held,
+            fallback.since.elapsed(),
+            self.fallback_hold,
+        );
+        if cap != self.leases.cap() {
+            self.leases.set_cap(cap);
+            self.shared_metrics.set_budget(Some(cap));
+            tracing::info!(
+                "Shared budget: fallback hold over ({} ms); Redis still unavailable: this replica's share, {cap} upstream attempts",
+                self.fallback_hold.as_millis()
+            );
+        }
     }
 
     /// Connects to Redis and sends the first heartbeat (bounded: at most a few hundred ms);
@@ -625,6 +696,7 @@ impl Limiter {
             Ok(beat) => beat,
             Err(e) => {
                 self.fall_back(shared, &e);
+                self.end_fallback_hold(shared);
                 return;
             }
         };
@@ -654,6 +726,7 @@ impl Limiter {
                 return;
             }
             shared.set_up(true);
+            *self.fallback.lock().unwrap_or_else(PoisonError::into_inner) = None;
             self.shared_metrics.set_budget(self.budget);
             if first {
                 tracing::info!(

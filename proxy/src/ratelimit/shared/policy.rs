@@ -44,6 +44,23 @@ pub fn share(budget: u32, alive: u32) -> u32 {
     (budget / alive.max(1)).max(1)
 }
 
+/// This replica's local cap on upstream attempts `since` it fell back to local admission,
+/// given its `share` and the leases it `held` at the fallback.
+///
+/// Without a `hold` (`RATE_LIMIT_REDIS_FALLBACK_HOLD`, default 0) that is its share at
+/// once; replicas that held more than theirs at the failure keep those attempts in flight
+/// while the others fill theirs, so the fleet can exceed the budget for the life of those
+/// attempts (the failure edge, docs/SHARED_BUDGET.md "Bounds"). With a hold, until it is
+/// over a replica takes a lease only while it holds fewer than it held at the fallback and
+/// fewer than its share: the fleet then holds at most what Redis had granted when it died
+/// (≤ the budget), and after the hold — once every attempt in flight at the failure has
+/// ended, which a hold at least as long as an attempt can last guarantees — at most the
+/// shares (≤ the budget). The price: a replica that held little at the failure serves
+/// with little for the hold.
+pub fn fallback_cap(share: u32, held: u32, since: Duration, hold: Duration) -> u32 {
+    if since < hold { share.min(held) } else { share }
+}
+
 /// This replica's share of the fleet's admission rate while Redis is unavailable.
 pub fn rate_share(rate: f64, alive: u32) -> f64 {
     rate / f64::from(alive.max(1))
@@ -137,6 +154,97 @@ mod tests {
             }
         }
         assert!((rate_share(30.0, 3) - 10.0).abs() < 1e-9);
+    }
+
+    /// Replays Redis failing under overload: `n` replicas hold random leases (at most the
+    /// budget together, as Redis granted them) whose attempts end at random times within
+    /// `life`; from the failure on, each replica takes a lease whenever it holds fewer than
+    /// [`fallback_cap`] allows, for an attempt of random length within `life`. Returns the
+    /// most the fleet held at any 10 ms step. Seeded (splitmix64), so a failure replays.
+    fn worst_fleet_after_a_failure(seed: u64, budget: u32, n: u32, hold: Duration) -> u32 {
+        let mut state = seed;
+        let mut next = move || {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        };
+        let step = Duration::from_millis(10);
+        let life_steps = 100; // attempts last up to 1 s
+        let s = share(budget, n);
+        // Each replica's attempts, as the step at which each ends.
+        let mut attempts: Vec<Vec<u64>> = vec![Vec::new(); n as usize];
+        let mut granted = 0;
+        while granted < budget {
+            let replica = (next() % u64::from(n)) as usize;
+            // Redis grants to whichever head asks first: uneven on purpose.
+            if next() % 3 == 0 {
+                continue;
+            }
+            attempts[replica].push(1 + next() % life_steps);
+            granted += 1;
+        }
+        let held: Vec<u32> = attempts.iter().map(|a| a.len() as u32).collect();
+        let mut worst = 0;
+        for t in 0..(3 * life_steps) {
+            let since = step * u32::try_from(t).unwrap_or(u32::MAX);
+            for (replica, own) in attempts.iter_mut().enumerate() {
+                own.retain(|&end| end > t);
+                let cap = fallback_cap(s, held[replica], since, hold);
+                while (own.len() as u32) < cap {
+                    own.push(t + 1 + next() % life_steps);
+                }
+            }
+            worst = worst.max(attempts.iter().map(|a| a.len() as u32).sum());
+        }
+        worst
+    }
+
+    #[test]
+    fn a_hold_as_long_as_an_attempt_keeps_the_fleet_under_the_budget_when_redis_fails() {
+        let life = Duration::from_secs(1);
+        let mut over_without_hold = 0;
+        for seed in 0..300_u64 {
+            for (budget, n) in [(20, 3), (20, 4), (10, 3), (7, 2), (30, 5)] {
+                let with_hold = worst_fleet_after_a_failure(seed, budget, n, life);
+                assert!(
+                    with_hold <= budget,
+                    "seed {seed}: {with_hold} > {budget} with {n} replicas and a hold"
+                );
+                if worst_fleet_after_a_failure(seed, budget, n, Duration::ZERO) > budget {
+                    over_without_hold += 1;
+                }
+            }
+        }
+        // Without the hold the uneven holdings at the failure do exceed it (the failure
+        // edge): the simulation can see what the hold prevents.
+        assert!(over_without_hold > 100, "{over_without_hold} of 1500");
+        // A hold shorter than an attempt's life does not guarantee it.
+        let short = (0..300_u64)
+            .filter(|&seed| {
+                worst_fleet_after_a_failure(seed, 20, 3, Duration::from_millis(300)) > 20
+            })
+            .count();
+        assert!(short > 0, "a 300 ms hold never exceeded");
+    }
+
+    #[test]
+    fn the_hold_caps_at_the_leases_held_and_the_share() {
+        let s = Duration::from_secs;
+        assert_eq!(
+            fallback_cap(6, 2, s(0), s(10)),
+            2,
+            "held fewer than its share"
+        );
+        assert_eq!(fallback_cap(6, 9, s(0), s(10)), 6, "held more: its share");
+        assert_eq!(fallback_cap(6, 0, s(9), s(10)), 0, "held none: waits");
+        assert_eq!(fallback_cap(6, 2, s(10), s(10)), 6, "hold over: its share");
+        assert_eq!(
+            fallback_cap(6, 2, s(0), s(0)),
+            6,
+            "no hold: its share at once"
+        );
     }
 
     #[test]
