@@ -14,7 +14,8 @@ pub const REDIS_OPS: &[&str] = &["admit", "heartbeat", "release", "publish"];
 #[derive(Debug, Clone)]
 pub struct SharedMetrics {
     /// `zai_proxy_upstream_concurrency_budget{variant}`: leases this replica may hold at
-    /// most now (the key's budget; this replica's share while Redis is down; 0 = no budget).
+    /// most now (the key's budget; this replica's share while Redis is down, or less during
+    /// a fallback hold; 0 = no budget).
     pub budget: Gauge,
     /// `zai_proxy_upstream_leases{variant}`: upstream attempts of this replica holding a lease.
     pub leases: Gauge,
