@@ -979,6 +979,40 @@ async fn overlap_limiter(
     limiter
 }
 
+/// Another replica of the same key, as the scripts see it (no limiter around it).
+fn other_replica(url: &str, budget: u32) -> zai_proxy::ratelimit::shared::SharedBudget {
+    let metrics = zai_proxy::Metrics::new(
+        "test",
+        &zai_proxy::config::BuildInfo::default(),
+        10,
+        &[],
+        "glm-4",
+    )
+    .unwrap();
+    zai_proxy::ratelimit::shared::SharedBudget::new(
+        &zai_proxy::ApiKey::new(url.to_owned()),
+        &zai_proxy::ApiKey::new(KEY),
+        Some(budget),
+        zai_proxy::ratelimit::shared::SharedMetrics::register(&metrics, "production"),
+    )
+    .unwrap()
+}
+
+/// Fills half of `budget` from another replica (lease ids 1000 and up), so that Redis
+/// grants nothing ahead of use (docs/SHARED_BUDGET.md, "Prefetching") and every admission
+/// of the limiter under test is a call of its own.
+async fn fill_half(other: &zai_proxy::ratelimit::shared::SharedBudget, budget: u32) {
+    use zai_proxy::ratelimit::leases::LeaseId;
+    use zai_proxy::ratelimit::shared::Admit;
+    for id in 0..u64::from(budget / 2) {
+        let got = other
+            .admit(Some(LeaseId(1000 + id)), 10_000.0)
+            .await
+            .unwrap();
+        assert!(matches!(got, Admit::Granted { .. }), "{got:?}");
+    }
+}
+
 fn spawn_admit(
     limiter: &std::sync::Arc<zai_proxy::ratelimit::Limiter>,
     host: &str,
@@ -992,7 +1026,8 @@ fn spawn_admit(
 /// to Redis is unanswered, the next request sends its own at once instead of waiting for
 /// that round trip in the fair queue — at most `MAX_OVERLAPPING_CALLS` handed off plus the
 /// head's. With Redis's answers held back, 6 requests get exactly 4 + 1 calls to Redis;
-/// once the answers flow, all 6 are admitted with a lease each.
+/// once the answers flow, all 6 are admitted with a lease each. (Half the budget is held by
+/// another replica, so that nothing is granted ahead of use and every admission calls.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admission_calls_overlap_up_to_the_bound_while_answers_are_out() {
     use zai_proxy::ratelimit::shared::MAX_OVERLAPPING_CALLS;
@@ -1003,6 +1038,7 @@ async fn admission_calls_overlap_up_to_the_bound_while_answers_are_out() {
     let server = RedisServer::start().unwrap();
     let gate = AnswerGate::start(server.port()).await;
     let cancel = CancellationToken::new();
+    fill_half(&other_replica(&server.url(), BUDGET), BUDGET).await;
     let limiter = overlap_limiter(&gate.url(), BUDGET, &cancel).await;
     // A first answer with room for more: overlapping may start.
     let first = limiter
@@ -1052,36 +1088,27 @@ async fn admission_calls_overlap_up_to_the_bound_while_answers_are_out() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_overlapped_call_that_finds_the_budget_full_asks_again_alone() {
     use zai_proxy::ratelimit::leases::LeaseId;
-    use zai_proxy::ratelimit::shared::{Admit, SharedBudget, SharedMetrics};
+    use zai_proxy::ratelimit::shared::Admit;
     if !gate("an_overlapped_call_that_finds_the_budget_full_asks_again_alone") {
         return;
     }
     let _serial = SERIAL.lock().await;
     let server = RedisServer::start().unwrap();
     let cancel = CancellationToken::new();
-    let budget = 6;
+    let budget = BUDGET;
+    // Another replica holds half the budget: nothing is granted ahead of use.
+    let other = other_replica(&server.url(), budget);
+    fill_half(&other, budget).await;
     let limiter = overlap_limiter(&server.url(), budget, &cancel).await;
     let first = limiter
         .admit(zai_proxy::ratelimit::SourceBucket::from_host(b"10.0.0.1"))
         .await;
-    assert!(first.lease.is_some(), "one of 6 in use: room to overlap");
-    let metrics = zai_proxy::Metrics::new(
-        "test",
-        &zai_proxy::config::BuildInfo::default(),
-        10,
-        &[],
-        "glm-4",
-    )
-    .unwrap();
-    let other = SharedBudget::new(
-        &zai_proxy::ApiKey::new(server.url()),
-        &zai_proxy::ApiKey::new(KEY),
-        Some(budget),
-        SharedMetrics::register(&metrics, "production"),
-    )
-    .unwrap();
-    // Another replica fills the budget behind the limiter's back.
-    for id in 1..=5 {
+    assert!(
+        first.lease.is_some(),
+        "11 of 20 in use: room to overlap, none granted ahead"
+    );
+    // The other replica fills the budget behind the limiter's back.
+    for id in 1..u64::from(budget / 2) {
         let got = other.admit(Some(LeaseId(id)), 10_000.0).await.unwrap();
         assert!(matches!(got, Admit::Granted { .. }), "{got:?}");
     }
@@ -1096,9 +1123,191 @@ async fn an_overlapped_call_that_finds_the_budget_full_asks_again_alone() {
     cancel.cancel();
     assert!(admission.lease.is_some(), "admitted with a lease");
     assert_eq!(
-        other.admit(Some(LeaseId(9)), 10_000.0).await.unwrap(),
+        other.admit(Some(LeaseId(99)), 10_000.0).await.unwrap(),
         Admit::Full { in_use: budget },
-        "1 + 4 of the other + the late one"
+        "10 + 8 of the other + the first and the late one"
     );
     drop(first);
+}
+
+/// The admission script grants ahead of use only while the fleet has headroom
+/// (docs/SHARED_BUDGET.md, "Prefetching"): with a lease each, at most half the budget in
+/// use with them; with slots of the rate, at least half the bucket's tolerance left. Checked
+/// against a real Redis at the level of the scripts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_grants_ahead_only_within_half_the_budget_and_half_the_burst() {
+    use zai_proxy::ratelimit::leases::LeaseId;
+    use zai_proxy::ratelimit::prefetch::PREFETCH_MAX;
+    use zai_proxy::ratelimit::shared::{Admit, Ahead};
+    if !gate("redis_grants_ahead_only_within_half_the_budget_and_half_the_burst") {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let server = RedisServer::start().unwrap();
+    let replica = other_replica(&server.url(), BUDGET);
+    let ids = |from: u64| -> Vec<LeaseId> {
+        (from..from + u64::from(PREFETCH_MAX))
+            .map(LeaseId)
+            .collect()
+    };
+    // Budget 20, rate far above: one admission plus 8 ahead (9 of 20 in use).
+    let first = replica
+        .admit_ahead(Some(LeaseId(1)), Ahead::Leases(&ids(2)), 10_000.0)
+        .await
+        .unwrap();
+    assert_eq!(
+        first,
+        Admit::Granted {
+            wait: Duration::ZERO,
+            in_use: 1 + PREFETCH_MAX,
+            ahead: PREFETCH_MAX
+        }
+    );
+    // The next one brings the fleet to 10 of 20: none more ahead.
+    let second = replica
+        .admit_ahead(Some(LeaseId(20)), Ahead::Leases(&ids(21)), 10_000.0)
+        .await
+        .unwrap();
+    assert_eq!(
+        second,
+        Admit::Granted {
+            wait: Duration::ZERO,
+            in_use: BUDGET / 2,
+            ahead: 0
+        },
+        "half the budget in use: nothing ahead"
+    );
+    assert_eq!(
+        replica
+            .prefetch(Ahead::Leases(&ids(40)), 10_000.0)
+            .await
+            .unwrap(),
+        0
+    );
+    // The leases granted ahead are leases in Redis: the budget counts them.
+    for id in 60..70 {
+        let got = replica.admit(Some(LeaseId(id)), 10_000.0).await.unwrap();
+        assert!(matches!(got, Admit::Granted { .. }), "{got:?}");
+    }
+    assert_eq!(
+        replica.admit(Some(LeaseId(70)), 10_000.0).await.unwrap(),
+        Admit::Full { in_use: BUDGET }
+    );
+
+    // Slots of the rate alone (another key's bucket, no budget): rate 10/s, burst 20,
+    // tolerance 1.9 s. After one admission and 8 ahead, the bucket is 0.9 s ahead of now:
+    // no more ahead until it drains back under half its tolerance.
+    let metrics = zai_proxy::Metrics::new(
+        "test",
+        &zai_proxy::config::BuildInfo::default(),
+        10,
+        &[],
+        "g",
+    )
+    .unwrap();
+    let rate_only = zai_proxy::ratelimit::shared::SharedBudget::new(
+        &zai_proxy::ApiKey::new(server.url()),
+        &zai_proxy::ApiKey::new("another-key"),
+        None,
+        zai_proxy::ratelimit::shared::SharedMetrics::register(&metrics, "production"),
+    )
+    .unwrap();
+    let got = rate_only
+        .admit_ahead(None, Ahead::Slots(PREFETCH_MAX), 10.0)
+        .await
+        .unwrap();
+    assert!(
+        matches!(got, Admit::Granted { wait, ahead, .. } if wait.is_zero() && ahead == PREFETCH_MAX),
+        "{got:?}"
+    );
+    let got = rate_only
+        .admit_ahead(None, Ahead::Slots(PREFETCH_MAX), 10.0)
+        .await
+        .unwrap();
+    assert!(
+        matches!(got, Admit::Granted { wait, ahead: 0, .. } if wait.is_zero()),
+        "within the burst, but nothing ahead past half the tolerance: {got:?}"
+    );
+    assert_eq!(
+        rate_only
+            .prefetch(Ahead::Slots(PREFETCH_MAX), 10.0)
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+/// A lightly loaded replica admits most requests without a round trip to Redis: 60
+/// admissions, one every 2 ms, with the budget and the rate far from full, reach Redis in
+/// about one call per [`PREFETCH_MAX`]/2 admissions (at most half as many calls as
+/// admissions is asserted, for a slow machine's sake); the grants taken
+/// ahead and never used are given back to Redis once they lapse. With half the budget held
+/// by another replica, the same admissions make one call each and none is taken ahead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lightly_loaded_replica_admits_without_a_call_per_request_and_gives_unused_grants_back() {
+    use zai_proxy::ratelimit::leases::LeaseId;
+    use zai_proxy::ratelimit::prefetch::{PREFETCH_MAX, PREFETCH_TTL};
+    use zai_proxy::ratelimit::shared::Admit;
+    if !gate(
+        "a_lightly_loaded_replica_admits_without_a_call_per_request_and_gives_unused_grants_back",
+    ) {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let server = RedisServer::start().unwrap();
+    let gate = AnswerGate::start(server.port()).await;
+    const N: usize = 60;
+    let admit_n = |limiter: std::sync::Arc<zai_proxy::ratelimit::Limiter>| async move {
+        for i in 0..N {
+            let admission = limiter
+                .admit(zai_proxy::ratelimit::SourceBucket::from_host(
+                    format!("10.0.3.{i}").as_bytes(),
+                ))
+                .await;
+            assert!(admission.lease.is_some());
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    };
+
+    // Headroom: grants ahead.
+    let cancel = CancellationToken::new();
+    let limiter = overlap_limiter(&gate.url(), BUDGET, &cancel).await;
+    let before = gate.admissions();
+    admit_n(std::sync::Arc::clone(&limiter)).await;
+    let calls = gate.admissions() - before;
+    // One call per PREFETCH_MAX/2 admissions (+ the first) when nothing lapses; half the
+    // admissions leaves room for a slow machine, where a grant may lapse before its turn.
+    let bound = N / 2;
+    assert!(N / usize::try_from(PREFETCH_MAX / 2).unwrap() < bound);
+    // Unused grants lapse and go back: afterwards another replica finds the budget empty.
+    tokio::time::sleep(PREFETCH_TTL * 4).await;
+    let other = other_replica(&server.url(), BUDGET);
+    let after = other.admit(Some(LeaseId(500)), 10_000.0).await.unwrap();
+    other.release(&[LeaseId(500)]).await.unwrap();
+    cancel.cancel();
+    println!("prefetch: {N} admissions with headroom made {calls} calls to Redis (bound {bound})");
+    assert!(
+        calls <= bound,
+        "{calls} calls for {N} admissions with headroom (at most {bound})"
+    );
+    assert!(
+        matches!(after, Admit::Granted { in_use: 1, .. }),
+        "grants taken ahead and not used were given back: {after:?}"
+    );
+
+    // No headroom: one call per admission, nothing ahead.
+    let server = RedisServer::start().unwrap();
+    let gate = AnswerGate::start(server.port()).await;
+    fill_half(&other_replica(&server.url(), BUDGET), BUDGET).await;
+    let cancel = CancellationToken::new();
+    let limiter = overlap_limiter(&gate.url(), BUDGET, &cancel).await;
+    let before = gate.admissions();
+    admit_n(std::sync::Arc::clone(&limiter)).await;
+    let calls = gate.admissions() - before;
+    cancel.cancel();
+    println!("prefetch: {N} admissions with half the budget held elsewhere made {calls} calls");
+    assert_eq!(
+        calls, N,
+        "no headroom: every admission is a call of its own"
+    );
 }

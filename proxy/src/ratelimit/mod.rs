@@ -9,6 +9,8 @@
 //! * [`shared`]: with `RATE_LIMIT_REDIS_URL`, the leases, the admission bucket and the
 //!   learned ceiling live in Redis for the whole fleet; when Redis is down or slow, this
 //!   replica falls back to its share (budget and rate divided by the replicas last seen);
+//! * [`prefetch`]: through Redis, admissions granted ahead of use while the fleet has
+//!   headroom, so most requests of a lightly loaded fleet need no round trip;
 //! * [`state`]: the learned ceiling persisted across restarts.
 //!
 //! `POST /admin/reset-rate-limit` ([`Limiter::reset`]) is routed in `crate::server`.
@@ -26,6 +28,7 @@ pub mod bucket;
 pub mod controller;
 pub mod fair;
 pub mod leases;
+pub mod prefetch;
 pub mod shared;
 pub mod state;
 
@@ -181,6 +184,8 @@ pub struct Limiter {
     overlap: AtomicBool,
     /// Admission calls waiting for their answers outside the fair queue.
     overlapping: AtomicU32,
+    /// Admissions granted by Redis ahead of use.
+    prefetched: prefetch::Prefetched,
 }
 
 /// A fallback to local admission: what [`shared::policy::fallback_cap`] needs.
@@ -307,6 +312,10 @@ impl Limiter {
             .set(rate);
         let shared_metrics = SharedMetrics::register(&metrics, variant);
         shared_metrics.set_up(false);
+        let prefetched = prefetch::Prefetched::new(
+            shared_metrics.prefetched.clone(),
+            shared_metrics.prefetched_admissions.clone(),
+        );
         Self {
             settings: settings.clone(),
             leases: Arc::new(LeaseBook::new(
@@ -325,6 +334,7 @@ impl Limiter {
             fallback: Mutex::new(None),
             overlap: AtomicBool::new(false),
             overlapping: AtomicU32::new(0),
+            prefetched,
             metrics,
             variant: variant.to_owned(),
             control: Mutex::new(control),
@@ -359,21 +369,25 @@ impl Limiter {
     /// head hands its turn on as soon as its call is sent ([`admission::Turn::Then`]), so
     /// the next request does not wait for that round trip. Cancel-safe.
     async fn take_turn(&self) -> Turn<'_> {
+        if let Some(lease) = self.take_prefetched() {
+            return admission::Turn::Done(lease);
+        }
         if let Some(shared) = self.shared.as_deref().filter(|s| s.is_up())
             && let Some(slot) = self.overlap_slot()
         {
-            let (pending, call) = self.ask(shared);
+            let (pending, asked, call) = self.ask(shared);
             let mut call = Box::pin(call);
             // Sent now, under the turn, so that calls leave in the queue's order.
             match std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await {
                 Poll::Pending => {
                     return admission::Turn::Then(Box::pin(
-                        self.finish_overlapped(shared, call, slot, pending),
+                        self.finish_overlapped(shared, call, slot, pending, asked),
                     ));
                 }
                 Poll::Ready(answer) => {
                     drop(slot);
-                    if let Answered::Go(lease) = self.answered(shared, answer, pending).await {
+                    if let Answered::Go(lease) = self.answered(shared, answer, pending, asked).await
+                    {
                         return admission::Turn::Done(lease);
                     }
                 }
@@ -391,10 +405,11 @@ impl Limiter {
         call: impl Future<Output = Result<Admit, ProxyError>>,
         slot: OverlapSlot<'_>,
         pending: Option<leases::Pending>,
+        asked: prefetch::Asked,
     ) -> Option<leases::Lease> {
         let answer = call.await;
         drop(slot);
-        match self.answered(shared, answer, pending).await {
+        match self.answered(shared, answer, pending, asked).await {
             Answered::Go(lease) => lease,
             Answered::Again => self.take_turn_alone().await,
         }
@@ -410,18 +425,84 @@ impl Limiter {
     }
 
     /// One admission call to Redis at the current rate, with a lease asked for when this
-    /// replica has a budget: the pending lease and the call (not yet sent).
+    /// replica has a budget, and admissions asked ahead ([`prefetch`]): the pending lease,
+    /// those asked ahead, and the call (not yet sent).
     fn ask<'s>(
         &self,
         shared: &'s SharedBudget,
     ) -> (
         Option<leases::Pending>,
+        prefetch::Asked,
         impl Future<Output = Result<Admit, ProxyError>> + Send + 's,
     ) {
         let pending = self.lease_wanted.then(|| self.leases.ask());
+        let asked = self.prefetched.ask(self.lease_wanted, || self.leases.ask());
         let rate = self.lock().controller.current_rate();
-        let call = shared.admit(pending.as_ref().map(leases::Pending::id), rate);
-        (pending, call)
+        let id = pending.as_ref().map(leases::Pending::id);
+        let (count, ids) = (asked.count(), asked.lease_ids());
+        let lease_wanted = self.lease_wanted;
+        let call = async move {
+            let ahead = if lease_wanted {
+                shared::Ahead::Leases(&ids)
+            } else {
+                shared::Ahead::Slots(count)
+            };
+            shared.admit_ahead(id, ahead, rate).await
+        };
+        (pending, asked, call)
+    }
+
+    /// An admission granted ahead of use, while admission goes through Redis.
+    fn take_prefetched(&self) -> Option<Option<leases::Lease>> {
+        if !self.shared.as_deref().is_some_and(SharedBudget::is_up) {
+            return None;
+        }
+        self.prefetched.take()
+    }
+
+    /// Asks Redis for admissions ahead of use until the pool is full again or Redis grants
+    /// none (each time a take leaves half or fewer), and drops the ones that lapse.
+    async fn prefetch_loop(&self, shared: &SharedBudget, cancel: CancellationToken) {
+        let mut next_lapse: Option<tokio::time::Instant> = None;
+        loop {
+            let lapse = async {
+                match next_lapse {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => break,
+                () = self.prefetched.refill_wanted() => {
+                    if shared.is_up() {
+                        let asked = self.prefetched.ask(self.lease_wanted, || self.leases.ask());
+                        if asked.count() > 0 {
+                            let rate = self.lock().controller.current_rate();
+                            let ids = asked.lease_ids();
+                            let ahead = if self.lease_wanted {
+                                shared::Ahead::Leases(&ids)
+                            } else {
+                                shared::Ahead::Slots(asked.count())
+                            };
+                            match shared.prefetch(ahead, rate).await {
+                                Ok(granted) => {
+                                    self.prefetched.settle(asked, Some(granted), shared.is_up());
+                                }
+                                Err(e) => {
+                                    self.prefetched.settle(asked, None, false);
+                                    self.fall_back(shared, &e);
+                                }
+                            }
+                        }
+                    }
+                }
+                () = self.prefetched.added() => {}
+                () = lapse => {}
+            }
+            next_lapse = self.prefetched.purge();
+        }
+        self.prefetched.clear();
     }
 
     /// A place for one more overlapping admission call, if the last answer left room.
@@ -445,6 +526,7 @@ impl Limiter {
         shared: &SharedBudget,
         answer: Result<Admit, ProxyError>,
         pending: Option<leases::Pending>,
+        asked: prefetch::Asked,
     ) -> Answered {
         self.overlap.store(
             answer
@@ -452,6 +534,12 @@ impl Limiter {
                 .is_ok_and(|a| shared::policy::room_to_overlap(a, self.budget)),
             Ordering::Release,
         );
+        let ahead = match &answer {
+            Ok(Admit::Granted { ahead, .. }) => Some(*ahead),
+            Ok(Admit::Full { .. }) => Some(0),
+            Err(_) => None,
+        };
+        self.prefetched.settle(asked, ahead, shared.is_up());
         match answer {
             Ok(Admit::Granted { wait, .. }) => {
                 let lease = pending.map(leases::Pending::granted);
@@ -480,9 +568,12 @@ impl Limiter {
     async fn take_turn_once(&self) -> Option<Option<leases::Lease>> {
         if let Some(shared) = &self.shared {
             while shared.is_up() {
-                let (pending, call) = self.ask(shared);
+                if let Some(lease) = self.take_prefetched() {
+                    return Some(lease);
+                }
+                let (pending, asked, call) = self.ask(shared);
                 let answer = call.await;
-                if let Answered::Go(lease) = self.answered(shared, answer, pending).await {
+                if let Answered::Go(lease) = self.answered(shared, answer, pending, asked).await {
                     return Some(lease);
                 }
             }
@@ -520,6 +611,7 @@ impl Limiter {
     /// Redis failed: admit with this replica's share until a heartbeat succeeds again.
     fn fall_back(&self, shared: &SharedBudget, error: &ProxyError) {
         self.overlap.store(false, Ordering::Release);
+        self.prefetched.clear();
         *self
             .recovering_since
             .lock()
@@ -630,7 +722,14 @@ impl Limiter {
             return;
         };
         let limiter = Arc::clone(self);
+        let (prefetching, for_prefetch, prefetch_cancel) =
+            (Arc::clone(self), Arc::clone(&shared), cancel.clone());
         tokio::spawn(async move { limiter.sync_loop(&shared, releases, cancel).await });
+        tokio::spawn(async move {
+            prefetching
+                .prefetch_loop(&for_prefetch, prefetch_cancel)
+                .await;
+        });
     }
 
     async fn sync_loop(
@@ -812,6 +911,7 @@ impl Limiter {
             }
             let rate = after.0;
             self.bucket.set_rate(self.local_rate(rate), Fill::Empty);
+            self.prefetched.clear();
             tracing::info!(
                 "Rate limit: adopted the fleet's rate {rate:.2} req/s and ceiling {:.2} req/s (published by replica {})",
                 after.1,
@@ -972,6 +1072,7 @@ impl Limiter {
         if step.rate_changed {
             let rate = controller.current_rate();
             self.bucket.set_rate(self.local_rate(rate), Fill::Empty);
+            self.prefetched.clear();
             self.metrics
                 .rate_limit_requests_per_second
                 .with_label_values(&[&self.variant])
@@ -989,6 +1090,7 @@ impl Limiter {
             control.restored_from_state = false;
             let rate = control.controller.current_rate();
             self.bucket.set_rate(self.local_rate(rate), Fill::Full);
+            self.prefetched.clear();
             (rate, control.controller.ceiling())
         };
         self.publish();

@@ -23,6 +23,12 @@ pub struct SharedMetrics {
     pub up: Gauge,
     /// `zai_proxy_shared_budget_replicas{variant}`: replicas last seen alive in Redis.
     pub replicas: Gauge,
+    /// `zai_proxy_shared_budget_prefetched{variant}`: admissions granted by Redis ahead of
+    /// use that this replica holds now (see `ratelimit::prefetch`).
+    pub prefetched: Gauge,
+    /// `zai_proxy_shared_budget_prefetched_admissions_total{variant}`: admissions that went
+    /// without a call to Redis, on a grant taken ahead.
+    pub prefetched_admissions: Counter,
     /// `zai_proxy_shared_budget_fallbacks_total{variant}`: switches to the local share.
     pub fallbacks: Counter,
     /// `zai_proxy_shared_budget_recoveries_total{variant}`: switches back to Redis.
@@ -84,6 +90,17 @@ impl SharedMetrics {
             replicas: gauge(
                 "zai_proxy_shared_budget_replicas",
                 "Replicas last seen alive in Redis",
+            )?
+            .with_label_values(&v),
+            prefetched: gauge(
+                "zai_proxy_shared_budget_prefetched",
+                "Admissions granted by Redis ahead of use that this replica holds now",
+            )?
+            .with_label_values(&v),
+            prefetched_admissions: counter(
+                "zai_proxy_shared_budget_prefetched_admissions_total",
+                "Admissions that used a grant taken ahead from Redis instead of a call of their own",
+                &["variant"],
             )?
             .with_label_values(&v),
             fallbacks: counter(

@@ -54,12 +54,25 @@ pub enum Admit {
         wait: Duration,
         /// Leases in use fleet-wide with this one (0 when no lease was asked).
         in_use: u32,
+        /// Admissions granted ahead of use with this one, each usable at once.
+        ahead: u32,
     },
     /// The concurrency budget is full (this many leases in use); nothing was taken.
     Full {
         /// Leases in use fleet-wide.
         in_use: u32,
     },
+}
+
+/// Admissions asked ahead of use with an admission call (see [`super::prefetch`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Ahead<'a> {
+    /// None.
+    Nothing,
+    /// This many slots of the rate, without leases (no concurrency budget).
+    Slots(u32),
+    /// A slot and a lease for each of these ids (with a concurrency budget).
+    Leases(&'a [LeaseId]),
 }
 
 /// What a heartbeat read back.
@@ -218,11 +231,48 @@ impl SharedBudget {
     }
 
     /// One admission: a lease `id` when `lease` is given and a budget is set, and a slot of
-    /// the shared bucket (at `rate` until the fleet has published one).
+    /// the shared bucket (at `rate` until the fleet has published one). Nothing is asked
+    /// ahead (see [`SharedBudget::admit_ahead`]).
     pub async fn admit(&self, lease: Option<LeaseId>, rate: f64) -> Result<Admit, ProxyError> {
+        self.call_admit(true, lease, Ahead::Nothing, rate).await
+    }
+
+    /// As [`SharedBudget::admit`], asking for `ahead` more admissions granted ahead of use
+    /// in the same call, which Redis grants only while the fleet has headroom
+    /// ([`scripts::ADMIT`]); [`Admit::Granted::ahead`] says how many (the first of the
+    /// lease ids given, when leases are asked).
+    pub async fn admit_ahead(
+        &self,
+        lease: Option<LeaseId>,
+        ahead: Ahead<'_>,
+        rate: f64,
+    ) -> Result<Admit, ProxyError> {
+        self.call_admit(true, lease, ahead, rate).await
+    }
+
+    /// Only admissions ahead of use (the refill of [`super::prefetch`]): how many Redis
+    /// granted (possibly none).
+    pub async fn prefetch(&self, ahead: Ahead<'_>, rate: f64) -> Result<u32, ProxyError> {
+        match self.call_admit(false, None, ahead, rate).await? {
+            Admit::Granted { ahead, .. } => Ok(ahead),
+            Admit::Full { .. } => Ok(0),
+        }
+    }
+
+    async fn call_admit(
+        &self,
+        required: bool,
+        lease: Option<LeaseId>,
+        ahead: Ahead<'_>,
+        rate: f64,
+    ) -> Result<Admit, ProxyError> {
         let mut connection = self.connection()?;
-        let limit = match (lease, self.budget) {
-            (Some(_), Some(budget)) => budget,
+        let leases_asked = match ahead {
+            Ahead::Leases(_) => true,
+            Ahead::Nothing | Ahead::Slots(_) => lease.is_some(),
+        };
+        let limit = match (leases_asked, self.budget) {
+            (true, Some(budget)) => budget,
             _ => 0,
         };
         let member = lease.map_or_else(String::new, |id| self.member(id));
@@ -234,11 +284,30 @@ impl SharedBudget {
             .arg(member)
             .arg(duration_ms(LEASE_TTL))
             .arg(limit)
-            .arg(rate);
-        let (granted, wait, in_use): (i64, i64, i64) = self
+            .arg(rate)
+            .arg(u8::from(required));
+        match ahead {
+            Ahead::Nothing => {
+                invocation.arg(0);
+            }
+            Ahead::Slots(n) => {
+                invocation.arg(if limit > 0 { 0 } else { n });
+            }
+            Ahead::Leases(ids) => {
+                if limit > 0 {
+                    invocation.arg(ids.len());
+                    for id in ids {
+                        invocation.arg(self.member(*id));
+                    }
+                } else {
+                    invocation.arg(0);
+                }
+            }
+        }
+        let (granted, wait, in_use, ahead): (i64, i64, i64, i64) = self
             .bounded("admit", invocation.invoke_async(&mut connection))
             .await?;
-        Ok(policy::admit_reply(granted, wait, in_use))
+        Ok(policy::admit_reply(granted, wait, in_use, ahead))
     }
 
     /// Removes released leases from Redis.

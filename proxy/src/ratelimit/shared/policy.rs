@@ -89,13 +89,14 @@ pub fn grace_over(elapsed: Duration, alive: u32, expected: u32) -> bool {
         && (alive >= expected || elapsed >= super::RECOVERY_GRACE + super::REPLICA_TTL)
 }
 
-/// Reads the admission script's `{granted, wait, in_use}`.
-pub fn admit_reply(granted: i64, wait: i64, in_use: i64) -> Admit {
+/// Reads the admission script's `{granted, wait, in_use, ahead}`.
+pub fn admit_reply(granted: i64, wait: i64, in_use: i64, ahead: i64) -> Admit {
     let in_use = u32::try_from(in_use.max(0)).unwrap_or(u32::MAX);
     if granted == 1 {
         Admit::Granted {
             wait: Duration::from_micros(u64::try_from(wait).unwrap_or(0)),
             in_use,
+            ahead: u32::try_from(ahead.max(0)).unwrap_or(0),
         }
     } else {
         Admit::Full { in_use }
@@ -109,7 +110,7 @@ pub fn admit_reply(granted: i64, wait: i64, in_use: i64) -> Admit {
 /// the queue's order and fairness need when requests wait (a full budget, a rate slot).
 pub fn room_to_overlap(answer: &Admit, budget: Option<u32>) -> bool {
     match *answer {
-        Admit::Granted { wait, in_use } => {
+        Admit::Granted { wait, in_use, .. } => {
             wait.is_zero()
                 && budget.is_none_or(|b| b.saturating_sub(in_use) >= super::MAX_OVERLAPPING_CALLS)
         }
@@ -292,6 +293,7 @@ mod tests {
         let granted = |wait_us, in_use| Admit::Granted {
             wait: Duration::from_micros(wait_us),
             in_use,
+            ahead: 0,
         };
         let k = super::super::MAX_OVERLAPPING_CALLS;
         assert!(room_to_overlap(&granted(0, 1), Some(20)));
@@ -323,13 +325,18 @@ mod tests {
     #[test]
     fn replies_are_read_strictly() {
         assert_eq!(
-            admit_reply(1, 1500, 3),
+            admit_reply(1, 1500, 3, 2),
             Admit::Granted {
                 wait: Duration::from_micros(1500),
-                in_use: 3
+                in_use: 3,
+                ahead: 2
             }
         );
-        assert_eq!(admit_reply(0, 0, 20), Admit::Full { in_use: 20 });
+        assert_eq!(admit_reply(0, 0, 20, 0), Admit::Full { in_use: 20 });
+        assert!(
+            matches!(admit_reply(1, 0, 3, -1), Admit::Granted { ahead: 0, .. }),
+            "a negative count is none"
+        );
         let beat =
             beat_reply((3, "12.5".into(), "20".into(), "4".into(), "r1".into())).expect("valid");
         assert_eq!((beat.alive, beat.version), (3, 4));

@@ -9,49 +9,86 @@
 //!   ceiling), `version` (bumped on every change), `origin` (the replica that changed it);
 //! * `replicas` — sorted set: replica id → last heartbeat (ms).
 
-/// Takes one admission: a lease (when `limit > 0`) and a slot of the GCRA bucket.
+/// Takes one admission: a lease (when `limit > 0`) and a slot of the GCRA bucket, plus up
+/// to `want` more granted ahead of use ("prefetched", see [`super::policy::prefetch_want`])
+/// while the fleet has headroom.
 ///
 /// KEYS: leases, tat, limit. ARGV: member, lease ttl (ms), concurrency limit (0 = none),
-/// rate to use when the `limit` hash has none (req/s).
+/// rate to use when the `limit` hash has none (req/s), `required` (1: the admission itself
+/// is asked; 0: only prefetched ones), `want`, then `want` more lease members when
+/// `limit > 0`.
 ///
-/// Returns `{1, wait_us, in_use}` (granted; go after `wait_us`; `in_use` leases counted
-/// with this one, 0 when no lease was asked) or `{0, 0, in_use}` (the concurrency budget is
-/// full; nothing was taken).
+/// Returns `{1, wait_us, in_use, extra}` (granted; go after `wait_us`; `in_use` leases
+/// counted with this one and the extras, 0 when no lease was asked; the first `extra`
+/// members were granted ahead too, each with a lease and a slot usable at once) or
+/// `{0, 0, in_use, 0}` (the concurrency budget is full; nothing was taken). With
+/// `required = 0` the answer is always `{1, 0, in_use, extra}`.
 ///
 /// GCRA as a reservation: emission interval T = 1/rate, burst b = max(1, ⌊2·rate⌋) (the
 /// local bucket's burst), tolerance τ = (b − 1)·T. The slot reserved is max(tat, now); the
 /// caller waits until slot − τ; tat becomes slot + T.
+///
+/// Headroom for an extra (each one checked after the one before it is counted): the fleet
+/// holds at most half the concurrency budget with it (`in_use ≤ ⌊limit/2⌋`), and the
+/// bucket keeps at least half its tolerance free (`tat − now ≤ τ/2`, so the extra's slot
+/// is usable now). Under load neither holds and every admission is one call, as without
+/// prefetching; without a rate (none in the hash nor given) nothing is prefetched.
 pub const ADMIT: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local limit = tonumber(ARGV[3])
+local required = ARGV[5] == '1'
+local want = tonumber(ARGV[6])
 local used = 0
 if limit > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
   used = redis.call('ZCARD', KEYS[1])
-  if used >= limit then
-    return {0, 0, used}
+  if required then
+    if used >= limit then
+      return {0, 0, used, 0}
+    end
+    used = used + 1
   end
-  used = used + 1
 end
 local rate = tonumber(redis.call('HGET', KEYS[3], 'rate') or ARGV[4])
 local wait = 0
+local extra = 0
 if rate and rate > 0 then
   local interval = 1000000 / rate
   local burst = math.max(1, math.floor(2 * rate))
   local tolerance = (burst - 1) * interval
-  local tat = tonumber(redis.call('GET', KEYS[2]) or now)
+  local stored = redis.call('GET', KEYS[2])
+  local tat = tonumber(stored or now)
   if tat < now then tat = now end
-  local allowed = tat - tolerance
-  if allowed > now then wait = allowed - now end
-  local next_tat = tat + interval
-  redis.call('SET', KEYS[2], string.format('%.0f', next_tat), 'PX', math.ceil((next_tat - now) / 1000) + 1000)
+  local changed = false
+  if required then
+    local allowed = tat - tolerance
+    if allowed > now then wait = allowed - now end
+    tat = tat + interval
+    changed = true
+  end
+  while extra < want and tat + interval - now <= tolerance / 2
+      and (limit == 0 or used + 1 <= math.floor(limit / 2)) do
+    tat = tat + interval
+    extra = extra + 1
+    if limit > 0 then used = used + 1 end
+    changed = true
+  end
+  if changed then
+    redis.call('SET', KEYS[2], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1000)
+  end
 end
-if limit > 0 then
-  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]) * 1000, ARGV[1])
+if limit > 0 and (required or extra > 0) then
+  local deadline = now + tonumber(ARGV[2]) * 1000
+  if required then
+    redis.call('ZADD', KEYS[1], deadline, ARGV[1])
+  end
+  for i = 1, extra do
+    redis.call('ZADD', KEYS[1], deadline, ARGV[6 + i])
+  end
   redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 4)
 end
-return {1, math.floor(wait), used}
+return {1, math.floor(wait), used, extra}
 ";
 
 /// One heartbeat of a replica: marks it alive, (re-)registers every lease it holds with a
