@@ -142,3 +142,51 @@ async fn fast_cuts_are_caught_by_the_stream_comparison() {
         "{r:#?}"
     );
 }
+
+/// `zai-rehearse --jobs 3` (the README's main job) runs scenarios at once and reports them in
+/// the order asked: all three start before the first verdict is printed (stderr's order, not
+/// timings), every one passes, and rehearsal.json lists them in the selection's order. With
+/// one job at a time the second scenario would start only after the first verdict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_run_scenarios_at_once_and_report_them_in_order() {
+    let _slot = zai_e2e::rehearsal::suite::slot().await;
+    let dir = zai_e2e::rehearsal::suite::test_report_dir("local/jobs");
+    let names = ["wrong-key", "canary-errors", "token-counting-off"];
+    let mut args = vec!["--jobs".to_owned(), "3".to_owned()];
+    for name in names {
+        args.extend(["--scenario".to_owned(), name.to_owned()]);
+    }
+    args.extend(["--report-dir".to_owned(), dir.display().to_string()]);
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_zai-rehearse"))
+        .args(&args)
+        .env_remove("ZAI_REHEARSE_SEED")
+        .output()
+        .await
+        .expect("zai-rehearse runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let first_verdict = stderr
+        .find(": PASS (")
+        .or_else(|| stderr.find(": FAIL ("))
+        .expect("a verdict line");
+    for name in names {
+        let started = stderr
+            .find(&format!("== {name}:"))
+            .unwrap_or_else(|| panic!("{name} never started: {stderr}"));
+        assert!(
+            started < first_verdict,
+            "{name} started after the first verdict: not at once\n{stderr}"
+        );
+    }
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("rehearsal.json")).expect("rehearsal.json"),
+    )
+    .expect("JSON");
+    let reported: Vec<&str> = summary["scenarios"]
+        .as_array()
+        .expect("scenarios")
+        .iter()
+        .map(|s| s["name"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(reported, names, "reported in the order asked");
+}

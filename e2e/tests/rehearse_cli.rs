@@ -1,4 +1,4 @@
-//! `zai-rehearse`'s `--seed` and `--repeat` are checked before anything starts: bad values
+//! `zai-rehearse`'s `--seed`, `--repeat` and `--jobs` are checked before anything starts: bad values
 //! are refused with a message naming the flag and the accepted range. So is `--platform kind`
 //! without a usable kind cluster (no kubeconfig, a context that is not kind's, an API server
 //! that does not answer, `--signals prometheus`): exit 2 with the reason, nothing started.
@@ -35,6 +35,28 @@ fn bad_repeat_and_seed_values_are_refused_with_a_clear_error() {
         assert!(
             stderr.contains("--seed") && stderr.contains("seed must be a whole number"),
             "--seed {bad}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn bad_jobs_values_and_jobs_with_kind_or_hold_are_refused_before_anything_starts() {
+    for bad in ["0", "9", "many"] {
+        let (code, stderr) = rehearse(&[&format!("--jobs={bad}"), "--scenario", "healthy"]);
+        assert_eq!(code, 2, "--jobs {bad}: {stderr}");
+        assert!(
+            stderr.contains("jobs must be a whole number of scenarios run at once from 1 to 8"),
+            "--jobs {bad}: {stderr}"
+        );
+    }
+    for extra in [["--platform", "kind"], ["--hold", "--scenario=healthy"]] {
+        let mut args = vec!["--jobs", "3"];
+        args.extend(extra);
+        let (code, stderr) = rehearse(&args);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("run one at a time (drop --jobs)"),
+            "{args:?}: {stderr}"
         );
     }
 }

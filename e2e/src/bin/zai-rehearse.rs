@@ -11,11 +11,12 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
+use futures::StreamExt as _;
 use zai_e2e::platform::local::binary::proxy_binary;
 use zai_e2e::rehearsal::driver::HoldView;
 use zai_e2e::rehearsal::junit::render_junit;
 use zai_e2e::rehearsal::kind::{KindRequest, KindSession, Refusal, preflight};
-use zai_e2e::rehearsal::repeat::{parse_repeat, pass_table, replay_command, summarise};
+use zai_e2e::rehearsal::repeat::{parse_jobs, parse_repeat, pass_table, replay_command, summarise};
 use zai_e2e::rehearsal::seeds::{parse_seed, run_seeds};
 use zai_e2e::rehearsal::step_summary::render_step_summary;
 use zai_e2e::rehearsal::suite::{PlatformKind, runtime_choice};
@@ -89,6 +90,12 @@ struct Args {
     /// the others derived from it), and report each scenario's pass rate.
     #[arg(long, default_value_t = 1, value_parser = parse_repeat)]
     repeat: u32,
+    /// Scenarios run at once (1 to 8), each on its own stack and ports; results are reported
+    /// in the selection's order. The README's main job uses 3 on local processes (its
+    /// scenarios mostly wait: docs/REHEARSALS.md, "Running scenarios at once"). Not with
+    /// --platform kind or --hold.
+    #[arg(long, default_value_t = 1, value_parser = parse_jobs)]
+    jobs: usize,
     /// Also write a compact Markdown verdict here (replaced); with `$GITHUB_STEP_SUMMARY` set
     /// it is appended there too (docs/CI.md).
     #[arg(long, value_name = "FILE", env = "ZAI_REHEARSE_SUMMARY")]
@@ -211,6 +218,14 @@ async fn main() {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    if args.jobs > 1 && (args.platform == PlatformArg::Kind || args.hold) {
+        // A usage error, like clap's: nothing started.
+        eprintln!(
+            "Error: --jobs {} runs scenarios at once on local processes or Docker; --platform kind and --hold run one at a time (drop --jobs)",
+            args.jobs
+        );
+        std::process::exit(2);
+    }
     let targets = summary_targets(
         args.summary.as_deref(),
         std::env::var(STEP_SUMMARY_ENV).ok().as_deref(),
@@ -290,43 +305,72 @@ async fn run(args: Args, targets: &[SummaryTarget]) -> anyhow::Result<i32> {
             report_dir,
             seed: run_seed,
         };
-        for (i, scenario) in selection.scenarios.iter().enumerate() {
-            let hold = args.hold && run + 1 == seeds.len() && i + 1 == selection.scenarios.len();
-            if repeated {
-                eprintln!(
-                    "== {}: {} (expect {}) [run {}/{}, seed {run_seed}]",
-                    scenario.name,
-                    scenario.description,
-                    scenario.expect.outcome.label(),
-                    run + 1,
-                    args.repeat
-                );
-            } else {
-                eprintln!(
-                    "== {}: {} (expect {})",
-                    scenario.name,
-                    scenario.description,
-                    scenario.expect.outcome.label()
-                );
-            }
-            let before_shutdown = |view: HoldView| async move {
-                if hold {
-                    hold_until_interrupted(&view).await;
-                }
-            };
-            let outcome = match &kind {
-                Some(session) => {
-                    session
-                        .run_scenario_then(scenario, &options, before_shutdown)
-                        .await
-                }
-                None => match runtime_choice(platform, &binary, time).await {
-                    Ok(choice) => {
-                        run_scenario_then(scenario, choice, &options, before_shutdown).await
+        let parallel = args.jobs > 1;
+        let runs = futures::stream::iter(selection.scenarios.iter().enumerate())
+            .map(|(i, scenario)| {
+                let hold =
+                    args.hold && run + 1 == seeds.len() && i + 1 == selection.scenarios.len();
+                let (options, kind, binary) = (&options, &kind, &binary);
+                let repeat = args.repeat;
+                async move {
+                    if repeated {
+                        eprintln!(
+                            "== {}: {} (expect {}) [run {}/{repeat}, seed {run_seed}]",
+                            scenario.name,
+                            scenario.description,
+                            scenario.expect.outcome.label(),
+                            run + 1,
+                        );
+                    } else {
+                        eprintln!(
+                            "== {}: {} (expect {})",
+                            scenario.name,
+                            scenario.description,
+                            scenario.expect.outcome.label()
+                        );
                     }
-                    Err(error) => Err(error),
-                },
-            };
+                    let before_shutdown = |view: HoldView| async move {
+                        if hold {
+                            hold_until_interrupted(&view).await;
+                        }
+                    };
+                    let outcome = match kind {
+                        Some(session) => {
+                            session
+                                .run_scenario_then(scenario, options, before_shutdown)
+                                .await
+                        }
+                        None => match runtime_choice(platform, binary, time).await {
+                            Ok(choice) => {
+                                run_scenario_then(scenario, choice, options, before_shutdown).await
+                            }
+                            Err(error) => Err(error),
+                        },
+                    };
+                    if let Ok(result) = &outcome {
+                        eprintln!(
+                            "   {}{} in {:.1}s: {} ({})",
+                            if parallel {
+                                format!("{}: ", scenario.name)
+                            } else {
+                                String::new()
+                            },
+                            result.outcome,
+                            result.decision_seconds,
+                            if result.passed { "PASS" } else { "FAIL" },
+                            result.verdict
+                        );
+                    }
+                    (i, scenario, outcome)
+                }
+            })
+            .buffer_unordered(args.jobs)
+            .collect::<Vec<_>>()
+            .await;
+        // Reported in the selection's order, whatever order they finished in.
+        let mut runs = runs;
+        runs.sort_by_key(|(i, _, _)| *i);
+        for (_, scenario, outcome) in runs {
             let result = match outcome {
                 Ok(result) => result,
                 // One run that cannot be set up is a failed run of the repeat, not the end
@@ -339,13 +383,6 @@ async fn run(args: Args, targets: &[SummaryTarget]) -> anyhow::Result<i32> {
                     return Err(error).with_context(|| format!("scenario {}", scenario.name));
                 }
             };
-            eprintln!(
-                "   {} in {:.1}s: {} ({})",
-                result.outcome,
-                result.decision_seconds,
-                if result.passed { "PASS" } else { "FAIL" },
-                result.verdict
-            );
             results.push(result);
         }
     }

@@ -22,6 +22,19 @@ pub fn parse_repeat(text: &str) -> Result<u32, String> {
     }
 }
 
+/// Most scenarios `zai-rehearse --jobs` runs at once.
+pub const MAX_JOBS: usize = 8;
+
+/// Parses `--jobs`: scenarios run at once, 1 to [`MAX_JOBS`].
+pub fn parse_jobs(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if (1..=MAX_JOBS).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "jobs must be a whole number of scenarios run at once from 1 to {MAX_JOBS}, got {text:?}"
+        )),
+    }
+}
+
 /// The pass rate of one scenario over its runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RepeatEntry {
@@ -150,6 +163,17 @@ mod tests {
         for bad in ["0", "-1", "", "two", "1.5", "1001", "99999999999"] {
             let error = parse_repeat(bad).expect_err(bad);
             assert!(error.contains("repeat must be"), "{error}");
+        }
+    }
+
+    #[test]
+    fn jobs_parse_strictly() {
+        assert_eq!(parse_jobs("1"), Ok(1));
+        assert_eq!(parse_jobs(" 3 "), Ok(3));
+        assert_eq!(parse_jobs("8"), Ok(MAX_JOBS));
+        for bad in ["0", "-1", "", "three", "2.5", "9"] {
+            let error = parse_jobs(bad).expect_err(bad);
+            assert!(error.contains("jobs must be"), "{error}");
         }
     }
 
