@@ -1212,6 +1212,7 @@ async fn redis_grants_ahead_only_within_half_the_budget_and_half_the_burst() {
         zai_proxy::ratelimit::shared::SharedMetrics::register(&metrics, "production"),
     )
     .unwrap();
+    let first = std::time::Instant::now();
     let got = rate_only
         .admit_ahead(None, Ahead::Slots(PREFETCH_MAX), 10.0)
         .await
@@ -1220,21 +1221,25 @@ async fn redis_grants_ahead_only_within_half_the_budget_and_half_the_burst() {
         matches!(got, Admit::Granted { wait, ahead, .. } if wait.is_zero() && ahead == PREFETCH_MAX),
         "{got:?}"
     );
+    // The bucket drains one slot (100 ms) at a time: a slow machine may have drained a few
+    // since the first call, and each drained slot may be granted ahead again. Without the
+    // half-tolerance rule the bucket's whole tolerance would be granted ahead (8 more here).
+    let drained = |at: std::time::Instant| (at.elapsed().as_secs_f64() / 0.1).floor() as u32;
     let got = rate_only
         .admit_ahead(None, Ahead::Slots(PREFETCH_MAX), 10.0)
         .await
         .unwrap();
+    let allowed = drained(first);
     assert!(
-        matches!(got, Admit::Granted { wait, ahead: 0, .. } if wait.is_zero()),
-        "within the burst, but nothing ahead past half the tolerance: {got:?}"
+        matches!(got, Admit::Granted { wait, ahead, .. } if wait.is_zero() && ahead <= allowed),
+        "within the burst, but nothing ahead past half the tolerance (up to {allowed} drained since): {got:?}"
     );
-    assert_eq!(
-        rate_only
-            .prefetch(Ahead::Slots(PREFETCH_MAX), 10.0)
-            .await
-            .unwrap(),
-        0
-    );
+    let more = rate_only
+        .prefetch(Ahead::Slots(PREFETCH_MAX), 10.0)
+        .await
+        .unwrap();
+    let allowed = drained(first);
+    assert!(more <= allowed, "{more} ahead, {allowed} drained since");
 }
 
 /// A lightly loaded replica admits most requests without a round trip to Redis: 60
