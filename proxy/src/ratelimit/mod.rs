@@ -442,11 +442,7 @@ impl Limiter {
         let (count, ids) = (asked.count(), asked.lease_ids());
         let lease_wanted = self.lease_wanted;
         let call = async move {
-            let ahead = if lease_wanted {
-                shared::Ahead::Leases(&ids)
-            } else {
-                shared::Ahead::Slots(count)
-            };
+            let ahead = shared::Ahead::asked(lease_wanted, &ids, count);
             shared.admit_ahead(id, ahead, rate).await
         };
         (pending, asked, call)
@@ -480,11 +476,8 @@ impl Limiter {
                         if asked.count() > 0 {
                             let rate = self.lock().controller.current_rate();
                             let ids = asked.lease_ids();
-                            let ahead = if self.lease_wanted {
-                                shared::Ahead::Leases(&ids)
-                            } else {
-                                shared::Ahead::Slots(asked.count())
-                            };
+                            let ahead =
+                                shared::Ahead::asked(self.lease_wanted, &ids, asked.count());
                             match shared.prefetch(ahead, rate).await {
                                 Ok(granted) => {
                                     self.prefetched.settle(asked, Some(granted), shared.is_up());

@@ -75,6 +75,18 @@ pub enum Ahead<'a> {
     Leases(&'a [LeaseId]),
 }
 
+impl<'a> Ahead<'a> {
+    /// What to ask ahead: a lease and a slot for each of `ids` when attempts take a lease,
+    /// else `count` slots.
+    pub fn asked(leases: bool, ids: &'a [LeaseId], count: u32) -> Self {
+        if leases {
+            Ahead::Leases(ids)
+        } else {
+            Ahead::Slots(count)
+        }
+    }
+}
+
 /// What a heartbeat read back.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Beat {
