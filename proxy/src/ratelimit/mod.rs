@@ -405,7 +405,7 @@ impl Limiter {
         call: impl Future<Output = Result<Admit, ProxyError>>,
         slot: OverlapSlot<'_>,
         pending: Option<leases::Pending>,
-        asked: prefetch::Asked,
+        asked: prefetch::Asked<'_>,
     ) -> Option<leases::Lease> {
         let answer = call.await;
         drop(slot);
@@ -432,7 +432,7 @@ impl Limiter {
         shared: &'s SharedBudget,
     ) -> (
         Option<leases::Pending>,
-        prefetch::Asked,
+        prefetch::Asked<'_>,
         impl Future<Output = Result<Admit, ProxyError>> + Send + 's,
     ) {
         let pending = self.lease_wanted.then(|| self.leases.ask());
@@ -519,7 +519,7 @@ impl Limiter {
         shared: &SharedBudget,
         answer: Result<Admit, ProxyError>,
         pending: Option<leases::Pending>,
-        asked: prefetch::Asked,
+        asked: prefetch::Asked<'_>,
     ) -> Answered {
         self.overlap.store(
             answer

@@ -9,19 +9,22 @@
 //! What that costs, and why it stays bounded:
 //! * concurrency: a prefetched lease is a lease in Redis from its grant, so the fleet never
 //!   holds more than the budget; an unused one holds a slot for at most [`PREFETCH_TTL`]
-//!   (plus the refill task's wake-up), and only one granted while half the budget was free;
+//!   (plus the refill task's wake-up, and a refill call in flight: at most the 250 ms call
+//!   timeout), and only one granted while half the budget was free;
 //! * rate: a prefetched slot is a slot of the shared GCRA reserved at its grant and used
 //!   within [`PREFETCH_TTL`] of it or never, so over any window W the fleet sends at most
 //!   what the bucket allows over W + [`PREFETCH_TTL`] (rate × 50 ms more, at most);
 //! * a change of the rate (a decrease, a probe, the fleet's rate adopted), a fallback to
-//!   local admission and an admin reset drop every prefetched admission.
+//!   local admission and an admin reset drop every prefetched admission, and any granted
+//!   to a call still out when they happen ([`Prefetched::clear`] bumps a generation);
+//! * a request cancelled mid-call drops its [`Asked`], which gives back its place in the
+//!   count of those asked, so prefetching never stalls on cancelled calls.
 //!
 //! A prefetched admission that is dropped unused gives its lease back to Redis through the
 //! lease book's release queue (as a [`Pending`] lease does); it is never counted as an
 //! upstream attempt of this replica (`zai_proxy_upstream_leases`) until it is used.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -58,9 +61,7 @@ struct Ticket {
 /// The admissions this replica holds ahead of use.
 #[derive(Debug)]
 pub struct Prefetched {
-    tickets: Mutex<VecDeque<Ticket>>,
-    /// Asked in calls whose answers have not arrived.
-    asked: AtomicU32,
+    pool: Mutex<Pool>,
     refill: Notify,
     /// Some were added (the refill task then knows when they lapse).
     added: Notify,
@@ -70,14 +71,29 @@ pub struct Prefetched {
     used: Counter,
 }
 
-/// Admissions asked ahead in one call; [`Prefetched::settle`] takes the answer.
-#[derive(Debug)]
-pub struct Asked {
-    count: u32,
-    leases: Vec<Pending>,
+/// What one lock guards, so that "held", "asked" and "cleared since" are read together.
+#[derive(Debug, Default)]
+struct Pool {
+    tickets: VecDeque<Ticket>,
+    /// Asked in calls whose answers have not arrived (or been given up on).
+    asked: u32,
+    /// Bumped by every [`Prefetched::clear`]: an answer to a call asked before it is not kept.
+    generation: u64,
 }
 
-impl Asked {
+/// Admissions asked ahead in one call; [`Prefetched::settle`] takes the answer. Dropped
+/// without an answer (the request was cancelled mid-call), it gives back what it reserved:
+/// its place in the count of those asked, and its pending leases (queued for release, in
+/// case Redis granted them).
+#[derive(Debug)]
+pub struct Asked<'a> {
+    pool: &'a Prefetched,
+    count: u32,
+    leases: Vec<Pending>,
+    generation: u64,
+}
+
+impl Asked<'_> {
     /// How many were asked.
     pub fn count(&self) -> u32 {
         self.count
@@ -89,13 +105,21 @@ impl Asked {
     }
 }
 
+impl Drop for Asked<'_> {
+    fn drop(&mut self) {
+        if self.count > 0 {
+            let mut pool = self.pool.lock();
+            pool.asked = pool.asked.saturating_sub(self.count);
+        }
+    }
+}
+
 impl Prefetched {
     /// An empty pool reporting to these series.
     pub fn new(held: Gauge, used: Counter) -> Self {
         held.set(0.0);
         Prefetched {
-            tickets: Mutex::new(VecDeque::new()),
-            asked: AtomicU32::new(0),
+            pool: Mutex::new(Pool::default()),
             refill: Notify::new(),
             added: Notify::new(),
             held,
@@ -103,13 +127,13 @@ impl Prefetched {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, VecDeque<Ticket>> {
-        self.tickets.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> MutexGuard<'_, Pool> {
+        self.pool.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Admissions held now (lapsed ones included until the next take or purge).
     pub fn len(&self) -> u32 {
-        u32::try_from(self.lock().len()).unwrap_or(u32::MAX)
+        u32::try_from(self.lock().tickets.len()).unwrap_or(u32::MAX)
     }
 
     /// Whether none is held.
@@ -117,87 +141,116 @@ impl Prefetched {
         self.len() == 0
     }
 
+    /// Admissions asked in calls not answered yet.
+    pub fn asked(&self) -> u32 {
+        self.lock().asked
+    }
+
     /// The next admission held that has not lapsed: `Some(lease)` (`Some(None)` without a
     /// concurrency budget), counted in flight from now; lapsed ones are dropped (their leases
     /// given back). Wakes the refill when half are gone.
     pub fn take(&self) -> Option<Option<Lease>> {
         let now = Instant::now();
-        let (ticket, left) = {
-            let mut tickets = self.lock();
+        let mut lapsed = Vec::new();
+        let (ticket, left, due) = {
+            let mut pool = self.lock();
             let mut found = None;
-            while let Some(ticket) = tickets.pop_front() {
+            while let Some(ticket) = pool.tickets.pop_front() {
                 if ticket.until > now {
                     found = Some(ticket);
                     break;
                 }
+                lapsed.push(ticket);
             }
-            (found, tickets.len())
+            let left = u32::try_from(pool.tickets.len()).unwrap_or(u32::MAX);
+            (found, left, refill_due(left, pool.asked))
         };
-        let left = u32::try_from(left).unwrap_or(u32::MAX);
+        drop(lapsed);
         self.held.set(f64::from(left));
         let ticket = ticket?;
         self.used.inc();
-        if refill_due(left, self.asked.load(Ordering::Acquire)) {
+        if due {
             self.refill.notify_one();
         }
         Some(ticket.lease.map(Pending::granted))
     }
 
-    /// Reserves the admissions to ask ahead with the next call ([`prefetch_want`]); with
-    /// `leases`, a pending lease for each from `ask_lease`.
-    pub fn ask(&self, leases: bool, ask_lease: impl Fn() -> Pending) -> Asked {
-        let pooled = self.len();
-        let count = match self
-            .asked
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |asked| {
-                let want = prefetch_want(pooled, asked);
-                (want > 0).then_some(asked + want)
-            }) {
-            Ok(before) => prefetch_want(pooled, before),
-            Err(_) => 0,
+    /// Reserves the admissions to ask ahead with the next call ([`prefetch_want`], read and
+    /// reserved under one lock, so that the pool never holds more than [`PREFETCH_MAX`]
+    /// with those asked); with `leases`, a pending lease for each from `ask_lease`.
+    pub fn ask(&self, leases: bool, ask_lease: impl Fn() -> Pending) -> Asked<'_> {
+        let (count, generation) = {
+            let mut pool = self.lock();
+            let pooled = u32::try_from(pool.tickets.len()).unwrap_or(u32::MAX);
+            let count = prefetch_want(pooled, pool.asked);
+            pool.asked += count;
+            (count, pool.generation)
         };
         let leases = if leases {
             (0..count).map(|_| ask_lease()).collect()
         } else {
             Vec::new()
         };
-        Asked { count, leases }
-    }
-
-    /// The answer to `asked`: the first `granted` were granted (kept while `keep`, else
-    /// given back), the others refused. `granted: None` (the call failed: unknown what Redis
-    /// did) gives every asked lease back.
-    pub fn settle(&self, asked: Asked, granted: Option<u32>, keep: bool) {
-        let Asked { count, mut leases } = asked;
-        self.asked.fetch_sub(count, Ordering::AcqRel);
-        let Some(granted) = granted else {
-            return; // Dropping the pending leases queues their release.
-        };
-        let granted = granted.min(count);
-        let refused = leases.split_off(usize::try_from(granted).unwrap_or(0).min(leases.len()));
-        refused.into_iter().for_each(Pending::refused);
-        if !keep || granted == 0 {
-            return;
+        Asked {
+            pool: self,
+            count,
+            leases,
+            generation,
         }
-        let until = Instant::now() + PREFETCH_TTL;
-        let mut leases = leases.into_iter();
-        let len = {
-            let mut tickets = self.lock();
-            for _ in 0..granted {
-                tickets.push_back(Ticket {
-                    lease: leases.next(),
-                    until,
-                });
-            }
-            tickets.len()
-        };
-        self.held.set(len as f64);
-        self.added.notify_one();
     }
 
-    /// Drops every admission held (their leases are given back).
+    /// The answer to `asked`: the first `granted` were granted, the others refused. The
+    /// granted ones are kept while `keep` and when nothing was cleared since the call was
+    /// asked, else given back. `granted: None` (the call failed: unknown what Redis did)
+    /// gives every asked lease back.
+    pub fn settle(&self, mut asked: Asked<'_>, granted: Option<u32>, keep: bool) {
+        let count = std::mem::take(&mut asked.count);
+        let mut leases = std::mem::take(&mut asked.leases);
+        let generation = asked.generation;
+        drop(asked);
+        // After a failed call every asked lease is dropped below, which queues its release.
+        let granted = match granted {
+            Some(granted) => {
+                let granted = granted.min(count);
+                // Never granted: nothing to give back.
+                let at = usize::try_from(granted).unwrap_or(0).min(leases.len());
+                leases.split_off(at).into_iter().for_each(Pending::refused);
+                granted
+            }
+            None => 0,
+        };
+        let (kept, len) = {
+            let mut pool = self.lock();
+            pool.asked = pool.asked.saturating_sub(count);
+            let kept = keep && granted > 0 && pool.generation == generation;
+            if kept {
+                let until = Instant::now() + PREFETCH_TTL;
+                let mut leases = leases.drain(..);
+                for _ in 0..granted {
+                    pool.tickets.push_back(Ticket {
+                        lease: leases.next(),
+                        until,
+                    });
+                }
+            }
+            (kept, pool.tickets.len())
+        };
+        // Leases not kept (not wanted any more, or cleared meanwhile) go back on drop.
+        drop(leases);
+        self.held.set(len as f64);
+        if kept {
+            self.added.notify_one();
+        }
+    }
+
+    /// Drops every admission held (their leases are given back), and any granted to a call
+    /// asked before now whose answer has not arrived.
     pub fn clear(&self) {
-        let dropped: Vec<Ticket> = self.lock().drain(..).collect();
+        let dropped: Vec<Ticket> = {
+            let mut pool = self.lock();
+            pool.generation += 1;
+            pool.tickets.drain(..).collect()
+        };
         self.held.set(0.0);
         drop(dropped);
     }
@@ -206,13 +259,18 @@ impl Prefetched {
     pub fn purge(&self) -> Option<Instant> {
         let now = Instant::now();
         let (lapsed, next, len) = {
-            let mut tickets = self.lock();
-            let keep = tickets
+            let mut pool = self.lock();
+            let keep = pool
+                .tickets
                 .iter()
                 .position(|t| t.until > now)
-                .unwrap_or(tickets.len());
-            let lapsed: Vec<Ticket> = tickets.drain(..keep).collect();
-            (lapsed, tickets.front().map(|t| t.until), tickets.len())
+                .unwrap_or(pool.tickets.len());
+            let lapsed: Vec<Ticket> = pool.tickets.drain(..keep).collect();
+            (
+                lapsed,
+                pool.tickets.front().map(|t| t.until),
+                pool.tickets.len(),
+            )
         };
         self.held.set(len as f64);
         drop(lapsed);
@@ -317,6 +375,62 @@ mod tests {
         pool.clear();
         assert!(pool.is_empty());
         assert_eq!(std::iter::from_fn(|| releases.try_recv().ok()).count(), 4);
+    }
+
+    #[test]
+    fn a_call_cancelled_before_its_answer_gives_its_place_back() {
+        let (book, mut releases) = book();
+        let pool = pool();
+        let asked = pool.ask(true, || book.ask());
+        let ids = asked.lease_ids();
+        assert_eq!(pool.asked(), PREFETCH_MAX);
+        // The request's future is dropped mid-call: no answer will ever come.
+        drop(asked);
+        assert_eq!(
+            pool.asked(),
+            0,
+            "prefetching does not stall on a cancelled call"
+        );
+        let mut back: Vec<_> = std::iter::from_fn(|| releases.try_recv().ok()).collect();
+        back.sort_unstable();
+        assert_eq!(back, ids, "Redis may have granted them: released");
+        assert_eq!(pool.ask(true, || book.ask()).count(), PREFETCH_MAX);
+    }
+
+    #[test]
+    fn an_answer_to_a_call_asked_before_a_clear_is_not_kept() {
+        let (book, mut releases) = book();
+        let pool = pool();
+        let asked = pool.ask(true, || book.ask());
+        let ids = asked.lease_ids();
+        // A rate change (or a fallback) while the call is out.
+        pool.clear();
+        pool.settle(asked, Some(3), true);
+        assert!(pool.is_empty(), "granted at the old rate: not kept");
+        let mut back: Vec<_> = std::iter::from_fn(|| releases.try_recv().ok()).collect();
+        back.sort_unstable();
+        assert_eq!(
+            back,
+            ids[..3],
+            "the three granted go back; the refused need not"
+        );
+        let asked = pool.ask(true, || book.ask());
+        pool.settle(asked, Some(2), true);
+        assert_eq!(pool.len(), 2, "a call asked after the clear is kept");
+    }
+
+    #[test]
+    fn the_pool_and_the_calls_out_never_hold_more_than_the_maximum() {
+        let (book, _releases) = book();
+        let pool = pool();
+        let first = pool.ask(true, || book.ask());
+        let second = pool.ask(true, || book.ask());
+        assert_eq!((first.count(), second.count()), (PREFETCH_MAX, 0));
+        pool.settle(first, Some(PREFETCH_MAX), true);
+        assert_eq!(pool.ask(true, || book.ask()).count(), 0, "the pool is full");
+        pool.settle(second, Some(0), true);
+        assert_eq!(pool.len(), PREFETCH_MAX);
+        assert_eq!(pool.asked(), 0);
     }
 
     #[tokio::test(start_paused = true)]

@@ -15,8 +15,8 @@
 ///
 /// KEYS: leases, tat, limit. ARGV: member, lease ttl (ms), concurrency limit (0 = none),
 /// rate to use when the `limit` hash has none (req/s), `required` (1: the admission itself
-/// is asked; 0: only prefetched ones), `want`, then `want` more lease members when
-/// `limit > 0`.
+/// is asked — its slot, and its lease when the member is not empty; 0: only prefetched
+/// ones), `want`, then `want` more lease members when `limit > 0`.
 ///
 /// Returns `{1, wait_us, in_use, extra}` (granted; go after `wait_us`; `in_use` leases
 /// counted with this one and the extras, 0 when no lease was asked; the first `extra`
@@ -38,12 +38,13 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local limit = tonumber(ARGV[3])
 local required = ARGV[5] == '1'
+local own = required and ARGV[1] ~= ''
 local want = tonumber(ARGV[6])
 local used = 0
 if limit > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
   used = redis.call('ZCARD', KEYS[1])
-  if required then
+  if own then
     if used >= limit then
       return {0, 0, used, 0}
     end
@@ -78,9 +79,9 @@ if rate and rate > 0 then
     redis.call('SET', KEYS[2], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1000)
   end
 end
-if limit > 0 and (required or extra > 0) then
+if limit > 0 and (own or extra > 0) then
   local deadline = now + tonumber(ARGV[2]) * 1000
-  if required then
+  if own then
     redis.call('ZADD', KEYS[1], deadline, ARGV[1])
   end
   for i = 1, extra do
