@@ -567,27 +567,16 @@ async fn the_shared_adaptive_limiter_learns_the_keys_request_rate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_back_from_an_outage_reserves_its_share_until_it_switches() {
     use zai_proxy::ratelimit::leases::LeaseId;
-    use zai_proxy::ratelimit::shared::{Admit, SharedBudget, SharedMetrics};
+    use zai_proxy::ratelimit::shared::Admit;
     if !gate("a_replica_back_from_an_outage_reserves_its_share_until_it_switches") {
         return;
     }
     let _serial = SERIAL.lock().await;
     let server = RedisServer::start().unwrap();
-    let url = zai_proxy::ApiKey::new(server.url());
-    let key = zai_proxy::ApiKey::new(KEY);
-    let replica = || {
-        let metrics = zai_proxy::Metrics::new(
-            "test",
-            &zai_proxy::config::BuildInfo::default(),
-            10,
-            &[],
-            "glm-4",
-        )
-        .unwrap();
-        let shared_metrics = SharedMetrics::register(&metrics, "production");
-        SharedBudget::new(&url, &key, Some(4), shared_metrics).unwrap()
-    };
-    let (on_redis, local) = (replica(), replica());
+    let (on_redis, local) = (
+        other_replica(&server.url(), 4),
+        other_replica(&server.url(), 4),
+    );
     let granted = |a: &Admit| matches!(a, Admit::Granted { .. });
     // `local` admits locally (share 2 of 4), holds one lease, and its heartbeat succeeds.
     local.heartbeat(&[LeaseId(1)], 1, 10.0, 10.0).await.unwrap();
@@ -619,7 +608,7 @@ async fn limiters_admitting_locally_after_a_restart_reserve_their_shares_in_redi
     use zai_proxy::config::{ApiKey, BudgetSettings, BuildInfo, RateLimitSettings};
     use zai_proxy::ratelimit::Limiter;
     use zai_proxy::ratelimit::leases::LeaseId;
-    use zai_proxy::ratelimit::shared::{Admit, SharedBudget, SharedMetrics};
+    use zai_proxy::ratelimit::shared::Admit;
     if !gate("limiters_admitting_locally_after_a_restart_reserve_their_shares_in_redis") {
         return;
     }
@@ -670,13 +659,7 @@ async fn limiters_admitting_locally_after_a_restart_reserve_their_shares_in_redi
     }
     assert!(all(false), "both fell back");
     server.restart().unwrap();
-    let observer = SharedBudget::new(
-        &url,
-        &key,
-        Some(4),
-        SharedMetrics::register(&metrics(), "production"),
-    )
-    .unwrap();
+    let observer = other_replica(&server.url(), 4);
     // Until both are back on Redis, poll: a grant is given back at once (so the observer
     // never holds a lease); the budget must be seen full with both still local.
     let mut seen_full_while_local = false;
@@ -979,8 +962,13 @@ async fn overlap_limiter(
     limiter
 }
 
-/// Another replica of the same key, as the scripts see it (no limiter around it).
-fn other_replica(url: &str, budget: u32) -> zai_proxy::ratelimit::shared::SharedBudget {
+/// A replica of `key` as the scripts see it (no limiter around it), with this concurrency
+/// budget (none: slots of the rate only).
+fn replica_of(
+    url: &str,
+    key: &str,
+    budget: Option<u32>,
+) -> zai_proxy::ratelimit::shared::SharedBudget {
     let metrics = zai_proxy::Metrics::new(
         "test",
         &zai_proxy::config::BuildInfo::default(),
@@ -991,11 +979,16 @@ fn other_replica(url: &str, budget: u32) -> zai_proxy::ratelimit::shared::Shared
     .unwrap();
     zai_proxy::ratelimit::shared::SharedBudget::new(
         &zai_proxy::ApiKey::new(url.to_owned()),
-        &zai_proxy::ApiKey::new(KEY),
-        Some(budget),
+        &zai_proxy::ApiKey::new(key),
+        budget,
         zai_proxy::ratelimit::shared::SharedMetrics::register(&metrics, "production"),
     )
     .unwrap()
+}
+
+/// Another replica of the same key, as the scripts see it.
+fn other_replica(url: &str, budget: u32) -> zai_proxy::ratelimit::shared::SharedBudget {
+    replica_of(url, KEY, Some(budget))
 }
 
 /// Fills half of `budget` from another replica (lease ids 1000 and up), so that Redis
@@ -1197,21 +1190,7 @@ async fn redis_grants_ahead_only_within_half_the_budget_and_half_the_burst() {
     // Slots of the rate alone (another key's bucket, no budget): rate 10/s, burst 20,
     // tolerance 1.9 s. After one admission and 8 ahead, the bucket is 0.9 s ahead of now:
     // no more ahead until it drains back under half its tolerance.
-    let metrics = zai_proxy::Metrics::new(
-        "test",
-        &zai_proxy::config::BuildInfo::default(),
-        10,
-        &[],
-        "g",
-    )
-    .unwrap();
-    let rate_only = zai_proxy::ratelimit::shared::SharedBudget::new(
-        &zai_proxy::ApiKey::new(server.url()),
-        &zai_proxy::ApiKey::new("another-key"),
-        None,
-        zai_proxy::ratelimit::shared::SharedMetrics::register(&metrics, "production"),
-    )
-    .unwrap();
+    let rate_only = replica_of(&server.url(), "another-key", None);
     let first = std::time::Instant::now();
     let got = rate_only
         .admit_ahead(None, Ahead::Slots(PREFETCH_MAX), 10.0)

@@ -310,7 +310,7 @@ async fn run(args: Args, targets: &[SummaryTarget]) -> anyhow::Result<i32> {
             seed: run_seed,
         };
         let parallel = args.jobs > 1;
-        let runs = futures::stream::iter(selection.scenarios.iter().enumerate())
+        let mut runs: Vec<_> = futures::stream::iter(selection.scenarios.iter().enumerate())
             .map(|(i, scenario)| {
                 let hold =
                     args.hold && run + 1 == seeds.len() && i + 1 == selection.scenarios.len();
@@ -369,10 +369,9 @@ async fn run(args: Args, targets: &[SummaryTarget]) -> anyhow::Result<i32> {
                 }
             })
             .buffer_unordered(args.jobs)
-            .collect::<Vec<_>>()
+            .collect()
             .await;
         // Reported in the selection's order, whatever order they finished in.
-        let mut runs = runs;
         runs.sort_by_key(|(i, _, _)| *i);
         for (_, scenario, outcome) in runs {
             let result = match outcome {

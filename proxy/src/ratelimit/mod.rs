@@ -470,32 +470,35 @@ impl Limiter {
             tokio::select! {
                 biased;
                 () = cancel.cancelled() => break,
-                () = self.prefetched.refill_wanted() => {
-                    if shared.is_up() {
-                        let asked = self.prefetched.ask(self.lease_wanted, || self.leases.ask());
-                        if asked.count() > 0 {
-                            let rate = self.lock().controller.current_rate();
-                            let ids = asked.lease_ids();
-                            let ahead =
-                                shared::Ahead::asked(self.lease_wanted, &ids, asked.count());
-                            match shared.prefetch(ahead, rate).await {
-                                Ok(granted) => {
-                                    self.prefetched.settle(asked, Some(granted), shared.is_up());
-                                }
-                                Err(e) => {
-                                    self.prefetched.settle(asked, None, false);
-                                    self.fall_back(shared, &e);
-                                }
-                            }
-                        }
-                    }
-                }
+                () = self.prefetched.refill_wanted() => self.refill(shared).await,
                 () = self.prefetched.added() => {}
                 () = lapse => {}
             }
             next_lapse = self.prefetched.purge();
         }
         self.prefetched.clear();
+    }
+
+    /// One refill call of [`Self::prefetch_loop`]: asks ahead what keeps the pool full, while
+    /// admission goes through Redis; a failed call falls back as an admission call would.
+    async fn refill(&self, shared: &SharedBudget) {
+        if !shared.is_up() {
+            return;
+        }
+        let asked = self.prefetched.ask(self.lease_wanted, || self.leases.ask());
+        if asked.count() == 0 {
+            return;
+        }
+        let rate = self.lock().controller.current_rate();
+        let ids = asked.lease_ids();
+        let ahead = shared::Ahead::asked(self.lease_wanted, &ids, asked.count());
+        match shared.prefetch(ahead, rate).await {
+            Ok(granted) => self.prefetched.settle(asked, Some(granted), shared.is_up()),
+            Err(e) => {
+                self.prefetched.settle(asked, None, false);
+                self.fall_back(shared, &e);
+            }
+        }
     }
 
     /// A place for one more overlapping admission call, if the last answer left room.

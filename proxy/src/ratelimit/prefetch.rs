@@ -81,6 +81,13 @@ struct Pool {
     generation: u64,
 }
 
+impl Pool {
+    /// Admissions held (lapsed ones included).
+    fn held(&self) -> u32 {
+        u32::try_from(self.tickets.len()).unwrap_or(u32::MAX)
+    }
+}
+
 /// Admissions asked ahead in one call; [`Prefetched::settle`] takes the answer. Dropped
 /// without an answer (the request was cancelled mid-call), it gives back what it reserved:
 /// its place in the count of those asked, and its pending leases (queued for release, in
@@ -133,7 +140,7 @@ impl Prefetched {
 
     /// Admissions held now (lapsed ones included until the next take or purge).
     pub fn len(&self) -> u32 {
-        u32::try_from(self.lock().tickets.len()).unwrap_or(u32::MAX)
+        self.lock().held()
     }
 
     /// Whether none is held.
@@ -162,7 +169,7 @@ impl Prefetched {
                 }
                 lapsed.push(ticket);
             }
-            let left = u32::try_from(pool.tickets.len()).unwrap_or(u32::MAX);
+            let left = pool.held();
             (found, left, refill_due(left, pool.asked))
         };
         drop(lapsed);
@@ -181,8 +188,7 @@ impl Prefetched {
     pub fn ask(&self, leases: bool, ask_lease: impl Fn() -> Pending) -> Asked<'_> {
         let (count, generation) = {
             let mut pool = self.lock();
-            let pooled = u32::try_from(pool.tickets.len()).unwrap_or(u32::MAX);
-            let count = prefetch_want(pooled, pool.asked);
+            let count = prefetch_want(pool.held(), pool.asked);
             pool.asked += count;
             (count, pool.generation)
         };
@@ -291,7 +297,7 @@ impl Prefetched {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ratelimit::leases::LeaseBook;
+    use crate::ratelimit::leases::{LeaseBook, LeaseId};
     use std::sync::Arc;
     use tokio::sync::mpsc;
 
@@ -302,13 +308,17 @@ mod tests {
         )
     }
 
-    fn book() -> (
-        Arc<LeaseBook>,
-        mpsc::UnboundedReceiver<super::super::leases::LeaseId>,
-    ) {
+    fn book() -> (Arc<LeaseBook>, mpsc::UnboundedReceiver<LeaseId>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let gauge = Gauge::new("leases", "leases").expect("valid");
         (Arc::new(LeaseBook::new(20, Some(tx), gauge)), rx)
+    }
+
+    /// The lease ids queued for release so far, sorted.
+    fn released(releases: &mut mpsc::UnboundedReceiver<LeaseId>) -> Vec<LeaseId> {
+        let mut ids: Vec<_> = std::iter::from_fn(|| releases.try_recv().ok()).collect();
+        ids.sort_unstable();
+        ids
     }
 
     #[test]
@@ -345,9 +355,11 @@ mod tests {
         assert_eq!(releases.try_recv().ok(), Some(ids[0]));
         tokio::time::advance(PREFETCH_TTL).await;
         assert!(pool.take().is_none(), "lapsed");
-        let mut given_back: Vec<_> = std::iter::from_fn(|| releases.try_recv().ok()).collect();
-        given_back.sort_unstable();
-        assert_eq!(given_back, ids[1..3], "lapsed leases go back to Redis");
+        assert_eq!(
+            released(&mut releases),
+            ids[1..3],
+            "lapsed leases go back to Redis"
+        );
         assert_eq!(book.in_flight(), 0);
     }
 
@@ -358,23 +370,25 @@ mod tests {
         let asked = pool.ask(true, || book.ask());
         let ids = asked.lease_ids();
         pool.settle(asked, None, true);
-        let mut back: Vec<_> = std::iter::from_fn(|| releases.try_recv().ok()).collect();
-        back.sort_unstable();
-        assert_eq!(back, ids, "unknown what Redis did: all released");
+        assert_eq!(
+            released(&mut releases),
+            ids,
+            "unknown what Redis did: all released"
+        );
         let asked = pool.ask(true, || book.ask());
         let ids = asked.lease_ids();
         pool.settle(asked, Some(2), false);
         assert!(pool.is_empty(), "not kept");
         assert_eq!(
-            std::iter::from_fn(|| releases.try_recv().ok()).count(),
-            2,
-            "granted but not kept: given back ({ids:?})"
+            released(&mut releases),
+            ids[..2],
+            "granted but not kept: given back"
         );
         let asked = pool.ask(true, || book.ask());
         pool.settle(asked, Some(4), true);
         pool.clear();
         assert!(pool.is_empty());
-        assert_eq!(std::iter::from_fn(|| releases.try_recv().ok()).count(), 4);
+        assert_eq!(released(&mut releases).len(), 4);
     }
 
     #[test]
@@ -391,9 +405,11 @@ mod tests {
             0,
             "prefetching does not stall on a cancelled call"
         );
-        let mut back: Vec<_> = std::iter::from_fn(|| releases.try_recv().ok()).collect();
-        back.sort_unstable();
-        assert_eq!(back, ids, "Redis may have granted them: released");
+        assert_eq!(
+            released(&mut releases),
+            ids,
+            "Redis may have granted them: released"
+        );
         assert_eq!(pool.ask(true, || book.ask()).count(), PREFETCH_MAX);
     }
 
@@ -407,10 +423,8 @@ mod tests {
         pool.clear();
         pool.settle(asked, Some(3), true);
         assert!(pool.is_empty(), "granted at the old rate: not kept");
-        let mut back: Vec<_> = std::iter::from_fn(|| releases.try_recv().ok()).collect();
-        back.sort_unstable();
         assert_eq!(
-            back,
+            released(&mut releases),
             ids[..3],
             "the three granted go back; the refused need not"
         );

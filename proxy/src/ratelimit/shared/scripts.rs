@@ -10,7 +10,8 @@
 //! * `replicas` — sorted set: replica id → last heartbeat (ms).
 
 /// Takes one admission: a lease (when `limit > 0`) and a slot of the GCRA bucket, plus up
-/// to `want` more granted ahead of use ("prefetched", see [`super::policy::prefetch_want`])
+/// to `want` more granted ahead of use ("prefetched", see
+/// [`crate::ratelimit::prefetch::prefetch_want`])
 /// while the fleet has headroom.
 ///
 /// KEYS: leases, tat, limit. ARGV: member, lease ttl (ms), concurrency limit (0 = none),
@@ -58,8 +59,7 @@ if rate and rate > 0 then
   local interval = 1000000 / rate
   local burst = math.max(1, math.floor(2 * rate))
   local tolerance = (burst - 1) * interval
-  local stored = redis.call('GET', KEYS[2])
-  local tat = tonumber(stored or now)
+  local tat = tonumber(redis.call('GET', KEYS[2]) or now)
   if tat < now then tat = now end
   local changed = false
   if required then
